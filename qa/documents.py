@@ -1,0 +1,385 @@
+"""Documents to passages: loading, cleaning, sentence splitting and chunking.
+
+Everything here is a pure function over a document's text that works in character
+offsets of that text, so that every passage can point back into its source:
+``passage.text == document.text[passage.start:passage.end]`` always holds.
+Cleaning never rewrites text; it only decides which spans are content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+Span = tuple[int, int]
+TokenCounter = Callable[[str], int]
+
+# Bump when splitting or chunking changes in a way that changes passages: indexes
+# built by an older chunker are then detected as stale and rebuilt.
+CHUNKER_VERSION = 1
+
+
+class DocumentError(Exception):
+    """A document can't be read as text; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class Document:
+    """A text document and where it came from.
+
+    ``text`` is the UTF-8 decoded content (a leading byte-order mark removed);
+    passage offsets are character offsets into it.
+    """
+
+    source: str
+    text: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A span of a document that is embedded and returned as an answer.
+
+    ``title`` is the document's title, kept as context for the passage's embedding
+    (it is not part of ``text``).
+    """
+
+    text: str
+    source: str
+    start: int
+    end: int
+    title: str | None = None
+
+    def to_dict(self) -> dict:
+        """Return the passage as a JSON-ready dict."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ChunkSettings:
+    """How documents are cut into passages; stored in the index manifest.
+
+    ``max_tokens`` bounds each passage in model tokens, including the title context
+    and the model's prompt, so the model never truncates a passage silently.
+    """
+
+    max_tokens: int = 160
+    title_as_context: bool = True
+    chunker_version: int = CHUNKER_VERSION
+
+    def to_dict(self) -> dict:
+        """Return the settings as a JSON-ready dict (compared to detect stale indexes)."""
+        return asdict(self)
+
+
+def read_document(path: Path, source: str | None = None) -> Document:
+    """Read a UTF-8 text file into a :class:`Document`.
+
+    Takes the path to read and, optionally, the name to record as its source
+    (default: the resolved path). Raises :class:`DocumentError` with a one-line
+    reason when the file is missing, unreadable, binary or not UTF-8.
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise DocumentError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise DocumentError(f"{path}: is a directory, not a text file") from None
+    except PermissionError:
+        raise DocumentError(f"{path}: permission denied") from None
+    except OSError as exc:
+        raise DocumentError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    return document_from_bytes(data, source or str(path.resolve()), display=str(path))
+
+
+def document_from_bytes(data: bytes, source: str, display: str | None = None) -> Document:
+    """Decode raw file bytes into a :class:`Document`, rejecting non-text content.
+
+    ``display`` names the file in error messages (default: ``source``).
+    """
+    name = display or source
+    if b"\x00" in data:
+        raise DocumentError(f"{name}: looks like a binary file, not UTF-8 text")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DocumentError(
+            f"{name}: is not UTF-8 text (invalid byte at offset {exc.start})"
+        ) from None
+    return Document(source=source, text=text, sha256=hashlib.sha256(data).hexdigest())
+
+
+# --- cleaning -------------------------------------------------------------------
+
+_COUNTER_WORDS = (
+    r"views?|reads?|shares?|comments?|likes?|kali\s+dibaca|dibaca|dilihat|"
+    r"komentar|suka|dibagikan|x\s+dibaca"
+)
+_DEBRIS_PATTERNS = [
+    # A view/share counter, alone or glued to a section name: "Internasional057 views".
+    re.compile(rf"^[\w\s./|·-]{{0,40}}?\d[\d.,]*\s*[kKmM]?\s*({_COUNTER_WORDS})\W*$", re.I),
+    re.compile(r"^\W*(baca\s+juga|read\s+more|lihat\s+juga|simak\s+juga)\b.*$", re.I),
+    re.compile(
+        r"^\W*(advertisement|iklan|scroll\s+to\s+(continue|resume)(\s+with\s+content)?|"
+        r"share(\s+this)?|bagikan|tweet|copy\s+link|salin\s+tautan)\W*$",
+        re.I,
+    ),
+]
+
+
+def is_debris(line: str) -> bool:
+    """Return True for a line that is web-page debris, not content.
+
+    Catches view and share counters ("Internasional057 views"), "Baca juga" links,
+    advertisement markers, and lines without a single letter.
+    """
+    stripped = line.strip()
+    if not stripped:
+        return True
+    if not any(ch.isalpha() for ch in stripped):
+        return True
+    return any(p.match(stripped) for p in _DEBRIS_PATTERNS)
+
+
+def _lines(text: str) -> Iterator[Span]:
+    start = 0
+    for match in re.finditer(r"\r\n|\r|\n", text):
+        yield start, match.start()
+        start = match.end()
+    yield start, len(text)
+
+
+def _trim(text: str, start: int, end: int) -> Span:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end
+
+
+def content_paragraphs(text: str) -> list[Span]:
+    """Split a document into paragraphs of content, dropping debris lines.
+
+    Paragraphs are separated by blank lines. Debris lines (see :func:`is_debris`)
+    are dropped and also end a paragraph. Returns trimmed ``(start, end)`` spans.
+    """
+    paragraphs: list[Span] = []
+    current: Span | None = None
+    for start, end in _lines(text):
+        line = text[start:end]
+        if is_debris(line):
+            if current:
+                paragraphs.append(current)
+            current = None
+            continue
+        s, e = _trim(text, start, end)
+        current = (current[0], e) if current else (s, e)
+    if current:
+        paragraphs.append(current)
+    return paragraphs
+
+
+def find_title(text: str, paragraphs: list[Span]) -> Span | None:
+    """Return the span of the document's title, or None when it has none.
+
+    The title is a short first paragraph on one line that doesn't end like a
+    sentence, followed by more content: the headline of an article.
+    """
+    if len(paragraphs) < 2:
+        return None
+    start, end = paragraphs[0]
+    first = text[start:end]
+    if "\n" in first or "\r" in first or len(first) > 200:
+        return None
+    if first.rstrip()[-1:] in ".!?;:,":
+        return None
+    return start, end
+
+
+# --- sentences ------------------------------------------------------------------
+
+_ABBREVIATIONS = {
+    "mr", "mrs", "ms", "dr", "prof", "st", "jr", "sr", "vs", "etc", "e.g", "i.e", "no",
+    "nos", "vol", "fig", "inc", "ltd", "co", "corp", "gen", "col", "lt", "sgt", "rev",
+    "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec",
+    "dll", "dsb", "dst", "jl", "jln", "rp", "hlm", "tel", "bpk", "sdr", "ir", "drs", "h",
+    "hj", "kh", "s.h", "s.e", "m.si", "u.s", "u.k", "a.s",
+}
+_SENTENCE_END = re.compile(r"[.!?…]+[\"'”’»)\]]*(?=\s+|$)")
+_NEXT_STARTS_SENTENCE = re.compile(r"\s+[\"'“‘«(\[]?[\w\d]")
+
+
+def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[Span]:
+    """Split ``text[start:end]`` into sentences and return their trimmed spans.
+
+    A sentence ends at ``.``, ``!``, ``?`` or ``…`` (plus closing quotes or brackets)
+    followed by white space and a word that does not start in lower case, unless the
+    word before the dot is a known abbreviation or a single initial ("J. Biden").
+    Line breaks inside a paragraph are treated as white space. Every character of
+    the range other than white space belongs to exactly one sentence.
+    """
+    end = len(text) if end is None else end
+    spans: list[Span] = []
+    sentence_start = start
+    for match in _SENTENCE_END.finditer(text, start, end):
+        stop = match.end()
+        follower = _NEXT_STARTS_SENTENCE.match(text, stop, end)
+        if stop < end and (follower is None or text[follower.end() - 1].islower()):
+            continue
+        if text[match.start()] == "." and _ends_with_abbreviation(text, sentence_start, match.start()):
+            continue
+        s, e = _trim(text, sentence_start, stop)
+        if s < e:
+            spans.append((s, e))
+        sentence_start = stop
+    s, e = _trim(text, sentence_start, end)
+    if s < e:
+        spans.append((s, e))
+    return spans
+
+
+def _ends_with_abbreviation(text: str, sentence_start: int, dot: int) -> bool:
+    word_start = dot
+    while word_start > sentence_start and not text[word_start - 1].isspace():
+        word_start -= 1
+    word = text[word_start:dot].lstrip("\"'“‘(«[").lower()
+    if not word:
+        return False
+    if len(word) == 1 and word.isalpha():
+        return True
+    return word in _ABBREVIATIONS
+
+
+# --- chunking -------------------------------------------------------------------
+
+
+def split_long_span(text: str, span: Span, count_tokens: TokenCounter, max_tokens: int) -> list[Span]:
+    """Cut one span that is over ``max_tokens`` into pieces that fit, at word boundaries.
+
+    A single word longer than the budget (or text without spaces) is cut between
+    characters. Returns trimmed spans that cover every non-space character.
+    """
+    start, end = span
+    pieces: list[Span] = []
+    words = [(m.start(), m.end()) for m in re.finditer(r"\S+", text[start:end])]
+    words = [(start + s, start + e) for s, e in words]
+    piece_start: int | None = None
+    piece_end = start
+    for ws, we in words:
+        if piece_start is None:
+            candidate_start = ws
+        else:
+            candidate_start = piece_start
+        if count_tokens(text[candidate_start:we]) <= max_tokens:
+            piece_start, piece_end = candidate_start, we
+            continue
+        if piece_start is not None:
+            pieces.append((piece_start, piece_end))
+        if count_tokens(text[ws:we]) <= max_tokens:
+            piece_start, piece_end = ws, we
+        else:
+            cut = _split_characters(text, (ws, we), count_tokens, max_tokens)
+            pieces.extend(cut[:-1])
+            piece_start, piece_end = cut[-1]
+    if piece_start is not None:
+        pieces.append((piece_start, piece_end))
+    return pieces
+
+
+def _split_characters(text: str, span: Span, count_tokens: TokenCounter, max_tokens: int) -> list[Span]:
+    start, end = span
+    pieces: list[Span] = []
+    while start < end:
+        lo, hi = start + 1, end
+        while lo < hi:  # largest prefix that fits, by binary search
+            mid = (lo + hi + 1) // 2
+            if count_tokens(text[start:mid]) <= max_tokens:
+                lo = mid
+            else:
+                hi = mid - 1
+        pieces.append((start, lo))
+        start = lo
+    return pieces
+
+
+def pack_sentences(
+    text: str, sentences: list[Span], count_tokens: TokenCounter, max_tokens: int
+) -> list[Span]:
+    """Group consecutive sentences into chunks of at most ``max_tokens`` tokens.
+
+    Sentences stay whole unless one alone is over budget, in which case it is cut
+    with :func:`split_long_span`. Returns ``(start, end)`` spans in document order.
+    """
+    chunks: list[Span] = []
+    current: Span | None = None
+    current_tokens = 0
+    for span in sentences:
+        tokens = count_tokens(text[span[0] : span[1]])
+        pieces = [span] if tokens <= max_tokens else split_long_span(text, span, count_tokens, max_tokens)
+        for piece in pieces:
+            piece_tokens = tokens if piece == span else count_tokens(text[piece[0] : piece[1]])
+            if current is not None and current_tokens + piece_tokens <= max_tokens:
+                current = (current[0], piece[1])
+                current_tokens += piece_tokens
+                continue
+            if current is not None:
+                chunks.append(current)
+            current, current_tokens = piece, piece_tokens
+    if current is not None:
+        chunks.append(current)
+    return chunks
+
+
+def normalize_for_model(text: str) -> str:
+    """Return text as the model should see it: NFC, white space collapsed.
+
+    The model's tokenizer expects NFC input, and line breaks inside a passage carry
+    no meaning for it.
+    """
+    return " ".join(unicodedata.normalize("NFC", text).split())
+
+
+def passage_model_text(passage: Passage, settings: ChunkSettings) -> str:
+    """Return the text embedded for a passage: its title as context, then its text."""
+    body = normalize_for_model(passage.text)
+    if settings.title_as_context and passage.title:
+        return f"{normalize_for_model(passage.title)}. {body}"
+    return body
+
+
+def chunk_document(document: Document, count_tokens: TokenCounter, settings: ChunkSettings) -> list[Passage]:
+    """Cut a document into passages bounded in model tokens.
+
+    Takes the document, a function counting model tokens of a text (including the
+    model's prompt and special tokens, so the budget is what the model sees), and the
+    chunk settings. Debris is dropped, the title becomes context of every passage
+    rather than a passage of its own, sentences stay whole, and passages never cross
+    paragraphs. Returns passages in document order.
+    """
+    text = document.text
+    paragraphs = content_paragraphs(text)
+    title_span = find_title(text, paragraphs)
+    title = text[title_span[0] : title_span[1]] if title_span else None
+    if title_span:
+        paragraphs = paragraphs[1:]
+    overhead = count_tokens("")
+    if settings.title_as_context and title:
+        overhead = count_tokens(f"{normalize_for_model(title)}. ")
+    budget = max(settings.max_tokens - overhead, 16)
+
+    def body_tokens(piece: str) -> int:
+        return count_tokens(normalize_for_model(piece)) - count_tokens("")
+
+    passages: list[Passage] = []
+    for p_start, p_end in paragraphs:
+        sentences = split_sentences(text, p_start, p_end)
+        for start, end in pack_sentences(text, sentences, body_tokens, budget):
+            passages.append(Passage(text[start:end], document.source, start, end, title))
+    if not passages and title_span:
+        start, end = title_span
+        passages.append(Passage(text[start:end], document.source, start, end, None))
+    return passages

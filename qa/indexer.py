@@ -1,0 +1,208 @@
+"""Building an index from documents, and telling when an index is out of date."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from qa.documents import ChunkSettings, Document, Passage, chunk_document, passage_model_text, read_document
+from qa.embedder import Embedder, model_probe, same_model
+from qa.paths import BUNDLED_ARTICLE, cache_dir
+from qa.store import write_index, writer_lock
+
+BACKGROUND_FILES = ("background_id.txt", "background_en.txt")
+Notify = Callable[[str], None]
+PassageProgress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class IndexReport:
+    """What a build did: where, how many documents and passages, how long it took."""
+
+    directory: Path
+    documents: int
+    passages: int
+    seconds: float
+
+
+def chunk_settings_for(embedder: Embedder) -> ChunkSettings:
+    """Return the chunk settings used with ``embedder``: defaults, capped by its window."""
+    defaults = ChunkSettings()
+    return ChunkSettings(max_tokens=min(defaults.max_tokens, embedder.max_tokens))
+
+
+def read_documents(paths: Sequence[Path]) -> list[Document]:
+    """Read every path as a text document, failing on the first bad one.
+
+    Raises :class:`qa.documents.DocumentError` before anything is embedded or written,
+    so a bad file never costs the existing index anything.
+    """
+    documents = []
+    seen = set()
+    for path in paths:
+        document = read_document(path)
+        if document.source not in seen:
+            seen.add(document.source)
+            documents.append(document)
+    return documents
+
+
+def background_texts() -> list[str]:
+    """Return the bundled texts about unrelated topics (the null model for "no answer")."""
+    data = Path(__file__).parent / "data"
+    texts = []
+    for name in BACKGROUND_FILES:
+        path = data / name
+        if path.exists():
+            texts.extend(line.strip() for line in path.read_text(encoding="utf-8").splitlines())
+    return [t for t in texts if t]
+
+
+def background_vectors(embedder: Embedder, probe: np.ndarray) -> np.ndarray:
+    """Embed the background texts with ``embedder``, cached per model on disk.
+
+    The cache key is the model's probe vector and the texts, so another model, or
+    other texts, never reuse a stale cache entry.
+    """
+    texts = background_texts()
+    key = hashlib.sha256(probe.astype(np.float32).tobytes() + "\n".join(texts).encode()).hexdigest()[:24]
+    path = cache_dir() / "background" / f"{key}.npy"
+    try:
+        cached = np.load(path, allow_pickle=False)
+        if cached.shape == (len(texts), probe.shape[0]):
+            return cached
+    except (OSError, ValueError):
+        pass
+    vectors = embedder.embed_passages(texts) if texts else np.zeros((0, probe.shape[0]), np.float32)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        with open(tmp, "wb") as handle:
+            np.save(handle, vectors, allow_pickle=False)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a cache that can't be written only costs time
+    return vectors
+
+
+def _document_record(document: Document, passages: int, now: str) -> dict:
+    path = Path(document.source)
+    bundled = path == BUNDLED_ARTICLE.resolve()
+    stat = path.stat() if path.exists() else None
+    return {
+        "source": document.source,
+        "bundled": bundled,
+        "sha256": document.sha256,
+        "size": stat.st_size if stat else None,
+        "mtime_ns": stat.st_mtime_ns if stat else None,
+        "passages": passages,
+        "added": now,
+    }
+
+
+def build_index(
+    index_dir: Path,
+    paths: Sequence[Path],
+    embedder: Embedder,
+    notify: Notify | None = None,
+    progress: PassageProgress | None = None,
+) -> IndexReport:
+    """Build the index of ``paths`` in ``index_dir`` with ``embedder``, replacing the old one.
+
+    Documents are read and validated first, then chunked and embedded, and only then
+    is the writer lock taken and the new generation written atomically. ``notify``
+    receives one-line status messages and ``progress(done, total)`` follows the
+    passage embedding. Returns an :class:`IndexReport`.
+    """
+    started = time.perf_counter()
+    documents = read_documents(paths)
+    settings = chunk_settings_for(embedder)
+    passages: list[Passage] = []
+    per_document: list[int] = []
+    titles: list[str | None] = []
+    for document in documents:
+        chunks = chunk_document(document, embedder.count_tokens, settings)
+        passages.extend(chunks)
+        per_document.append(len(chunks))
+        titles.append(chunks[0].title if chunks else None)
+    if notify:
+        notify(f"embedding {len(passages)} passages from {len(documents)} document(s)")
+    texts = [passage_model_text(p, settings) for p in passages]
+    vectors = embedder.embed_passages(texts, progress=progress) if texts else np.zeros((0, embedder.dim), np.float32)
+    probe = model_probe(embedder)
+    background = background_vectors(embedder, probe)
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    records = []
+    for document, count, title in zip(documents, per_document, titles):
+        record = _document_record(document, count, now)
+        record["title"] = title
+        records.append(record)
+    manifest = {
+        "created": now,
+        "model": {"name": embedder.name, "probe": [round(float(x), 6) for x in probe]},
+        "chunking": settings.to_dict(),
+        "documents": records,
+        "n_passages": len(passages),
+    }
+    with writer_lock(index_dir):
+        write_index(index_dir, manifest, passages, vectors, background)
+    return IndexReport(index_dir, len(documents), len(passages), time.perf_counter() - started)
+
+
+def document_path(record: dict) -> Path:
+    """Return where to read a manifest's document now (the bundled article moves with qa)."""
+    return BUNDLED_ARTICLE.resolve() if record.get("bundled") else Path(record["source"])
+
+
+def changed_documents(manifest: dict) -> list[str]:
+    """Return one reason per document of ``manifest`` that changed or vanished on disk.
+
+    A document whose size and modification time are unchanged is trusted without
+    reading it; otherwise its content hash decides, so touching a file is not a change.
+    """
+    reasons = []
+    for record in manifest.get("documents", []):
+        path = document_path(record)
+        try:
+            stat = path.stat()
+        except OSError:
+            reasons.append(f"{path} is missing")
+            continue
+        if stat.st_size == record.get("size") and stat.st_mtime_ns == record.get("mtime_ns"):
+            continue
+        try:
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError:
+            reasons.append(f"{path} can't be read")
+            continue
+        if digest != record.get("sha256"):
+            reasons.append(f"{path} changed")
+    return reasons
+
+
+def stale_reasons(manifest: dict, embedder: Embedder, probe: np.ndarray | None = None) -> list[str]:
+    """Return why the index described by ``manifest`` is out of date for ``embedder``.
+
+    Checks the documents on disk, the chunking settings, and that the model embeds
+    the probe text as it did at build time. An empty list means the index is fresh.
+    """
+    reasons = changed_documents(manifest)
+    if manifest.get("chunking") != chunk_settings_for(embedder).to_dict():
+        reasons.append("the chunking settings changed")
+    stored = np.asarray(manifest.get("model", {}).get("probe", []), dtype=np.float32)
+    probe = model_probe(embedder) if probe is None else probe
+    if not same_model(stored, probe):
+        reasons.append(f"the model '{embedder.name}' now gives different vectors")
+    return reasons
+
+
+def source_paths(manifest: dict) -> list[Path]:
+    """Return the paths of the documents an index was built from, to rebuild it."""
+    return [document_path(record) for record in manifest.get("documents", [])]

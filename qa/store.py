@@ -1,0 +1,315 @@
+"""The index on disk: FAISS vectors, passages and a manifest, written atomically.
+
+Layout of an index directory::
+
+    CURRENT              "<generation> <sha256 of its manifest>", replaced atomically
+    .lock                taken by writers, so that two builds never interleave
+    gen-<id>/            one complete, immutable generation of the index
+        manifest.json    format version, model, chunking, documents, file checksums
+        vectors.faiss    normalised passage vectors, inner-product search
+        passages.jsonl   one passage per line: document number, offsets, text
+        background.npy   vectors of unrelated text, the null model for "no answer"
+
+A build writes a new generation beside the old one and then swaps ``CURRENT``, so a
+reader (or a crash at any moment) only ever sees the old index or the new one. Every
+file is checked against the checksums in the manifest, and the manifest against
+``CURRENT``, before it is used. Nothing loaded from an index can execute code: JSON,
+FAISS's own format, and ``.npy`` with pickles disabled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from qa.documents import Passage
+
+FORMAT_VERSION = 1
+CURRENT = "CURRENT"
+LOCK = ".lock"
+MANIFEST = "manifest.json"
+VECTORS = "vectors.faiss"
+PASSAGES = "passages.jsonl"
+BACKGROUND = "background.npy"
+GENERATIONS_KEPT = 2
+
+
+class StoreError(Exception):
+    """Something is wrong with an index directory; the message is one line for the user."""
+
+
+class IndexMissing(StoreError):
+    """There is no index in the directory yet."""
+
+
+class IndexCorrupt(StoreError):
+    """An index file is damaged, truncated, or does not belong to this index."""
+
+
+class IndexBusy(StoreError):
+    """Another process is writing the index."""
+
+
+@dataclass
+class Snapshot:
+    """One consistent generation of an index, loaded and verified.
+
+    ``index`` is the FAISS index over ``passages`` (row ``i`` is passage ``i``);
+    ``background`` holds vectors of unrelated text used to judge "no answer".
+    """
+
+    directory: Path
+    manifest: dict
+    passages: list[Passage]
+    index: object
+    background: np.ndarray
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Return ``(scores, ids)`` of the ``k`` passages closest to each query row.
+
+        Scores are inner products of unit vectors (cosines), best first; ids are
+        passage numbers. ``k`` larger than the index is capped.
+        """
+        k = max(1, min(k, len(self.passages)))
+        scores, ids = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+        return scores, ids
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _read_current(index_dir: Path) -> tuple[str, str]:
+    try:
+        words = (index_dir / CURRENT).read_text(encoding="ascii").split()
+    except FileNotFoundError:
+        raise IndexMissing(f"no index in {index_dir} yet") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise IndexCorrupt(f"index at {index_dir} is damaged: cannot read {CURRENT} ({exc})") from None
+    if len(words) != 2 or not words[0].startswith("gen-") or "/" in words[0]:
+        raise IndexCorrupt(f"index at {index_dir} is damaged: {CURRENT} is not valid")
+    return words[0], words[1]
+
+
+def index_exists(index_dir: Path) -> bool:
+    """Return True when ``index_dir`` holds an index (valid or not)."""
+    return (index_dir / CURRENT).exists()
+
+
+def read_index(index_dir: Path) -> Snapshot:
+    """Load and verify the current generation of the index in ``index_dir``.
+
+    Raises :class:`IndexMissing` when there is none and :class:`IndexCorrupt` when
+    any file fails its checksum or can't be parsed. A generation replaced by a
+    concurrent writer while being read is retried on the new one.
+    """
+    for attempt in range(5):
+        generation, manifest_sha = _read_current(index_dir)
+        try:
+            return _read_generation(index_dir, generation, manifest_sha)
+        except FileNotFoundError:
+            if _read_current(index_dir)[0] == generation and attempt:
+                raise IndexCorrupt(
+                    f"index at {index_dir} is damaged: generation {generation} is missing"
+                ) from None
+            time.sleep(0.05)
+    raise IndexCorrupt(f"index at {index_dir} keeps changing while being read")
+
+
+def _read_generation(index_dir: Path, generation: str, manifest_sha: str) -> Snapshot:
+    gen_dir = index_dir / generation
+    damaged = f"index at {index_dir} is damaged"
+    manifest_bytes = (gen_dir / MANIFEST).read_bytes()
+    if hashlib.sha256(manifest_bytes).hexdigest() != manifest_sha:
+        raise IndexCorrupt(f"{damaged}: {MANIFEST} does not match its checksum")
+    try:
+        manifest = json.loads(manifest_bytes)
+    except ValueError:
+        raise IndexCorrupt(f"{damaged}: {MANIFEST} is not valid JSON") from None
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise IndexCorrupt(
+            f"index at {index_dir} has format version {version}; this qa reads version "
+            f"{FORMAT_VERSION}: rebuild it with `qa index`"
+        )
+    for name in (VECTORS, PASSAGES, BACKGROUND):
+        expected = manifest.get("files", {}).get(name, {}).get("sha256")
+        if expected is None or _sha256(gen_dir / name) != expected:
+            raise IndexCorrupt(f"{damaged}: {name} does not match its checksum")
+
+    import faiss
+
+    try:
+        index = faiss.read_index(str(gen_dir / VECTORS))
+        background = np.load(gen_dir / BACKGROUND, allow_pickle=False)
+        documents = manifest["documents"]
+        passages = []
+        with open(gen_dir / PASSAGES, encoding="utf-8") as handle:
+            for line in handle:
+                row = json.loads(line)
+                doc = documents[row["doc"]]
+                passages.append(
+                    Passage(row["text"], doc["source"], row["start"], row["end"], doc.get("title"))
+                )
+    except (RuntimeError, ValueError, KeyError, IndexError, TypeError) as exc:
+        raise IndexCorrupt(f"{damaged}: {type(exc).__name__}") from None
+    if index.ntotal != len(passages) or index.d != manifest.get("dim"):
+        raise IndexCorrupt(f"{damaged}: vectors and passages disagree")
+    return Snapshot(gen_dir, manifest, passages, index, background)
+
+
+def write_index(
+    index_dir: Path,
+    manifest: dict,
+    passages: Sequence[Passage],
+    vectors: np.ndarray,
+    background: np.ndarray,
+) -> Path:
+    """Write a new generation of the index and make it current, atomically.
+
+    Takes the manifest (without ``files``, ``format_version`` and ``dim``, which are
+    filled in here), the passages, their unit vectors (one row each) and the
+    background vectors. The caller must hold :func:`writer_lock`. Until the final
+    rename of ``CURRENT`` the previous index stays current; a crash leaves at most a
+    stray temporary directory, removed by the next write. Returns the new
+    generation's directory.
+    """
+    import faiss
+
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if vectors.shape[0] != len(passages):
+        raise ValueError("one vector per passage is required")
+    ensure_writable(index_dir)
+    generation = f"gen-{time.time_ns()}-{os.getpid()}"
+    tmp = index_dir / f".tmp-{generation}"
+    tmp.mkdir()
+    try:
+        index = faiss.IndexFlatIP(vectors.shape[1])
+        index.add(vectors)
+        faiss.write_index(index, str(tmp / VECTORS))
+        with open(tmp / BACKGROUND, "wb") as handle:
+            np.save(handle, np.ascontiguousarray(background, dtype=np.float32), allow_pickle=False)
+        doc_numbers = {doc["source"]: i for i, doc in enumerate(manifest["documents"])}
+        lines = [
+            json.dumps(
+                {"doc": doc_numbers[p.source], "start": p.start, "end": p.end, "text": p.text},
+                ensure_ascii=False,
+            )
+            for p in passages
+        ]
+        _write_file(tmp / PASSAGES, ("\n".join(lines) + "\n" if lines else "").encode("utf-8"))
+        for name in (VECTORS, BACKGROUND):
+            with open(tmp / name, "rb+") as handle:
+                os.fsync(handle.fileno())
+        manifest = {
+            **manifest,
+            "format_version": FORMAT_VERSION,
+            "dim": int(vectors.shape[1]),
+            "files": {
+                name: {"sha256": _sha256(tmp / name), "bytes": (tmp / name).stat().st_size}
+                for name in (VECTORS, PASSAGES, BACKGROUND)
+            },
+        }
+        manifest_bytes = json.dumps(manifest, ensure_ascii=False, indent=1).encode("utf-8")
+        _write_file(tmp / MANIFEST, manifest_bytes)
+        _fsync_dir(tmp)
+        os.rename(tmp, index_dir / generation)
+        _fsync_dir(index_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    current_tmp = index_dir / f".tmp-{CURRENT}-{os.getpid()}"
+    _write_file(current_tmp, f"{generation} {hashlib.sha256(manifest_bytes).hexdigest()}\n".encode())
+    os.replace(current_tmp, index_dir / CURRENT)
+    _fsync_dir(index_dir)
+    _remove_old_generations(index_dir, generation)
+    return index_dir / generation
+
+
+def _remove_old_generations(index_dir: Path, current: str) -> None:
+    """Delete leftovers of crashed writes and all but the newest generations.
+
+    The previous generation is kept so that a reader that has just read the old
+    ``CURRENT`` can still open it.
+    """
+    generations = sorted(
+        (p for p in index_dir.glob("gen-*") if p.name != current),
+        key=lambda p: int(p.name.split("-")[1]) if p.name.split("-")[1].isdigit() else 0,
+    )
+    for old in generations[: max(0, len(generations) - (GENERATIONS_KEPT - 1))]:
+        shutil.rmtree(old, ignore_errors=True)
+    for leftover in index_dir.glob(".tmp-*"):
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
+
+
+def ensure_writable(index_dir: Path) -> None:
+    """Create ``index_dir`` if needed and check that files can be written in it.
+
+    Raises :class:`StoreError` with a one-line reason otherwise.
+    """
+    try:
+        index_dir.mkdir(parents=True, exist_ok=True)
+        probe = index_dir / f".tmp-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise StoreError(f"cannot write the index directory {index_dir}: {reason}") from None
+
+
+@contextmanager
+def writer_lock(index_dir: Path, timeout: float = 600.0) -> Iterator[None]:
+    """Hold the index's writer lock for the duration of the ``with`` block.
+
+    The lock is an OS file lock, released by the kernel when its holder dies, so a
+    killed build never leaves the index locked. Waits up to ``timeout`` seconds for
+    another writer, then raises :class:`IndexBusy`.
+    """
+    from filelock import FileLock, Timeout
+
+    ensure_writable(index_dir)
+    lock = FileLock(str(index_dir / LOCK))
+    try:
+        lock.acquire(timeout=timeout)
+    except Timeout:
+        raise IndexBusy(
+            f"another qa process is writing the index in {index_dir}; try again when it is done"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+

@@ -1,0 +1,184 @@
+import json
+import os
+
+import numpy as np
+import pytest
+
+from qa.documents import Passage
+from qa.store import (
+    BACKGROUND,
+    CURRENT,
+    MANIFEST,
+    PASSAGES,
+    VECTORS,
+    IndexCorrupt,
+    IndexMissing,
+    StoreError,
+    read_index,
+    write_index,
+    writer_lock,
+)
+
+
+def unit_rows(n: int, dim: int = 8, seed: int = 0) -> np.ndarray:
+    rows = np.random.default_rng(seed).normal(size=(n, dim)).astype(np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def sample(n: int = 5, seed: int = 0):
+    passages = [Passage(f"passage {i}", "/docs/a.txt", i * 10, i * 10 + 9, "Title") for i in range(n)]
+    manifest = {"documents": [{"source": "/docs/a.txt", "title": "Title"}], "model": {"name": "m"}}
+    return manifest, passages, unit_rows(n, seed=seed), unit_rows(3, seed=seed + 1)
+
+
+def test_round_trip_and_search_matches_brute_force(tmp_path):
+    manifest, passages, vectors, background = sample(20)
+    write_index(tmp_path, manifest, passages, vectors, background)
+    snap = read_index(tmp_path)
+    assert snap.passages == passages
+    assert np.allclose(snap.background, background)
+    queries = unit_rows(4, seed=9)
+    scores, ids = snap.search(queries, 5)
+    brute = queries @ vectors.T
+    for row in range(4):
+        expected = np.argsort(-brute[row])[:5]
+        assert list(ids[row]) == list(expected)
+        assert np.allclose(scores[row], brute[row][expected], atol=1e-5)
+
+
+def test_missing_index(tmp_path):
+    with pytest.raises(IndexMissing):
+        read_index(tmp_path / "nothing")
+
+
+@pytest.mark.parametrize("name", [VECTORS, PASSAGES, BACKGROUND, MANIFEST])
+@pytest.mark.parametrize("damage", ["flip", "truncate"])
+def test_damaged_files_are_detected(tmp_path, name, damage):
+    write_index(tmp_path, *sample())
+    gen = read_index(tmp_path).directory
+    path = gen / name
+    data = bytearray(path.read_bytes())
+    if damage == "flip":
+        data[len(data) // 2] ^= 0xFF
+    else:
+        data = data[: len(data) // 2]
+    path.write_bytes(bytes(data))
+    with pytest.raises(IndexCorrupt, match="damaged"):
+        read_index(tmp_path)
+
+
+def test_file_swapped_from_another_index_is_detected(tmp_path):
+    write_index(tmp_path / "a", *sample(seed=1))
+    write_index(tmp_path / "b", *sample(seed=2))
+    a, b = read_index(tmp_path / "a").directory, read_index(tmp_path / "b").directory
+    (a / VECTORS).write_bytes((b / VECTORS).read_bytes())
+    with pytest.raises(IndexCorrupt, match="vectors.faiss"):
+        read_index(tmp_path / "a")
+
+
+def test_garbage_current_is_detected(tmp_path):
+    write_index(tmp_path, *sample())
+    (tmp_path / CURRENT).write_text("../../etc x\n")
+    with pytest.raises(IndexCorrupt):
+        read_index(tmp_path)
+
+
+def test_newer_format_is_refused(tmp_path):
+    write_index(tmp_path, *sample())
+    gen = read_index(tmp_path).directory
+    manifest = json.loads((gen / MANIFEST).read_text())
+    manifest["format_version"] = 99
+    data = json.dumps(manifest).encode()
+    (gen / MANIFEST).write_bytes(data)
+    import hashlib
+
+    (tmp_path / CURRENT).write_text(f"{gen.name} {hashlib.sha256(data).hexdigest()}\n")
+    with pytest.raises(IndexCorrupt, match="format version 99"):
+        read_index(tmp_path)
+
+
+def test_rewrite_keeps_previous_generation_and_cleans_crash_leftovers(tmp_path):
+    write_index(tmp_path, *sample(seed=1))
+    first = read_index(tmp_path).directory
+    (tmp_path / ".tmp-gen-1-1").mkdir()  # what a killed writer leaves behind
+    write_index(tmp_path, *sample(seed=2))
+    second = read_index(tmp_path).directory
+    write_index(tmp_path, *sample(seed=3))
+    third = read_index(tmp_path).directory
+    assert not first.exists() and second.exists() and third.exists()
+    assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_failed_write_leaves_previous_index_current(tmp_path):
+    manifest, passages, vectors, background = sample()
+    write_index(tmp_path, manifest, passages, vectors, background)
+    with pytest.raises(ValueError):
+        write_index(tmp_path, manifest, passages, vectors[:2], background)
+    assert read_index(tmp_path).passages == passages
+    assert not list(tmp_path.glob(".tmp-*"))
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_unwritable_directory(tmp_path):
+    tmp_path.chmod(0o500)
+    try:
+        with pytest.raises(StoreError, match="cannot write"):
+            write_index(tmp_path / "x", *sample())
+    finally:
+        tmp_path.chmod(0o700)
+
+
+def test_unwritable_directory_because_a_file_is_in_the_way(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StoreError, match="cannot write"):
+        write_index(blocker / "index", *sample())
+
+
+def test_writer_lock_is_exclusive_and_released(tmp_path):
+    from qa.store import IndexBusy
+
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    ready, done = ctx.Event(), ctx.Event()
+
+    def hold():
+        with writer_lock(tmp_path):
+            ready.set()
+            done.wait(10)
+
+    proc = ctx.Process(target=hold)
+    proc.start()
+    try:
+        assert ready.wait(10)
+        with pytest.raises(IndexBusy, match="another qa process"):
+            with writer_lock(tmp_path, timeout=0.2):
+                pass
+    finally:
+        done.set()
+        proc.join(10)
+    with writer_lock(tmp_path, timeout=1):
+        pass
+
+
+def test_lock_of_a_killed_process_does_not_block(tmp_path):
+    import multiprocessing
+    import signal
+
+    ctx = multiprocessing.get_context("fork")
+    ready = ctx.Event()
+
+    def hold():
+        with writer_lock(tmp_path):
+            ready.set()
+            while True:
+                pass
+
+    proc = ctx.Process(target=hold)
+    proc.start()
+    assert ready.wait(10)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.join(10)
+    with writer_lock(tmp_path, timeout=2):
+        pass
