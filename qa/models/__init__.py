@@ -1,0 +1,1 @@
+"""Embedding models qa can build locally (see :mod:`qa.models.e5_q4`)."""

