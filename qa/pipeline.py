@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from qa.embedder import DEFAULT_MODEL, Embedder, load_embedder, model_probe
+from qa.embedder import DEFAULT_MODEL, Embedder, load_embedder, load_query_embedder, model_probe
 from qa.indexer import PassageProgress, build_index, changed_documents, source_paths, stale_reasons
 from qa.paths import BUNDLED_ARTICLE
 from qa.retriever import Retriever
@@ -62,7 +62,7 @@ def open_retriever(
         raise PipelineError(
             f"the index in {index_dir} is out of date ({missing[0]}); rebuild it with: qa index{hint_dir} PATH..."
         )
-    embedder = load_embedder(built_with, progress=notify)
+    embedder = load_query_embedder(built_with, progress=notify)
     return _fresh_retriever(index_dir, snapshot, embedder, notify, progress)
 
 
@@ -71,5 +71,6 @@ def _fresh_retriever(index_dir: Path, snapshot, embedder: Embedder, notify: Noti
     if not reasons:
         return Retriever(snapshot, embedder)
     notify(f"the index is out of date ({'; '.join(reasons)}): rebuilding it")
-    build_index(index_dir, source_paths(snapshot.manifest), embedder, notify=notify, progress=progress)
+    builder = load_embedder(embedder.name, progress=notify)
+    build_index(index_dir, source_paths(snapshot.manifest), builder, notify=notify, progress=progress)
     return Retriever(read_index(index_dir), embedder)
