@@ -14,6 +14,7 @@ from typing import Callable, Iterable
 from rich.console import Console
 from rich.text import Text
 
+from qa.followup import Conversation
 from qa.render import render_answer, render_sources
 from qa.retriever import Answer, QuestionError, Retriever
 
@@ -21,6 +22,7 @@ EXIT_WORDS = {"exit", "quit", "/exit", "/quit", ":q"}
 HELP = """Type a question in any language and press Enter.
 Commands:
   /sources   the top passages behind the last answer
+  /reset     forget the conversation (follow-up questions use it)
   /help      this help
   exit       leave (also quit, Ctrl-D or Ctrl-C)"""
 SOURCES_SHOWN = 5
@@ -28,7 +30,7 @@ SOURCES_SHOWN = 5
 
 @dataclass(frozen=True)
 class ChatCommand:
-    """One parsed chat line: ``kind`` is question, exit, help, sources, empty or unknown."""
+    """One parsed chat line: ``kind`` is question, exit, help, sources, reset, empty or unknown."""
 
     kind: str
     text: str = ""
@@ -48,8 +50,8 @@ def parse_chat_line(line: str) -> ChatCommand:
         return ChatCommand("exit")
     if lowered in {"/help", "/?", "help"}:
         return ChatCommand("help")
-    if lowered == "/sources":
-        return ChatCommand("sources")
+    if lowered in {"/sources", "/reset"}:
+        return ChatCommand(lowered[1:])
     if stripped.startswith("/"):
         return ChatCommand("unknown", stripped.split()[0])
     return ChatCommand("question", stripped)
@@ -64,6 +66,7 @@ class ChatSession:
         self.console = console
         self.top_k = top_k
         self.last_answer: Answer | None = None
+        self.conversation = Conversation()
 
     @property
     def retriever(self) -> Retriever:
@@ -81,6 +84,10 @@ class ChatSession:
             self.console.print(HELP)
         elif command.kind == "sources":
             render_sources(self.console, self.last_answer)
+        elif command.kind == "reset":
+            self.conversation.reset()
+            self.last_answer = None
+            self.console.print("Conversation forgotten.")
         elif command.kind == "unknown":
             self.console.print(f"Unknown command {command.text}; type /help for the list.")
         elif command.kind == "question":
@@ -90,7 +97,7 @@ class ChatSession:
     def answer(self, question: str) -> None:
         """Answer a question and remember it for ``/sources``."""
         try:
-            answer = self.retriever.ask(question, top_k=max(self.top_k, SOURCES_SHOWN))
+            answer = self.conversation.ask(self.retriever, question, max(self.top_k, SOURCES_SHOWN))
         except QuestionError as exc:
             self.console.print(f"Error: {exc}")
             return

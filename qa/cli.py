@@ -51,13 +51,14 @@ def user_errors() -> Iterator[None]:
     """Turn qa's own exceptions into one-line errors, and Ctrl-C into a clean exit."""
     from qa.documents import DocumentError
     from qa.embedder import EmbedderError
+    from qa.evaluate import EvalSetError
     from qa.pipeline import PipelineError
     from qa.retriever import QuestionError
     from qa.store import StoreError
 
     try:
         yield
-    except (DocumentError, EmbedderError, PipelineError, QuestionError, StoreError) as exc:
+    except (DocumentError, EmbedderError, EvalSetError, PipelineError, QuestionError, StoreError) as exc:
         fail(str(exc))
     except KeyboardInterrupt:
         typer.echo("\nInterrupted; the index is unchanged.", err=True)
@@ -199,6 +200,42 @@ def index_command(
         f"Indexed {report.passages} passages from {report.documents} document(s) "
         f"into {report.directory} in {report.seconds:.1f} s."
     )
+
+
+@app.command("eval")
+def eval_command(
+    file: Path = typer.Argument(..., help='JSONL: {"question": str, "answers": [str, ...]} a line.'),
+    as_json: bool = typer.Option(False, "--json", help="Print the metrics as one JSON object."),
+    details: bool = typer.Option(False, "--details", help="Add one row per question."),
+    index_dir: Optional[Path] = IndexDirOption,
+    model: Optional[str] = ModelOption,
+) -> None:
+    """Measure answer quality on a set of questions with known answers.
+
+    A passage is a hit when it contains one of the answer strings; an empty answer
+    list means the documents cannot answer. Reports Hit@1, Hit@5 and MRR, and how
+    "no answer" fares.
+    """
+    import json
+
+    from qa.evaluate import evaluate, metrics, read_eval_set
+    from qa.render import make_console, render_eval
+
+    with user_errors():
+        items = read_eval_set(file)
+        retriever = _open_retriever(index_dir, model, Status())
+        results = evaluate(lambda q, k: retriever.ask(q, top_k=k), items)
+    summary = metrics(results)
+    if as_json:
+        if details:
+            summary["details"] = [
+                {"id": r.item.id, "question": r.item.question, "answerable": bool(r.item.answers),
+                 "rank": r.rank, "found": r.found}
+                for r in results
+            ]
+        typer.echo(json.dumps(summary, ensure_ascii=False))
+    else:
+        render_eval(make_console(), summary, results if details else None)
 
 
 def main() -> None:

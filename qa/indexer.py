@@ -12,10 +12,20 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from qa.documents import ChunkSettings, Document, Passage, chunk_document, passage_model_text, read_document
+from qa.documents import (
+    ChunkSettings,
+    Document,
+    Passage,
+    chunk_document,
+    normalize_for_model,
+    passage_model_text,
+    read_document,
+    split_sentences,
+)
 from qa.embedder import Embedder, model_probe, same_model
 from qa.paths import BUNDLED_ARTICLE, cache_dir
-from qa.store import write_index, writer_lock
+from qa.lexical import Lexicon
+from qa.store import IndexContent, write_index, writer_lock
 
 Notify = Callable[[str], None]
 PassageProgress = Callable[[int, int], None]
@@ -152,17 +162,27 @@ def build_index(
     documents = read_documents(paths)
     settings = chunk_settings_for(embedder)
     passages: list[Passage] = []
+    sentence_spans: list[list[tuple[int, int]]] = []
     per_document: list[int] = []
     titles: list[str | None] = []
     for document in documents:
         chunks = chunk_document(document, embedder.count_tokens, settings)
         passages.extend(chunks)
+        sentence_spans.extend(split_sentences(document.text, p.start, p.end) for p in chunks)
         per_document.append(len(chunks))
         titles.append(chunks[0].title if chunks else None)
+    sentence_texts = [
+        normalize_for_model(doc_text[s:e])
+        for doc_text, spans in zip(_passage_documents(documents, per_document), sentence_spans)
+        for s, e in spans
+    ]
     if notify:
-        notify(f"embedding {len(passages)} passages from {len(documents)} document(s)")
+        notify(f"embedding {len(passages)} passages ({len(sentence_texts)} sentences) from {len(documents)} document(s)")
     texts = [passage_model_text(p, settings) for p in passages]
-    vectors = embedder.embed_passages(texts, progress=progress) if texts else np.zeros((0, embedder.dim), np.float32)
+    total = len(texts) + len(sentence_texts)
+    vectors = _embed(embedder, texts, progress, 0, total)
+    sentence_vectors = _embed(embedder, sentence_texts, progress, len(texts), total)
+    lexicon = Lexicon.build([p.text for p in passages]).to_arrays()
     probe = model_probe(embedder)
     backgrounds = background_vectors(embedder, probe)
     background_name = closest_background(vectors, backgrounds)
@@ -181,8 +201,26 @@ def build_index(
         "n_passages": len(passages),
     }
     with writer_lock(index_dir):
-        write_index(index_dir, manifest, passages, vectors, backgrounds[background_name])
+        content = IndexContent(passages, vectors, sentence_spans, sentence_vectors, lexicon, backgrounds[background_name])
+        write_index(index_dir, manifest, content)
     return IndexReport(index_dir, len(documents), len(passages), time.perf_counter() - started)
+
+
+def _passage_documents(documents: Sequence[Document], per_document: Sequence[int]):
+    for document, count in zip(documents, per_document):
+        for _ in range(count):
+            yield document.text
+
+
+def _embed(embedder: Embedder, texts: list[str], progress: PassageProgress | None, done: int, total: int) -> np.ndarray:
+    if not texts:
+        return np.zeros((0, embedder.dim), np.float32)
+
+    def report(count: int, _: int) -> None:
+        if progress:
+            progress(done + count, total)
+
+    return embedder.embed_passages(texts, progress=report)
 
 
 def document_path(record: dict) -> Path:

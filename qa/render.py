@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
 from rich.console import Console
 from rich.text import Text
@@ -11,12 +12,17 @@ from rich.text import Text
 from qa.documents import normalize_for_model
 from qa.retriever import Answer, RetrievedPassage
 
+if TYPE_CHECKING:
+    from qa.evaluate import QuestionResult
+
 NOT_FOUND = "No answer: nothing in the indexed documents answers this question."
 
 
 def make_console(stderr: bool = False) -> Console:
     """Return a rich console that colours only real terminals (and honours NO_COLOR)."""
-    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+    console = Console(stderr=stderr, highlight=False)
+    console.soft_wrap = not console.is_terminal  # pipes get whole lines, terminals wrap
+    return console
 
 
 def source_label(item: RetrievedPassage) -> str:
@@ -26,8 +32,20 @@ def source_label(item: RetrievedPassage) -> str:
 
 
 def passage_text(item: RetrievedPassage) -> Text:
-    """Return the passage's text for display, white space folded."""
-    return Text(normalize_for_model(item.passage.text))
+    """Return the passage's text for display, white space folded, its answer highlighted."""
+    raw = item.passage.text
+    if not item.highlight:
+        return Text(normalize_for_model(raw))
+    start, end = item.highlight
+    text = Text()
+    for piece, style in ((raw[:start], None), (raw[start:end], "bold yellow"), (raw[end:], None)):
+        folded = " ".join(piece.split())
+        if not folded:
+            continue
+        if text.plain and not text.plain.endswith(" "):
+            text.append(" ")
+        text.append(folded, style=style)
+    return text
 
 
 def render_answer(console: Console, answer: Answer, limit: int | None = None) -> None:
@@ -42,6 +60,8 @@ def render_answer(console: Console, answer: Answer, limit: int | None = None) ->
         shown = shown[:1]
         if shown:
             console.print(Text("Closest passage:", style="dim"))
+    if answer.context:
+        console.print(Text(f"(read as a follow-up to: {answer.context})", style="dim"))
     for rank, item in enumerate(shown, start=1):
         header = Text()
         header.append(f"[{rank}] ", style="bold cyan")
@@ -69,3 +89,23 @@ def render_sources(console: Console, answer: Answer | None) -> None:
 def answer_json(answer: Answer) -> str:
     """Return the answer as the one-line JSON object of ``qa ask --json``."""
     return json.dumps(answer.to_dict(), ensure_ascii=False)
+
+
+def render_eval(console: Console, summary: dict, results: Sequence[QuestionResult] | None = None) -> None:
+    """Print evaluation metrics, and with ``results`` one row per question."""
+    from rich.table import Table
+
+    if results:
+        table = Table("id", "question", "rank", "found", title="Questions", title_justify="left")
+        for r in results:
+            expected = r.rank == 1 if r.item.answers else not r.found
+            style = None if expected else "red"
+            rank = "-" if not r.item.answers else str(r.rank or "miss")
+            table.add_row(r.item.id or "", r.item.question, rank, "yes" if r.found else "no", style=style)
+        console.print(table)
+    n, u = summary["n_answerable"], summary["n_unanswerable"]
+    console.print(
+        f"answerable questions: {n}   Hit@1 {summary['hit@1']:.3f}   Hit@5 {summary['hit@5']:.3f}"
+        f"   MRR {summary['mrr']:.3f}   wrongly refused {summary['false_refusals']}"
+    )
+    console.print(f"unanswerable questions: {u}   correctly refused {summary['no_answer_correct']}")

@@ -10,8 +10,12 @@ background by a margin.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from qa.lexical import Lexicon
 
 from qa.documents import Passage, normalize_for_model
 from qa.embedder import Embedder
@@ -23,21 +27,96 @@ ANSWER_MARGIN = 0.0
 BACKGROUND_TOP = 3
 
 
+@dataclass(frozen=True)
+class RetrievalConfig:
+    """How the signals are combined into one ranking score.
+
+    ``sentence_weight`` mixes the passage's best single sentence into its score
+    (a passage is as good as the sentence that answers); ``lexical_weight`` adds
+    BM25, normalised to the best passage's and scaled by the share of the
+    question's terms found in the corpus, so it fades for cross-lingual questions.
+    """
+
+    sentence_weight: float = 0.5
+    lexical_weight: float = 0.1
+    answer_margin: float = ANSWER_MARGIN
+
+
+def best_sentence_scores(query: np.ndarray, sentence_vectors: np.ndarray, owner: np.ndarray, n_passages: int) -> np.ndarray:
+    """Return, for each passage, the best cosine of ``query`` with one of its sentences.
+
+    ``owner[i]`` is the passage of sentence row ``i``. Passages without sentences get
+    -1.
+    """
+    best = np.full(n_passages, -1.0, dtype=np.float32)
+    if sentence_vectors.shape[0]:
+        np.maximum.at(best, owner, sentence_vectors @ query)
+    return best
+
+
+def rank_passages(
+    query: np.ndarray,
+    passage_vectors: np.ndarray,
+    sentence_vectors: np.ndarray,
+    sentence_owner: np.ndarray,
+    lexicon: "Lexicon | None",
+    query_terms: Sequence[str],
+    config: RetrievalConfig,
+    k: int,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Rank passages for one question by dense, best-sentence and lexical evidence.
+
+    Takes the unit query vector, the passages' and sentences' unit vectors (rows),
+    which passage each sentence belongs to, the corpus lexicon (or None) with the
+    question's terms, the weights, and how many passages to return. Returns the
+    indices of the ``k`` best passages, their combined scores, and the semantic
+    evidence of the best one (dense and sentence scores only, comparable with
+    background scores, for the no-answer judgement).
+    """
+    n = passage_vectors.shape[0]
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32), float("-inf")
+    dense = passage_vectors @ query
+    semantic = dense
+    if config.sentence_weight:
+        sentence = best_sentence_scores(query, sentence_vectors, sentence_owner, n)
+        sentence = np.where(sentence > -1.0, sentence, dense)
+        semantic = (1 - config.sentence_weight) * dense + config.sentence_weight * sentence
+    combined = semantic
+    if config.lexical_weight and lexicon is not None and query_terms:
+        lexical = lexicon.scores(query_terms)
+        top = float(lexical.max())
+        if top > 0:
+            combined = semantic + config.lexical_weight * lexicon.coverage(query_terms) * lexical / top
+    k = min(k, n)
+    order = np.argpartition(-combined, k - 1)[:k]
+    order = order[np.argsort(-combined[order], kind="stable")]
+    return order, combined[order], float(semantic[order[0]])
+
+
 class QuestionError(Exception):
     """The question can't be asked; the message is one line for the user."""
 
 
 @dataclass(frozen=True)
 class RetrievedPassage:
-    """A passage with its cosine similarity to the question."""
+    """A passage with its score for the question.
+
+    ``highlight`` is the ``(start, end)`` of the sentence that best answers the
+    question, as offsets within ``passage.text``.
+    """
 
     passage: Passage
     score: float
+    highlight: tuple[int, int] | None = None
 
     def to_dict(self) -> dict:
         """Return the passage as the JSON contract's passage object."""
         p = self.passage
-        return {"text": p.text, "score": round(self.score, 6), "source": p.source, "start": p.start, "end": p.end}
+        out = {"text": p.text, "score": round(self.score, 6), "source": p.source, "start": p.start, "end": p.end}
+        if self.highlight:
+            out["highlight"] = {"start": self.highlight[0], "end": self.highlight[1]}
+        return out
 
 
 @dataclass
@@ -52,6 +131,7 @@ class Answer:
     found: bool
     passages: list[RetrievedPassage]
     margin: float
+    context: str | None = None
     extras: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -61,6 +141,7 @@ class Answer:
             "found": self.found,
             "margin": round(self.margin, 6),
             "passages": [p.to_dict() for p in self.passages],
+            **({"context": self.context} if self.context else {}),
             **self.extras,
         }
 
@@ -89,26 +170,58 @@ def background_level(query: np.ndarray, background: np.ndarray, top: int = BACKG
 class Retriever:
     """Answers questions from one index snapshot with one embedding model."""
 
-    def __init__(self, snapshot: Snapshot, embedder: Embedder):
+    def __init__(self, snapshot: Snapshot, embedder: Embedder, config: RetrievalConfig | None = None):
+        from qa.lexical import Lexicon
+
         self.snapshot = snapshot
         self.embedder = embedder
+        self.config = config or RetrievalConfig()
+        content = snapshot.content
+        self._lexicon = Lexicon.from_arrays(content.lexicon) if content.lexicon else None
+        counts = [len(spans) for spans in content.sentence_spans]
+        self._sentence_owner = np.repeat(np.arange(len(counts)), counts)
+        self._sentence_start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
 
-    def closest_passages(self, query: np.ndarray, k: int) -> list[RetrievedPassage]:
-        """Return the ``k`` passages whose vectors are closest to ``query``, best first."""
-        if not self.snapshot.passages:
-            return []
-        scores, ids = self.snapshot.search(query[None, :], k)
-        return [
-            RetrievedPassage(self.snapshot.passages[int(i)], float(s))
-            for s, i in zip(scores[0], ids[0])
-            if i >= 0
+    def closest_passages(self, query: np.ndarray, k: int, query_terms: Sequence[str] = ()) -> tuple[list[RetrievedPassage], float]:
+        """Return the ``k`` best passages for ``query``, best first, and the evidence score.
+
+        See :func:`rank_passages`; ``query_terms`` feed the lexical signal.
+        """
+        content = self.snapshot.content
+        order, scores, evidence = rank_passages(
+            query, content.vectors, content.sentence_vectors, self._sentence_owner,
+            self._lexicon, query_terms, self.config, k,
+        )
+        passages = [
+            RetrievedPassage(content.passages[int(i)], float(s), self.best_sentence(int(i), query))
+            for i, s in zip(order, scores)
         ]
+        return passages, evidence
 
-    def ask(self, question: str, top_k: int = 1) -> Answer:
-        """Answer ``question`` with the ``top_k`` best passages and a found/not-found verdict."""
+    def best_sentence(self, passage_id: int, query: np.ndarray) -> tuple[int, int] | None:
+        """Return the span, within the passage's text, of its sentence closest to ``query``."""
+        content = self.snapshot.content
+        spans = content.sentence_spans[passage_id]
+        if not spans:
+            return None
+        first = self._sentence_start[passage_id]
+        scores = content.sentence_vectors[first : first + len(spans)] @ query
+        start, end = spans[int(np.argmax(scores))]
+        offset = content.passages[passage_id].start
+        return start - offset, end - offset
+
+    def ask(self, question: str, top_k: int = 1, context: str | None = None) -> Answer:
+        """Answer ``question`` with the ``top_k`` best passages and a found/not-found verdict.
+
+        ``context`` (an earlier question of the conversation) is prepended to the
+        question for retrieval, for follow-up questions that depend on it.
+        """
+        from qa.lexical import terms
+
         cleaned = clean_question(question)
-        query = self.embedder.embed_queries([cleaned])[0]
-        passages = self.closest_passages(query, max(1, top_k))
-        best = passages[0].score if passages else float("-inf")
-        margin = best - background_level(query, self.snapshot.background)
-        return Answer(question, bool(passages) and margin >= ANSWER_MARGIN, passages, margin)
+        text = f"{normalize_for_model(context)} {cleaned}" if context else cleaned
+        query = self.embedder.embed_queries([text])[0]
+        passages, evidence = self.closest_passages(query, max(1, top_k), terms(text))
+        margin = evidence - background_level(query, self.snapshot.background)
+        found = bool(passages) and margin >= self.config.answer_margin
+        return Answer(question, found, passages, margin, context)

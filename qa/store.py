@@ -7,7 +7,9 @@ Layout of an index directory::
     gen-<id>/            one complete, immutable generation of the index
         manifest.json    format version, model, chunking, documents, file checksums
         vectors.faiss    normalised passage vectors, inner-product search
-        passages.jsonl   one passage per line: document number, offsets, text
+        passages.jsonl   one passage per line: document number, offsets, text, sentences
+        sentences.npy    one vector per sentence of every passage, in passage order
+        lexicon.npz      BM25 statistics of the passages (plain arrays)
         background.npy   vectors of unrelated text, the null model for "no answer"
 
 A build writes a new generation beside the old one and then swaps ``CURRENT``, so a
@@ -27,19 +29,22 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator
 
 import numpy as np
 
 from qa.documents import Passage
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 CURRENT = "CURRENT"
 LOCK = ".lock"
 MANIFEST = "manifest.json"
 VECTORS = "vectors.faiss"
 PASSAGES = "passages.jsonl"
 BACKGROUND = "background.npy"
+SENTENCES = "sentences.npy"
+LEXICON = "lexicon.npz"
+DATA_FILES = (VECTORS, PASSAGES, SENTENCES, LEXICON, BACKGROUND)
 GENERATIONS_KEPT = 2
 
 
@@ -60,18 +65,44 @@ class IndexBusy(StoreError):
 
 
 @dataclass
+class IndexContent:
+    """Everything an index holds besides its manifest, in memory.
+
+    ``sentence_spans[i]`` are the document offsets of passage ``i``'s sentences, and
+    ``sentence_vectors`` has one row per sentence, passage by passage. ``lexicon``
+    is :meth:`qa.lexical.Lexicon.to_arrays` of the passages.
+    """
+
+    passages: list[Passage]
+    vectors: np.ndarray
+    sentence_spans: list[list[tuple[int, int]]]
+    sentence_vectors: np.ndarray
+    lexicon: dict[str, np.ndarray]
+    background: np.ndarray
+
+
+@dataclass
 class Snapshot:
     """One consistent generation of an index, loaded and verified.
 
-    ``index`` is the FAISS index over ``passages`` (row ``i`` is passage ``i``);
-    ``background`` holds vectors of unrelated text used to judge "no answer".
+    ``index`` is the FAISS index over ``content.passages`` (row ``i`` is passage
+    ``i``); the rest of the content serves re-scoring, highlighting and "no answer".
     """
 
     directory: Path
     manifest: dict
-    passages: list[Passage]
+    content: IndexContent
     index: object
-    background: np.ndarray
+
+    @property
+    def passages(self) -> list[Passage]:
+        """The passages, in index order."""
+        return self.content.passages
+
+    @property
+    def background(self) -> np.ndarray:
+        """Vectors of unrelated text: the null model for "no answer"."""
+        return self.content.background
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Return ``(scores, ids)`` of the ``k`` passages closest to each query row.
@@ -156,14 +187,17 @@ def _read_generation(index_dir: Path, generation: str, manifest_sha: str) -> Sna
         manifest = json.loads(manifest_bytes)
     except ValueError:
         raise IndexCorrupt(f"{damaged}: {MANIFEST} is not valid JSON") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+        raise IndexCorrupt(f"{damaged}: {MANIFEST} is not an index manifest")
     version = manifest.get("format_version")
     if version != FORMAT_VERSION:
         raise IndexCorrupt(
             f"index at {index_dir} has format version {version}; this qa reads version "
             f"{FORMAT_VERSION}: rebuild it with `qa index`"
         )
-    for name in (VECTORS, PASSAGES, BACKGROUND):
-        expected = manifest.get("files", {}).get(name, {}).get("sha256")
+    for name in DATA_FILES:
+        entry = manifest["files"].get(name)
+        expected = entry.get("sha256") if isinstance(entry, dict) else None
         if expected is None or _sha256(gen_dir / name) != expected:
             raise IndexCorrupt(f"{damaged}: {name} does not match its checksum")
 
@@ -171,9 +205,8 @@ def _read_generation(index_dir: Path, generation: str, manifest_sha: str) -> Sna
 
     try:
         index = faiss.read_index(str(gen_dir / VECTORS))
-        background = np.load(gen_dir / BACKGROUND, allow_pickle=False)
         documents = manifest["documents"]
-        passages = []
+        passages, spans = [], []
         with open(gen_dir / PASSAGES, encoding="utf-8") as handle:
             for line in handle:
                 row = json.loads(line)
@@ -181,34 +214,54 @@ def _read_generation(index_dir: Path, generation: str, manifest_sha: str) -> Sna
                 passages.append(
                     Passage(row["text"], doc["source"], row["start"], row["end"], doc.get("title"))
                 )
-    except (RuntimeError, ValueError, KeyError, IndexError, TypeError) as exc:
+                spans.append([(int(a), int(b)) for a, b in row["sentences"]])
+        with np.load(gen_dir / LEXICON, allow_pickle=False) as arrays:
+            lexicon = {name: arrays[name] for name in arrays.files}
+        content = IndexContent(
+            passages,
+            index.reconstruct_n(0, index.ntotal) if index.ntotal else np.zeros((0, index.d), np.float32),
+            spans,
+            np.load(gen_dir / SENTENCES, allow_pickle=False),
+            lexicon,
+            np.load(gen_dir / BACKGROUND, allow_pickle=False),
+        )
+    except Exception as exc:  # noqa: BLE001 - any failure to parse on-disk bytes means "damaged"
+        # (json, FAISS, numpy's .npy header parser and zipfile each raise their own
+        # kinds, e.g. BadZipFile, EOFError, tokenize.TokenError, MemoryError)
+        if not all((gen_dir / name).exists() for name in (MANIFEST, *DATA_FILES)):
+            # A concurrent writer removed this (old) generation while it was being read
+            # (FAISS reports that as a RuntimeError): read_index retries on the new one.
+            raise FileNotFoundError(f"{gen_dir} was removed while being read") from None
         raise IndexCorrupt(f"{damaged}: {type(exc).__name__}") from None
-    if index.ntotal != len(passages) or index.d != manifest.get("dim"):
-        raise IndexCorrupt(f"{damaged}: vectors and passages disagree")
-    return Snapshot(gen_dir, manifest, passages, index, background)
+    if (
+        index.ntotal != len(passages)
+        or index.d != manifest.get("dim")
+        or content.sentence_vectors.shape != (sum(map(len, spans)), index.d)
+        or content.background.ndim != 2
+        or content.background.shape[1:] != (index.d,)
+        or content.sentence_vectors.dtype != np.float32
+        or content.background.dtype != np.float32
+    ):
+        raise IndexCorrupt(f"{damaged}: its files disagree with each other")
+    return Snapshot(gen_dir, manifest, content, index)
 
 
-def write_index(
-    index_dir: Path,
-    manifest: dict,
-    passages: Sequence[Passage],
-    vectors: np.ndarray,
-    background: np.ndarray,
-) -> Path:
+def write_index(index_dir: Path, manifest: dict, content: IndexContent) -> Path:
     """Write a new generation of the index and make it current, atomically.
 
     Takes the manifest (without ``files``, ``format_version`` and ``dim``, which are
-    filled in here), the passages, their unit vectors (one row each) and the
-    background vectors. The caller must hold :func:`writer_lock`. Until the final
+    filled in here) and the content (passages with one unit vector each, their
+    sentences, lexicon and background vectors). The caller must hold :func:`writer_lock`. Until the final
     rename of ``CURRENT`` the previous index stays current; a crash leaves at most a
     stray temporary directory, removed by the next write. Returns the new
     generation's directory.
     """
     import faiss
 
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    if vectors.shape[0] != len(passages):
-        raise ValueError("one vector per passage is required")
+    passages = content.passages
+    vectors = np.ascontiguousarray(content.vectors, dtype=np.float32)
+    if vectors.shape[0] != len(passages) or len(content.sentence_spans) != len(passages):
+        raise ValueError("one vector and one sentence list per passage are required")
     ensure_writable(index_dir)
     generation = f"gen-{time.time_ns()}-{os.getpid()}"
     tmp = index_dir / f".tmp-{generation}"
@@ -217,18 +270,22 @@ def write_index(
         index = faiss.IndexFlatIP(vectors.shape[1])
         index.add(vectors)
         faiss.write_index(index, str(tmp / VECTORS))
-        with open(tmp / BACKGROUND, "wb") as handle:
-            np.save(handle, np.ascontiguousarray(background, dtype=np.float32), allow_pickle=False)
+        for name, array in ((BACKGROUND, content.background), (SENTENCES, content.sentence_vectors)):
+            with open(tmp / name, "wb") as handle:
+                np.save(handle, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
+        with open(tmp / LEXICON, "wb") as handle:
+            np.savez(handle, **content.lexicon)
         doc_numbers = {doc["source"]: i for i, doc in enumerate(manifest["documents"])}
         lines = [
             json.dumps(
-                {"doc": doc_numbers[p.source], "start": p.start, "end": p.end, "text": p.text},
+                {"doc": doc_numbers[p.source], "start": p.start, "end": p.end, "text": p.text,
+                 "sentences": [list(span) for span in spans]},
                 ensure_ascii=False,
             )
-            for p in passages
+            for p, spans in zip(passages, content.sentence_spans)
         ]
         _write_file(tmp / PASSAGES, ("\n".join(lines) + "\n" if lines else "").encode("utf-8"))
-        for name in (VECTORS, BACKGROUND):
+        for name in (VECTORS, BACKGROUND, SENTENCES, LEXICON):
             with open(tmp / name, "rb+") as handle:
                 os.fsync(handle.fileno())
         manifest = {
@@ -237,7 +294,7 @@ def write_index(
             "dim": int(vectors.shape[1]),
             "files": {
                 name: {"sha256": _sha256(tmp / name), "bytes": (tmp / name).stat().st_size}
-                for name in (VECTORS, PASSAGES, BACKGROUND)
+                for name in DATA_FILES
             },
         }
         manifest_bytes = json.dumps(manifest, ensure_ascii=False, indent=1).encode("utf-8")
@@ -284,7 +341,9 @@ def ensure_writable(index_dir: Path) -> None:
         index_dir.mkdir(parents=True, exist_ok=True)
         probe = index_dir / f".tmp-probe-{os.getpid()}"
         probe.write_bytes(b"")
-        probe.unlink()
+        # missing_ok: a concurrent writer's clean-up of ".tmp-*" leftovers may have
+        # removed the probe already; the directory was writable all the same.
+        probe.unlink(missing_ok=True)
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise StoreError(f"cannot write the index directory {index_dir}: {reason}") from None

@@ -1,7 +1,7 @@
 import numpy as np
 
 from qa.indexer import background_sets, background_vectors, build_index, closest_background, stale_reasons
-from qa.store import read_index
+from qa.store import FORMAT_VERSION, read_index
 
 from conftest import FakeEmbedder
 
@@ -17,7 +17,7 @@ def build(tmp_path, text="The zebra lives in Africa.\n\nPenguins live in Antarct
 def test_manifest_records_model_chunking_documents_and_dimension(tmp_path):
     doc, embedder, manifest = build(tmp_path)
     assert manifest["model"]["name"] == embedder.name and len(manifest["model"]["probe"]) == embedder.dim
-    assert manifest["dim"] == embedder.dim and manifest["format_version"] == 1
+    assert manifest["dim"] == embedder.dim and manifest["format_version"] == FORMAT_VERSION
     assert manifest["chunking"]["max_tokens"] == embedder.max_tokens
     [record] = manifest["documents"]
     assert record["source"] == str(doc.resolve()) and len(record["sha256"]) == 64 and record["passages"] == 2

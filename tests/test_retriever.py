@@ -3,7 +3,8 @@ import pytest
 
 from qa.documents import Passage
 from qa.retriever import ANSWER_MARGIN, QuestionError, Retriever, background_level, clean_question
-from qa.store import read_index, write_index
+from qa.lexical import Lexicon
+from qa.store import IndexContent, read_index, write_index
 
 
 class FixedQueries:
@@ -21,7 +22,10 @@ class FixedQueries:
 def snapshot(tmp_path, passage_vectors, background):
     passages = [Passage(f"p{i}", "/d.txt", i, i + 2) for i in range(len(passage_vectors))]
     unit = lambda rows: np.asarray(rows, np.float32) / np.linalg.norm(rows, axis=1, keepdims=True)  # noqa: E731
-    write_index(tmp_path, {"documents": [{"source": "/d.txt"}]}, passages, unit(passage_vectors), unit(background))
+    vectors = unit(passage_vectors)
+    content = IndexContent(passages, vectors, [[(p.start, p.end)] for p in passages], vectors,
+                           Lexicon.build([p.text for p in passages]).to_arrays(), unit(background))
+    write_index(tmp_path, {"documents": [{"source": "/d.txt"}]}, content)
     return read_index(tmp_path)
 
 
@@ -56,3 +60,59 @@ def test_not_found_when_background_scores_as_high(tmp_path):
 def test_top_k_larger_than_index(tmp_path):
     snap = snapshot(tmp_path, [[1, 0, 0], [0, 1, 0]], [[0, 0, 1]])
     assert len(Retriever(snap, FixedQueries([1, 0, 0])).ask("q", top_k=10).passages) == 2
+
+
+def test_rank_passages_matches_brute_force():
+    from qa.retriever import RetrievalConfig, rank_passages
+
+    rng = np.random.default_rng(3)
+    unit = lambda a: a / np.linalg.norm(a, axis=-1, keepdims=True)  # noqa: E731
+    passages = unit(rng.normal(size=(30, 8)).astype(np.float32))
+    sentences = unit(rng.normal(size=(70, 8)).astype(np.float32))
+    owner = np.sort(rng.integers(0, 30, size=70))
+    texts = [" ".join(rng.choice(["alpha", "beta", "gamma", "delta", "omega"], size=5)) for _ in range(30)]
+    lexicon = Lexicon.build(texts)
+    query = unit(rng.normal(size=8).astype(np.float32))
+    config = RetrievalConfig(sentence_weight=0.4, lexical_weight=0.2)
+    order, scores, evidence = rank_passages(query, passages, sentences, owner, lexicon, ["alpha", "zzz"], config, 5)
+
+    dense = passages @ query
+    best = np.array([max([sentences[j] @ query for j in range(70) if owner[j] == i], default=dense[i])
+                     for i in range(30)])
+    semantic = 0.6 * dense + 0.4 * best
+    bm25 = lexicon.scores(["alpha", "zzz"])
+    expected = semantic + 0.2 * 0.5 * bm25 / bm25.max()
+    assert list(order) == list(np.argsort(-expected)[:5])
+    assert np.allclose(scores, expected[order], atol=1e-5)
+    assert evidence == pytest.approx(semantic[order[0]], abs=1e-5)
+
+
+def test_lexical_signal_fades_when_question_shares_no_terms():
+    from qa.retriever import RetrievalConfig, rank_passages
+
+    passages = np.eye(3, dtype=np.float32)
+    lexicon = Lexicon.build(["drone iran", "roket korea", "putin kim"])
+    query = np.array([0.1, 1.0, 0.0], np.float32) / np.linalg.norm([0.1, 1.0, 0.0])
+    config = RetrievalConfig(sentence_weight=0.0, lexical_weight=5.0)
+    order, _, _ = rank_passages(query, passages, np.zeros((0, 3), np.float32), np.zeros(0, int), lexicon,
+                                ["drone"], config, 3)
+    assert order[0] == 0  # the shared term wins with a large weight
+    order, _, _ = rank_passages(query, passages, np.zeros((0, 3), np.float32), np.zeros(0, int), lexicon,
+                                ["which", "uavs"], config, 3)
+    assert order[0] == 1  # no shared term: dense order stands
+
+
+def test_highlight_is_the_sentence_closest_to_the_question(tmp_path):
+    from qa.store import IndexContent
+
+    text = "First sentence. Second sentence."
+    passage = Passage(text, "/d.txt", 100, 100 + len(text))
+    vectors = np.array([[1, 0, 0]], np.float32)
+    sentences = np.array([[0, 1, 0], [1, 0, 0]], np.float32)
+    content = IndexContent([passage], vectors, [[(100, 115), (116, 132)]], sentences,
+                           Lexicon.build([text]).to_arrays(), np.array([[0, 0, 1]], np.float32))
+    write_index(tmp_path, {"documents": [{"source": "/d.txt"}]}, content)
+    answer = Retriever(read_index(tmp_path), FixedQueries([1, 0.1, 0])).ask("q")
+    start, end = answer.passages[0].highlight
+    assert text[start:end] == "Second sentence."
+    assert answer.to_dict()["passages"][0]["highlight"] == {"start": 16, "end": 32}

@@ -5,8 +5,12 @@ import numpy as np
 import pytest
 
 from qa.documents import Passage
+from qa.lexical import Lexicon
 from qa.store import (
     BACKGROUND,
+    LEXICON,
+    SENTENCES,
+    IndexContent,
     CURRENT,
     MANIFEST,
     PASSAGES,
@@ -25,18 +29,32 @@ def unit_rows(n: int, dim: int = 8, seed: int = 0) -> np.ndarray:
     return rows / np.linalg.norm(rows, axis=1, keepdims=True)
 
 
-def sample(n: int = 5, seed: int = 0):
+def sample(n: int = 5, seed: int = 0, vectors=None):
     passages = [Passage(f"passage {i}", "/docs/a.txt", i * 10, i * 10 + 9, "Title") for i in range(n)]
     manifest = {"documents": [{"source": "/docs/a.txt", "title": "Title"}], "model": {"name": "m"}}
-    return manifest, passages, unit_rows(n, seed=seed), unit_rows(3, seed=seed + 1)
+    spans = [[(i * 10, i * 10 + 4), (i * 10 + 5, i * 10 + 9)] for i in range(n)]
+    content = IndexContent(
+        passages,
+        unit_rows(n, seed=seed) if vectors is None else vectors,
+        spans,
+        unit_rows(2 * n, seed=seed + 2),
+        Lexicon.build([p.text for p in passages]).to_arrays(),
+        unit_rows(3, seed=seed + 1),
+    )
+    return manifest, content
 
 
 def test_round_trip_and_search_matches_brute_force(tmp_path):
-    manifest, passages, vectors, background = sample(20)
-    write_index(tmp_path, manifest, passages, vectors, background)
+    manifest, content = sample(20)
+    vectors = content.vectors
+    write_index(tmp_path, manifest, content)
     snap = read_index(tmp_path)
-    assert snap.passages == passages
-    assert np.allclose(snap.background, background)
+    assert snap.passages == content.passages
+    assert snap.content.sentence_spans == content.sentence_spans
+    assert np.allclose(snap.background, content.background)
+    assert np.allclose(snap.content.sentence_vectors, content.sentence_vectors)
+    assert np.allclose(snap.content.vectors, vectors)
+    assert Lexicon.from_arrays(snap.content.lexicon).vocabulary == Lexicon.from_arrays(content.lexicon).vocabulary
     queries = unit_rows(4, seed=9)
     scores, ids = snap.search(queries, 5)
     brute = queries @ vectors.T
@@ -51,7 +69,7 @@ def test_missing_index(tmp_path):
         read_index(tmp_path / "nothing")
 
 
-@pytest.mark.parametrize("name", [VECTORS, PASSAGES, BACKGROUND, MANIFEST])
+@pytest.mark.parametrize("name", [VECTORS, PASSAGES, BACKGROUND, SENTENCES, LEXICON, MANIFEST])
 @pytest.mark.parametrize("damage", ["flip", "truncate"])
 def test_damaged_files_are_detected(tmp_path, name, damage):
     write_index(tmp_path, *sample())
@@ -110,11 +128,11 @@ def test_rewrite_keeps_previous_generation_and_cleans_crash_leftovers(tmp_path):
 
 
 def test_failed_write_leaves_previous_index_current(tmp_path):
-    manifest, passages, vectors, background = sample()
-    write_index(tmp_path, manifest, passages, vectors, background)
+    manifest, content = sample()
+    write_index(tmp_path, manifest, content)
     with pytest.raises(ValueError):
-        write_index(tmp_path, manifest, passages, vectors[:2], background)
-    assert read_index(tmp_path).passages == passages
+        write_index(tmp_path, *sample(vectors=content.vectors[:2]))
+    assert read_index(tmp_path).passages == content.passages
     assert not list(tmp_path.glob(".tmp-*"))
 
 

