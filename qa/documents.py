@@ -68,7 +68,7 @@ class ChunkSettings:
     """
 
     max_tokens: int = 160
-    title_as_context: bool = True
+    title_as_context: bool = False
     chunker_version: int = CHUNKER_VERSION
 
     def to_dict(self) -> dict:

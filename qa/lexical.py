@@ -8,7 +8,7 @@ words are stemmed with Sastrawi, so "membeli" and "pembelian" meet at "beli".
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Sequence
 
@@ -70,6 +70,7 @@ class Lexicon:
     offsets: np.ndarray
     term_ids: np.ndarray
     counts: np.ndarray
+    _term_major: tuple | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def build(cls, texts: Sequence[str]) -> "Lexicon":
@@ -123,19 +124,32 @@ class Lexicon:
             return 0.0
         return sum(t in self.vocabulary for t in query_terms) / len(query_terms)
 
+    def _postings(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Term-major view of the counts: passages and counts of each term, built once."""
+        if self._term_major is None:
+            rows = np.repeat(np.arange(len(self.lengths)), np.diff(self.offsets))
+            order = np.argsort(self.term_ids, kind="stable")
+            starts = np.concatenate([[0], np.cumsum(self.document_frequency)]).astype(np.int64)
+            self._term_major = (starts, rows[order], self.counts[order])
+        return self._term_major
+
     def scores(self, query_terms: Sequence[str]) -> np.ndarray:
         """Return the BM25 score of every passage for the query's terms."""
         n = len(self.lengths)
-        out = np.zeros(n, dtype=np.float32)
-        wanted = {self.vocabulary[t] for t in query_terms if t in self.vocabulary}
+        wanted = sorted({self.vocabulary[t] for t in query_terms if t in self.vocabulary})
         if not wanted or n == 0:
-            return out
+            return np.zeros(n, dtype=np.float32)
+        starts, rows, counts = self._postings()
         average = float(self.lengths.mean()) or 1.0
-        idf = {t: np.log(1 + (n - self.document_frequency[t] + 0.5) / (self.document_frequency[t] + 0.5)) for t in wanted}
-        mask = np.isin(self.term_ids, list(wanted))
-        rows = np.searchsorted(self.offsets, np.nonzero(mask)[0], side="right") - 1
-        tf = self.counts[mask].astype(np.float32)
-        weights = np.asarray([idf[t] for t in self.term_ids[mask]], dtype=np.float32)
-        norm = K1 * (1 - B + B * self.lengths[rows] / average)
-        np.add.at(out, rows, weights * tf * (K1 + 1) / (tf + norm))
-        return out
+        pieces_rows, pieces_weights = [], []
+        for term in wanted:
+            df = float(self.document_frequency[term])
+            idf = np.log(1 + (n - df + 0.5) / (df + 0.5))
+            term_rows = rows[starts[term] : starts[term + 1]]
+            tf = counts[starts[term] : starts[term + 1]].astype(np.float32)
+            norm = K1 * (1 - B + B * self.lengths[term_rows] / average)
+            pieces_rows.append(term_rows)
+            pieces_weights.append(idf * tf * (K1 + 1) / (tf + norm))
+        return np.bincount(
+            np.concatenate(pieces_rows), weights=np.concatenate(pieces_weights), minlength=n
+        ).astype(np.float32)

@@ -76,3 +76,20 @@ def test_chat_subprocess_answers_piped_questions(index_dir):
     first, second = proc.stdout.split("Q: Kapan")
     assert DRONES in first and INVASION in second
     assert "\x1b[" not in proc.stdout
+
+
+def test_answers_carry_a_highlight_inside_the_passage(index_dir):
+    data = ask(index_dir, "What will the Iranian drones be used for?")
+    top = data["passages"][0]
+    span = top["text"][top["highlight"]["start"]:top["highlight"]["end"]]
+    assert "perang elektronik" in span and not span.startswith("Rusia, menurut")
+
+
+def test_chat_follow_up_question_uses_the_conversation(index_dir):
+    result = runner.invoke(
+        app, ["chat", "--index-dir", str(index_dir)],
+        input="Which drones did Russia import?\nWhat will they be used for?\n",
+    )
+    assert result.exit_code == 0, result.output
+    follow_up = result.stdout.split("Q: What will they be used for?")[1]
+    assert "follow-up" in follow_up and "perang elektronik" in follow_up and "No answer" not in follow_up
