@@ -60,6 +60,8 @@ def render_answer(console: Console, answer: Answer, limit: int | None = None) ->
         shown = shown[:1]
         if shown:
             console.print(Text("Closest passage:", style="dim"))
+    if answer.truncated:
+        console.print(Text("(the question is longer than the model reads; only its beginning was used)", style="dim"))
     if answer.context:
         console.print(Text(f"(read as a follow-up to: {answer.context})", style="dim"))
     for rank, item in enumerate(shown, start=1):

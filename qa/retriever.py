@@ -135,6 +135,7 @@ class Answer:
     passages: list[RetrievedPassage]
     margin: float
     context: str | None = None
+    truncated: bool = False
     extras: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -145,6 +146,7 @@ class Answer:
             "margin": round(self.margin, 6),
             "passages": [p.to_dict() for p in self.passages],
             **({"context": self.context} if self.context else {}),
+            **({"truncated": True} if self.truncated else {}),
             **self.extras,
         }
 
@@ -223,8 +225,9 @@ class Retriever:
 
         cleaned = clean_question(question)
         text = f"{normalize_for_model(context)} {cleaned}" if context else cleaned
+        truncated = self.embedder.count_tokens(text) > self.embedder.max_tokens
         query = self.embedder.embed_queries([text])[0]
         passages, evidence = self.closest_passages(query, max(1, top_k), terms(text))
         margin = evidence - background_level(query, self.snapshot.background)
         found = bool(passages) and margin >= self.config.answer_margin
-        return Answer(question, found, passages, margin, context)
+        return Answer(question, found, passages, margin, context, truncated)

@@ -226,3 +226,10 @@ def test_help_does_not_import_heavy_libraries():
            "print('HEAVY', bad)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "HEAVY []" in out
+
+
+def test_overlong_question_is_answered_with_a_note(indexed):
+    result = qa("ask", "drone " * 200)
+    assert result.exit_code == 0, result.output
+    assert "longer than the model reads" in result.stdout
+    assert json.loads(qa("ask", "--json", "drone " * 200).stdout)["truncated"] is True

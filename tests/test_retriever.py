@@ -15,6 +15,9 @@ class FixedQueries:
     def __init__(self, vector):
         self.vector = np.asarray(vector, dtype=np.float32) / np.linalg.norm(vector)
 
+    def count_tokens(self, text):
+        return len(text.split()) + 2
+
     def embed_queries(self, texts):
         return np.stack([self.vector for _ in texts])
 
@@ -116,3 +119,10 @@ def test_highlight_is_the_sentence_closest_to_the_question(tmp_path):
     start, end = answer.passages[0].highlight
     assert text[start:end] == "Second sentence."
     assert answer.to_dict()["passages"][0]["highlight"] == {"start": 16, "end": 32}
+
+
+def test_question_longer_than_the_model_window_is_truncated_with_a_note(tmp_path):
+    snap = snapshot(tmp_path, [[1, 0, 0]], [[0, 0, 1]])
+    answer = Retriever(snap, FixedQueries([1, 0, 0])).ask("word " * 100)
+    assert answer.truncated and answer.to_dict()["truncated"] is True
+    assert not Retriever(snap, FixedQueries([1, 0, 0])).ask("short").truncated
