@@ -155,17 +155,20 @@ class SentenceTransformerEmbedder:
 
     def _encode(self, texts: Sequence[str], prompt: str, progress: Progress | None) -> np.ndarray:
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        for start in range(0, len(texts), self.batch_size):
-            batch = [prompt + t.strip() for t in texts[start : start + self.batch_size]]
-            out[start : start + len(batch)] = self.model.encode(
-                batch,
+        # Longest first, so each batch pads to texts of about the same length.
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        step = self.batch_size * 4
+        for start in range(0, len(order), step):
+            rows = order[start : start + step]
+            out[rows] = self.model.encode(
+                [prompt + texts[i].strip() for i in rows],
                 batch_size=self.batch_size,
                 normalize_embeddings=True,
                 convert_to_numpy=True,
                 show_progress_bar=False,
             )
             if progress:
-                progress(start + len(batch), len(texts))
+                progress(start + len(rows), len(texts))
         return out
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
