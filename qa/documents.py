@@ -121,7 +121,7 @@ _COUNTER_WORDS = (
 )
 _DEBRIS_PATTERNS = [
     # A view/share counter, alone or glued to a section name: "Internasional057 views".
-    re.compile(rf"^[\w\s./|·-]{{0,40}}?\d[\d.,]*\s*[kKmM]?\s*({_COUNTER_WORDS})\W*$", re.I),
+    re.compile(rf"^[\w\s./|·-]{{0,40}}?\d[\d.,]*\s*(?:[kKmM]\s*)?({_COUNTER_WORDS})\W*$", re.I),
     re.compile(r"^\W*(baca\s+juga|read\s+more|lihat\s+juga|simak\s+juga)\b.*$", re.I),
     re.compile(
         r"^\W*(advertisement|iklan|scroll\s+to\s+(continue|resume)(\s+with\s+content)?|"
@@ -209,7 +209,8 @@ _ABBREVIATIONS = {
     "dll", "dsb", "dst", "jl", "jln", "rp", "hlm", "tel", "bpk", "sdr", "ir", "drs", "h",
     "hj", "kh", "s.h", "s.e", "m.si", "u.s", "u.k", "a.s",
 }
-_SENTENCE_END = re.compile(r"[.!?…]+[\"'”’»)\]]*(?=\s+|$)")
+# The lookbehind makes a run of dots one match attempt, not one per dot (quadratic).
+_SENTENCE_END = re.compile(r"(?<![.!?…])[.!?…]+[\"'”’»)\]]*(?=\s|$)")
 _NEXT_STARTS_SENTENCE = re.compile(r"\s+[\"'“‘«(\[]?[\w\d]")
 
 
@@ -311,24 +312,22 @@ def pack_sentences(
 ) -> list[Span]:
     """Group consecutive sentences into chunks of at most ``max_tokens`` tokens.
 
-    Sentences stay whole unless one alone is over budget, in which case it is cut
-    with :func:`split_long_span`. Returns ``(start, end)`` spans in document order.
+    Each merge is decided by counting the merged chunk itself, so counters that are
+    not additive (subword tokenizers are not quite) never overshoot. Sentences stay
+    whole unless one alone is over budget, in which case it is cut with
+    :func:`split_long_span`. Returns ``(start, end)`` spans in document order.
     """
     chunks: list[Span] = []
     current: Span | None = None
-    current_tokens = 0
     for span in sentences:
-        tokens = count_tokens(text[span[0] : span[1]])
-        pieces = [span] if tokens <= max_tokens else split_long_span(text, span, count_tokens, max_tokens)
-        for piece in pieces:
-            piece_tokens = tokens if piece == span else count_tokens(text[piece[0] : piece[1]])
-            if current is not None and current_tokens + piece_tokens <= max_tokens:
+        fits = count_tokens(text[span[0] : span[1]]) <= max_tokens
+        for piece in [span] if fits else split_long_span(text, span, count_tokens, max_tokens):
+            if current is not None and count_tokens(text[current[0] : piece[1]]) <= max_tokens:
                 current = (current[0], piece[1])
-                current_tokens += piece_tokens
                 continue
             if current is not None:
                 chunks.append(current)
-            current, current_tokens = piece, piece_tokens
+            current = piece
     if current is not None:
         chunks.append(current)
     return chunks
@@ -366,18 +365,15 @@ def chunk_document(document: Document, count_tokens: TokenCounter, settings: Chu
     title = text[title_span[0] : title_span[1]] if title_span else None
     if title_span:
         paragraphs = paragraphs[1:]
-    overhead = count_tokens("")
-    if settings.title_as_context and title:
-        overhead = count_tokens(f"{normalize_for_model(title)}. ")
-    budget = max(settings.max_tokens - overhead, 16)
+    prefix = f"{normalize_for_model(title)}. " if settings.title_as_context and title else ""
 
-    def body_tokens(piece: str) -> int:
-        return count_tokens(normalize_for_model(piece)) - count_tokens("")
+    def model_tokens(piece: str) -> int:
+        return count_tokens(prefix + normalize_for_model(piece))
 
     passages: list[Passage] = []
     for p_start, p_end in paragraphs:
         sentences = split_sentences(text, p_start, p_end)
-        for start, end in pack_sentences(text, sentences, body_tokens, budget):
+        for start, end in pack_sentences(text, sentences, model_tokens, settings.max_tokens):
             passages.append(Passage(text[start:end], document.source, start, end, title))
     if not passages and title_span:
         start, end = title_span

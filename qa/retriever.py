@@ -9,6 +9,7 @@ background by a margin.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Sequence
 
@@ -152,7 +153,14 @@ class Answer:
 
 
 def clean_question(question: str) -> str:
-    """Return the question ready for the model, or raise :class:`QuestionError` if empty."""
+    """Return the question ready for the model, or raise :class:`QuestionError` if empty.
+
+    Bytes that were not valid UTF-8 (which Python hands over as lone surrogates) become
+    "?", and control characters such as NUL become spaces: the model's engine takes
+    C strings.
+    """
+    question = question.encode("utf-8", "replace").decode("utf-8")
+    question = "".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in question)
     cleaned = normalize_for_model(question)
     if not cleaned:
         raise QuestionError("the question is empty")
