@@ -693,11 +693,13 @@ def ensure_default_model(cache_dir: Path, progress: Progress | None = None) -> P
         return target
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    with _build_lock(target, progress):
+    with _build_lock(target, progress) as exclusive:
         # Whoever held the lock may have just finished the build.
         if is_complete_build(target):
             return target
-        _remove_abandoned(target)
+        # Holding the lock, no other builder is running: every temporary folder
+        # beside the target is a killed build's (up to ~250 MB each), whatever its age.
+        _remove_abandoned(target, older_than_s=0.0 if exclusive is True else 3600.0)
         if target.exists():
             _say(progress, "removing an incomplete model build")
             _remove_tree(target)
@@ -733,11 +735,14 @@ def _build_into_place(bin_path: Path, target: Path, progress: Progress | None) -
 
 @contextlib.contextmanager
 def _build_lock(target: Path, progress: Progress | None):
-    """Serialize builders of ``target`` across processes (a no-op where flock is missing)."""
+    """Serialize builders of ``target`` across processes (a no-op where flock is missing).
+
+    Yields True when the lock is held (no other builder can be running), else False.
+    """
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX; the rename still keeps builds whole
-        yield
+        yield False
         return
     with open(target.parent / f".{target.name}.lock", "a+b") as lock:
         try:
@@ -746,7 +751,7 @@ def _build_lock(target: Path, progress: Progress | None):
             _say(progress, "waiting for another qa process that is building the model")
             fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            yield
+            yield True
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
