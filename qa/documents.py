@@ -294,15 +294,32 @@ def split_long_span(text: str, span: Span, count_tokens: TokenCounter, max_token
 def _split_characters(text: str, span: Span, count_tokens: TokenCounter, max_tokens: int) -> list[Span]:
     start, end = span
     pieces: list[Span] = []
+    guess = 64
+
+    def fits(stop: int) -> bool:
+        return count_tokens(text[start:stop]) <= max_tokens
+
     while start < end:
-        lo, hi = start + 1, end
-        while lo < hi:  # largest prefix that fits, by binary search
-            mid = (lo + hi + 1) // 2
-            if count_tokens(text[start:mid]) <= max_tokens:
-                lo = mid
-            else:
-                hi = mid - 1
+        # Gallop from the last piece's length to a prefix that doesn't fit, then
+        # binary-search below it: each cut costs counts of about one piece, not of
+        # the whole rest of the span (which made long text without spaces quadratic).
+        lo, step = start + 1, guess
+        hi = min(end, start + step)
+        while hi < end and fits(hi):
+            lo, step = hi, step * 2
+            hi = min(end, start + step)
+        if hi == end and fits(end):
+            lo = end
+        else:
+            hi -= 1
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if fits(mid):
+                    lo = mid
+                else:
+                    hi = mid - 1
         pieces.append((start, lo))
+        guess = max(1, lo - start)
         start = lo
     return pieces
 

