@@ -165,17 +165,16 @@ def build_index(
     sentence_spans: list[list[tuple[int, int]]] = []
     per_document: list[int] = []
     titles: list[str | None] = []
+    sentence_texts: list[str] = []
     for document in documents:
         chunks = chunk_document(document, embedder.count_tokens, settings)
         passages.extend(chunks)
-        sentence_spans.extend(split_sentences(document.text, p.start, p.end) for p in chunks)
+        for passage in chunks:
+            spans = split_sentences(document.text, passage.start, passage.end)
+            sentence_spans.append(spans)
+            sentence_texts.extend(normalize_for_model(document.text[s:e]) for s, e in spans)
         per_document.append(len(chunks))
         titles.append(chunks[0].title if chunks else None)
-    sentence_texts = [
-        normalize_for_model(doc_text[s:e])
-        for doc_text, spans in zip(_passage_documents(documents, per_document), sentence_spans)
-        for s, e in spans
-    ]
     if notify:
         notify(f"embedding {len(passages)} passages ({len(sentence_texts)} sentences) from {len(documents)} document(s)")
     texts = [passage_model_text(p, settings) for p in passages]
@@ -204,12 +203,6 @@ def build_index(
         content = IndexContent(passages, vectors, sentence_spans, sentence_vectors, lexicon, backgrounds[background_name])
         write_index(index_dir, manifest, content)
     return IndexReport(index_dir, len(documents), len(passages), time.perf_counter() - started)
-
-
-def _passage_documents(documents: Sequence[Document], per_document: Sequence[int]):
-    for document, count in zip(documents, per_document):
-        for _ in range(count):
-            yield document.text
 
 
 def _embed(embedder: Embedder, texts: list[str], progress: PassageProgress | None, done: int, total: int) -> np.ndarray:

@@ -341,19 +341,6 @@ def test_forged_manifest_with_bad_documents_is_a_one_line_error(built):
     assert_one_line_corrupt(built)
 
 
-@pytest.mark.parametrize("name", ["sentences.npy", "lexicon.npz"])
-@pytest.mark.parametrize("damage", ["flip", "truncate"])
-def test_damage_to_sentences_and_lexicon_is_detected(built, name, damage):
-    path = read_index(built).directory / name
-    data = bytearray(path.read_bytes())
-    if damage == "flip":
-        data[len(data) // 2] ^= 0xFF
-    else:
-        data = data[: len(data) // 2]
-    path.write_bytes(bytes(data))
-    assert_one_line_corrupt(built, name)
-
-
 @pytest.mark.parametrize("name", [*DATA_FILES, MANIFEST])
 @pytest.mark.parametrize("damage", ["empty", "deleted"])
 def test_emptied_or_deleted_file_is_detected(built, name, damage):

@@ -1,5 +1,6 @@
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -81,7 +82,7 @@ def test_damaged_files_are_detected(tmp_path, name, damage):
     else:
         data = data[: len(data) // 2]
     path.write_bytes(bytes(data))
-    with pytest.raises(IndexCorrupt, match="damaged"):
+    with pytest.raises(IndexCorrupt, match=f"damaged: {re.escape(name)}"):
         read_index(tmp_path)
 
 
