@@ -13,7 +13,6 @@ from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
-from qa.paths import MODEL_ENV
 
 DEFAULT_MODEL = "intfloat/multilingual-e5-small"
 PROBE_TEXT = "qa model probe: Rusia membeli roket dari Korea Utara. The quick brown fox."
@@ -53,11 +52,6 @@ def register_embedder(name: str, factory: Callable[[], Embedder]) -> None:
 def unregister_embedder(name: str) -> None:
     """Forget a model registered with :func:`register_embedder`."""
     _REGISTRY.pop(name, None)
-
-
-def requested_model_name(option: str | None) -> str | None:
-    """Return the model the user asked for: the ``--model`` option, else ``$QA_MODEL``."""
-    return option or os.environ.get(MODEL_ENV) or None
 
 
 def load_embedder(name: str | None = None, progress: Callable[[str], None] | None = None) -> Embedder:

@@ -152,11 +152,6 @@ def _read_current(index_dir: Path) -> tuple[str, str]:
     return words[0], words[1]
 
 
-def index_exists(index_dir: Path) -> bool:
-    """Return True when ``index_dir`` holds an index (valid or not)."""
-    return (index_dir / CURRENT).exists()
-
-
 def read_index(index_dir: Path) -> Snapshot:
     """Load and verify the current generation of the index in ``index_dir``.
 
