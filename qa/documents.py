@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import stat
 import unicodedata
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,15 +32,25 @@ class DocumentError(Exception):
 
 @dataclass(frozen=True)
 class Document:
-    """A text document and where it came from.
+    """A document's text and where it came from.
 
-    ``text`` is the UTF-8 decoded content (a leading byte-order mark removed);
-    passage offsets are character offsets into it.
+    ``source`` names the file (its resolved path by default); ``sha256`` is the hash
+    of the file's raw bytes. ``text`` is the extracted text, and passage offsets are
+    character offsets into it: for plain text files it is the decoded content
+    unchanged (a byte-order mark removed), so offsets map to the file's lines; for
+    HTML, PDF and DOCX it is extracted text with paragraphs separated by blank lines.
+    ``kind`` is "text", "html", "pdf" or "docx". ``pages`` (PDF only) holds the
+    offset where each page starts (``pages[0] == 0``), so the page of an offset is
+    ``bisect.bisect_right(pages, offset)``. ``note`` tells how the file was read when
+    that involved a guess, e.g. "decoded as Latin-1 (not valid UTF-8)".
     """
 
     source: str
     text: str
     sha256: str
+    kind: str = "text"
+    pages: tuple[int, ...] = ()
+    note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -47,7 +58,8 @@ class Passage:
     """A span of a document that is embedded and returned as an answer.
 
     ``title`` is the document's title, kept as context for the passage's embedding
-    (it is not part of ``text``).
+    (it is not part of ``text``). ``line`` (text files: the 1-based line where the
+    passage starts) or ``page`` (PDF: its 1-based page) tells a person where to look.
     """
 
     text: str
@@ -55,6 +67,8 @@ class Passage:
     start: int
     end: int
     title: str | None = None
+    line: int | None = None
+    page: int | None = None
 
     def to_dict(self) -> dict:
         """Return the passage as a JSON-ready dict."""
@@ -79,40 +93,62 @@ class ChunkSettings:
 
 
 def read_document(path: Path, source: str | None = None) -> Document:
-    """Read a UTF-8 text file into a :class:`Document`.
+    """Read a document file (text, Markdown, HTML, PDF or DOCX) into a :class:`Document`.
 
     Takes the path to read and, optionally, the name to record as its source
-    (default: the resolved path). Raises :class:`DocumentError` with a one-line
-    reason when the file is missing, unreadable, binary or not UTF-8.
+    (default: the resolved path). The extractor is chosen by the file's suffix; an
+    unknown suffix is read as plain text. Files of ``MAX_FILE_BYTES`` or more are
+    refused by their size, before they are read. Raises :class:`DocumentError` with
+    a one-line reason naming the file when it is missing (it disappeared), not a
+    regular file, too large, unreadable, binary, broken or without text.
     """
+    from qa.extract import MAX_FILE_BYTES, too_large  # not at the top: qa.extract imports this module
+
     try:
-        data = path.read_bytes()
+        info = path.stat()
+        if stat.S_ISDIR(info.st_mode):
+            raise DocumentError(f"{path}: is a directory, not a document")
+        if not stat.S_ISREG(info.st_mode):
+            raise DocumentError(f"{path}: not a regular file")  # a FIFO would block a read
+        if reason := too_large(info.st_size):
+            raise DocumentError(f"{path}: {reason}")
+        with path.open("rb") as handle:
+            data = handle.read(MAX_FILE_BYTES)
     except FileNotFoundError:
-        raise DocumentError(f"{path}: no such file") from None
+        raise DocumentError(f"{path}: disappeared while indexing (no such file)") from None
     except IsADirectoryError:
-        raise DocumentError(f"{path}: is a directory, not a text file") from None
+        raise DocumentError(f"{path}: is a directory, not a document") from None
     except PermissionError:
         raise DocumentError(f"{path}: permission denied") from None
     except OSError as exc:
         raise DocumentError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    return document_from_bytes(data, source or str(path.resolve()), display=str(path))
+    if reason := too_large(len(data)):  # it grew after the size check
+        raise DocumentError(f"{path}: {reason}")
+    return document_from_bytes(data, source or str(path.resolve()), display=str(path), suffix=path.suffix)
 
 
-def document_from_bytes(data: bytes, source: str, display: str | None = None) -> Document:
-    """Decode raw file bytes into a :class:`Document`, rejecting non-text content.
+def document_from_bytes(
+    data: bytes, source: str, display: str | None = None, suffix: str | None = None
+) -> Document:
+    """Extract a :class:`Document` from a file's raw bytes.
 
-    ``display`` names the file in error messages (default: ``source``).
+    ``display`` names the file in error messages (default: ``source``); ``suffix``
+    picks the format (default: the suffix of ``source``; unknown suffixes, or none,
+    are read as plain text). Raises :class:`DocumentError` when the bytes hold no
+    text of that format (see :func:`qa.extract.extract_text`).
     """
-    name = display or source
-    if b"\x00" in data:
-        raise DocumentError(f"{name}: looks like a binary file, not UTF-8 text")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DocumentError(
-            f"{name}: is not UTF-8 text (invalid byte at offset {exc.start})"
-        ) from None
-    return Document(source=source, text=text, sha256=hashlib.sha256(data).hexdigest())
+    from qa.extract import extract_text  # not at the top: qa.extract imports this module
+
+    suffix = Path(source).suffix if suffix is None else suffix
+    extracted = extract_text(data, suffix, display or source)
+    return Document(
+        source=source,
+        text=extracted.text,
+        sha256=hashlib.sha256(data).hexdigest(),
+        kind=extracted.kind,
+        pages=extracted.pages,
+        note=extracted.note,
+    )
 
 
 # --- cleaning -------------------------------------------------------------------

@@ -1,0 +1,307 @@
+"""Text out of document files: plain text, Markdown, HTML, PDF and DOCX.
+
+Each format has one extractor that turns a file's bytes into text for the chunker:
+paragraphs separated by a blank line, so that passages never run across them.
+Plain text is kept exactly as decoded, so offsets map back to the file's lines.
+The extraction libraries are imported inside the functions that use them: the CLI
+starts without paying for them, and only the formats present cost anything.
+"""
+
+from __future__ import annotations
+
+import codecs
+import io
+import re
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from qa.documents import DocumentError
+
+MAX_FILE_BYTES = 100 * 1024 * 1024
+TEXT_SUFFIXES = frozenset({".txt", ".text", ".md", ".markdown"})
+HTML_SUFFIXES = frozenset({".html", ".htm"})
+SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | {".pdf", ".docx"}
+
+# How much of a file is looked at to tell text from binary (as git and file(1) do).
+SNIFF_BYTES = 8192
+# C0 control characters that text files don't contain. Not among them: tab, line
+# breaks, form feed, backspace (man pages) and escape (colored logs).
+_CONTROL_BYTES = bytes([*range(0x00, 0x08), *range(0x0E, 0x1B), *range(0x1C, 0x20), 0x7F])
+_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+# PDFium marks a word hyphenated across a line end with \x02; other C0 characters
+# (except tab and line feed) are debris of the text layer.
+_PDF_DEBRIS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ufffe\uffff]")
+
+
+@dataclass(frozen=True)
+class Extracted:
+    """Text extracted from a file, with what the index needs to know about it.
+
+    ``kind`` is "text", "html", "pdf" or "docx". ``pages`` (PDF only) holds the
+    offset in ``text`` where each page starts. ``note`` tells the user about a
+    guess made while reading, such as the encoding of a text file that isn't UTF-8.
+    """
+
+    text: str
+    kind: str
+    pages: tuple[int, ...] = ()
+    note: str | None = None
+
+
+def extract_text(data: bytes, suffix: str, name: str) -> Extracted:
+    """Extract the text of a file from its raw bytes.
+
+    Takes the bytes, the file's suffix (".pdf"; any case; unknown suffixes are read
+    as plain text) and the name to use in error messages. Returns the text ready for
+    chunking. Raises :class:`DocumentError` with a one-line reason when the file is
+    binary, broken, encrypted, or has no text.
+    """
+    if not data:
+        raise DocumentError(f"{name}: no text (empty file)")
+    suffix = suffix.lower()
+    extractor = _EXTRACTORS.get(suffix, _extract_plain)
+    extracted = extractor(data, name)
+    if not extracted.text.strip():
+        raise DocumentError(f"{name}: no text (only white space)")
+    return extracted
+
+
+def too_large(size: int) -> str | None:
+    """Return why a file of ``size`` bytes is refused ("100 MB or larger (123 MB)"), or None.
+
+    Files of :data:`MAX_FILE_BYTES` or more are never read: their text would not fit
+    the index in reasonable time, and reading them costs as much memory.
+    """
+    if size < MAX_FILE_BYTES:
+        return None
+    mb = 1024 * 1024
+    return f"{MAX_FILE_BYTES // mb} MB or larger ({size / mb:.0f} MB)"
+
+
+def looks_binary(data: bytes) -> bool:
+    """Return True when bytes are not text: a NUL byte, or many control characters.
+
+    Text encoded as UTF-16 with a byte-order mark counts as text despite its NULs.
+    Control characters are counted in the first :data:`SNIFF_BYTES` only; more than
+    one in 20 means binary.
+    """
+    if data.startswith(_UTF16_BOMS):
+        return False
+    if b"\x00" in data:
+        return True
+    sample = data[:SNIFF_BYTES]
+    controls = len(sample) - len(sample.translate(None, _CONTROL_BYTES))
+    return controls * 20 > len(sample)
+
+
+def decode_text(data: bytes, name: str) -> tuple[str, str | None]:
+    """Decode the bytes of a text file; return the text and a note on the encoding.
+
+    UTF-8 (a byte-order mark is dropped) needs no note. UTF-16 is read when the
+    file starts with its byte-order mark. Anything else is decoded as Windows-1252,
+    or as Latin-1 where Windows-1252 leaves a byte undefined: both always succeed,
+    so a legacy Western file is indexed, with a note saying how it was read.
+    Raises :class:`DocumentError` for binary content.
+    """
+    if data.startswith(_UTF16_BOMS):
+        try:
+            text = data.decode("utf-16")
+        except UnicodeDecodeError:
+            raise DocumentError(f"{name}: looks like a binary file, not text") from None
+        if "\x00" in text:
+            raise DocumentError(f"{name}: looks like a binary file, not text")
+        return text, "decoded as UTF-16"
+    if looks_binary(data):
+        raise DocumentError(f"{name}: looks like a binary file, not text")
+    try:
+        return data.decode("utf-8-sig"), None
+    except UnicodeDecodeError:
+        pass
+    # Latin-1 and Windows-1252 decode bytes under 0x80 and from 0xA0 alike.
+    label = "Windows-1252" if re.search(rb"[\x80-\x9f]", data) else "Latin-1"
+    try:
+        text = data.decode("cp1252")
+    except UnicodeDecodeError:
+        label, text = "Latin-1", data.decode("latin-1")
+    return text, f"decoded as {label} (not valid UTF-8)"
+
+
+def _extract_plain(data: bytes, name: str) -> Extracted:
+    text, note = decode_text(data, name)
+    return Extracted(text, "text", note=note)
+
+
+def _extract_html(data: bytes, name: str) -> Extracted:
+    if looks_binary(data):
+        raise DocumentError(f"{name}: looks like a binary file, not HTML")
+    try:
+        title, blocks = _html_article(data)
+    except Exception as exc:  # noqa: BLE001 - a parser failing on hostile input must not end the run
+        raise DocumentError(f"{name}: cannot read the HTML ({_one_line(exc)})") from None
+    if not blocks:
+        raise DocumentError(f"{name}: no readable text found in the HTML")
+    if title and title not in blocks:
+        blocks.insert(0, title)
+    return Extracted("\n\n".join(blocks), "html")
+
+
+def _html_article(data: bytes) -> tuple[str | None, list[str]]:
+    """Return a web page's headline and the paragraphs of its main text (none if it has none)."""
+    import trafilatura
+
+    if b"html" not in data[:64].lower():
+        # trafilatura rejects a fragment ("<p>..</p>" alone) as not HTML.
+        data = b"<html><body>" + data + b"</body></html>"
+    tree = trafilatura.load_html(data)
+    if tree is None:
+        return None, []
+    title = _page_title(tree)
+    # Comments are not the article; tables often are.
+    result = trafilatura.bare_extraction(tree, include_comments=False, include_tables=True)
+    if result is None or result.body is None:
+        return title, []
+    return title, _html_blocks(result.body)
+
+
+def _page_title(tree: Any) -> str | None:
+    """Return the page's headline: its og:title, else its first <h1>, else its <title>."""
+    for found in (
+        tree.xpath("//meta[@property='og:title']/@content"),
+        [h.text_content() for h in tree.xpath("//h1")[:1]],
+        [t.text_content() for t in tree.xpath("//title")[:1]],
+    ):
+        title = " ".join(found[0].split()) if found else ""
+        if title:
+            return title
+    return None
+
+
+def _html_blocks(body: Any) -> list[str]:
+    """Turn trafilatura's output tree into paragraphs of text.
+
+    Its children are blocks: ``p``, ``head``, ``quote``, ``code``, ``list`` (of
+    ``item``) and ``table`` (of ``row`` of ``cell``); ``lb`` is a line break.
+    A list or a table becomes one paragraph with a line per item or row.
+    """
+    blocks = []
+    for element in body:
+        if element.tag == "list":
+            lines = [_element_text(item) for item in element.iterchildren("item")]
+        elif element.tag == "table":
+            lines = [
+                " | ".join(filter(None, (_element_text(cell) for cell in row.iterchildren("cell"))))
+                for row in element.iterchildren("row")
+            ]
+        else:
+            lines = [_element_text(element)]
+        block = "\n".join(line for line in lines if line)
+        if block:
+            blocks.append(block)
+    return blocks
+
+
+_LINE_TAGS = frozenset({"lb", "p", "head", "quote", "code", "list", "item", "table", "row", "cell"})
+
+
+def _element_text(element: Any) -> str:
+    """Return an element's text, a line per line break or nested block, spaces tidied."""
+    for inner in element.iterdescendants(*_LINE_TAGS):
+        inner.tail = "\n" + (inner.tail or "")
+        if inner.tag != "lb":
+            inner.text = "\n" + (inner.text or "")
+    lines = (" ".join(line.split()) for line in "".join(element.itertext()).split("\n"))
+    return "\n".join(line for line in lines if line)
+
+
+def _extract_pdf(data: bytes, name: str) -> Extracted:
+    import pypdfium2 as pdfium
+    import pypdfium2.raw as pdfium_c
+
+    try:
+        pdf = pdfium.PdfDocument(data)
+    except pdfium.PdfiumError as exc:
+        if getattr(exc, "err_code", None) == pdfium_c.FPDF_ERR_PASSWORD:
+            raise DocumentError(f"{name}: PDF is encrypted (needs a password)") from None
+        raise DocumentError(f"{name}: broken or unreadable PDF ({_pdfium_reason(exc)})") from None
+    try:
+        page_texts = [_pdf_page_text(pdf, index) for index in range(len(pdf))]
+    except pdfium.PdfiumError as exc:
+        raise DocumentError(f"{name}: broken or unreadable PDF ({_pdfium_reason(exc)})") from None
+    finally:
+        pdf.close()
+    if not any(page_texts):
+        raise DocumentError(f"{name}: has no text layer (a scanned PDF?)")
+    starts, offset = [], 0
+    for page_text in page_texts:
+        starts.append(offset)
+        offset += len(page_text) + 2
+    return Extracted("\n\n".join(page_texts), "pdf", pages=tuple(starts))
+
+
+def _pdf_page_text(pdf: Any, index: int) -> str:
+    page = pdf[index]
+    try:
+        textpage = page.get_textpage()
+        try:
+            text = textpage.get_text_bounded()
+        finally:
+            textpage.close()
+    finally:
+        page.close()
+    return _tidy_pdf_text(text)
+
+
+def _tidy_pdf_text(text: str) -> str:
+    """Return PDFium's text of a page with line feeds only and no control characters."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return _PDF_DEBRIS.sub("", text).strip()
+
+
+def _pdfium_reason(exc: Exception) -> str:
+    # "Failed to load document (PDFium: Data format error)." -> "Data format error"
+    match = re.search(r"PDFium: ([^)]+)", str(exc))
+    return match.group(1) if match else _one_line(exc)
+
+
+def _extract_docx(data: bytes, name: str) -> Extracted:
+    import docx
+    from docx.table import Table
+
+    try:
+        document = docx.Document(io.BytesIO(data))
+        blocks = []
+        for block in document.iter_inner_content():
+            text = _table_text(block) if isinstance(block, Table) else block.text.strip()
+            if text:
+                blocks.append(text)
+    except Exception as exc:  # noqa: BLE001 - zip, XML and package errors of a broken file
+        raise DocumentError(f"{name}: broken or unreadable .docx ({_one_line(exc)})") from None
+    if not blocks:
+        raise DocumentError(f"{name}: no text in the document")
+    return Extracted("\n\n".join(blocks), "docx")
+
+
+def _table_text(table: Any) -> str:
+    """Return a table as one line per row, its cells separated by " | "."""
+    rows = []
+    for row in table.rows:
+        cells, texts, column = row.cells, [], 0
+        while column < len(cells):
+            texts.append(" ".join(cells[column].text.split()))
+            column += cells[column].grid_span  # a merged cell is listed once per column it spans
+        if any(texts):
+            rows.append(" | ".join(text for text in texts if text))
+    return "\n".join(rows)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+_EXTRACTORS: dict[str, Callable[[bytes, str], Extracted]] = {
+    **{suffix: _extract_plain for suffix in TEXT_SUFFIXES},
+    **{suffix: _extract_html for suffix in HTML_SUFFIXES},
+    ".pdf": _extract_pdf,
+    ".docx": _extract_docx,
+}
