@@ -119,7 +119,7 @@ def digest(index_dir: Path) -> tuple[str, int]:
 
 
 def index_cmd(paths: list[Path], index_dir: Path) -> list[str]:
-    return [PY, str(RUNNER), "index", *map(str, paths), "--index-dir", str(index_dir), "--model", MODEL]
+    return [PY, str(RUNNER), "index", "--replace", *map(str, paths), "--index-dir", str(index_dir), "--model", MODEL]
 
 
 def run_index(paths, index_dir, env) -> float:

@@ -52,16 +52,17 @@ def user_errors() -> Iterator[None]:
     from qa.documents import DocumentError
     from qa.embedder import EmbedderError
     from qa.evaluate import EvalSetError
+    from qa.indexer import IndexingError
     from qa.pipeline import PipelineError
     from qa.retriever import QuestionError
     from qa.store import StoreError
 
     try:
         yield
-    except (DocumentError, EmbedderError, EvalSetError, PipelineError, QuestionError, StoreError) as exc:
+    except (DocumentError, EmbedderError, EvalSetError, IndexingError, PipelineError, QuestionError, StoreError) as exc:
         fail(str(exc))
     except KeyboardInterrupt:
-        typer.echo("\nInterrupted; the index is unchanged.", err=True)
+        typer.echo("\nInterrupted; the index is unchanged (a rerun of qa index continues where it stopped).", err=True)
         raise typer.Exit(130)
 
 
@@ -80,7 +81,7 @@ class Status:
         self.console.print(f"[dim]{message}[/dim]")
 
     def progress(self, done: int, total: int) -> None:
-        """Advance the passage-embedding progress bar (shown only for long runs)."""
+        """Advance the embedding progress bar: texts done, texts per second, time left."""
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         if not self.console.is_terminal:
@@ -90,13 +91,17 @@ class Status:
                 TextColumn("embedding"),
                 BarColumn(),
                 MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"),
                 TimeRemainingColumn(),
                 console=self.console,
                 transient=True,
             )
             self._progress.start()
-            self._task = self._progress.add_task("embedding", total=total)
-        self._progress.update(self._task, completed=done, total=total)
+            self._task = self._progress.add_task("embedding", total=total, rate="")
+        task = self._progress.tasks[0]
+        speed = task.speed
+        self._progress.update(self._task, completed=done, total=total,
+                              rate=f"{speed:.1f} texts/s" if speed else "")
         if done >= total:
             self._progress.stop()
             self._progress = None
@@ -175,31 +180,67 @@ def chat(
 
 @app.command("index")
 def index_command(
-    paths: Optional[List[Path]] = typer.Argument(
-        None, help="UTF-8 text files to index [default: the bundled article].", show_default=False
+    paths: Optional[List[str]] = typer.Argument(
+        None,
+        help="Files, directories (recursive) and globs: .txt .md .html .pdf .docx. They join the "
+        "documents indexed before [default: update what is indexed; the bundled article for a new index].",
+        show_default=False,
     ),
+    remove: Optional[List[str]] = typer.Option(
+        None, "--remove", help="Remove this document (or every document under this directory) from the index."
+    ),
+    replace_all: bool = typer.Option(False, "--replace", help="Index exactly PATHS, dropping every other document."),
     index_dir: Optional[Path] = IndexDirOption,
     model: Optional[str] = ModelOption,
 ) -> None:
-    """Build the index from text files, replacing the previous one atomically."""
-    from qa.embedder import load_embedder
-    from qa.indexer import build_index, read_documents
-    from qa.paths import BUNDLED_ARTICLE
+    """Add documents to the index, or bring it up to date: only changed documents are embedded.
 
+    Deleted documents are dropped. An interrupted run leaves the index as it was,
+    and the next run continues where it stopped.
+    """
+    from qa.indexer import update_index
+
+    if replace_all and not paths:
+        fail("--replace needs the PATHs to index")
     with user_errors():
         directory = _resolve_index_dir(index_dir)
-        sources = list(paths) if paths else [BUNDLED_ARTICLE]
-        read_documents(sources)  # bad files fail here, before the model loads
         from qa.store import ensure_writable
 
         ensure_writable(directory)
         status = Status()
-        embedder = load_embedder(model, progress=status.notify)
-        report = build_index(directory, sources, embedder, notify=status.notify, progress=status.progress)
-    typer.echo(
-        f"Indexed {report.passages} passages from {report.documents} document(s) "
-        f"into {report.directory} in {report.seconds:.1f} s."
-    )
+        report = update_index(
+            directory, paths or [], model=model, remove=remove or [], replace_all=replace_all,
+            notify=status.notify, progress=status.progress,
+        )
+    from qa.render import make_console, render_index_report
+
+    render_index_report(make_console(), make_console(stderr=True), report)
+    if report.failed_inputs:
+        fail("; ".join(f"{item.path}: {item.reason}" for item in report.failed_inputs))
+
+
+@app.command("sources")
+def sources_command(
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object per document, a line each."),
+    index_dir: Optional[Path] = IndexDirOption,
+) -> None:
+    """List the indexed documents: passages, format, when added, content hash."""
+    import json
+
+    from qa.render import make_console, render_sources_table
+    from qa.store import read_index
+
+    with user_errors():
+        snapshot = read_index(_resolve_index_dir(index_dir))
+    documents = snapshot.manifest.get("documents", [])
+    if as_json:
+        for record in documents:
+            typer.echo(json.dumps(
+                {key: record.get(key) for key in ("source", "kind", "passages", "added", "sha256", "title", "note")},
+                ensure_ascii=False,
+            ))
+    else:
+        render_sources_table(make_console(), documents)
 
 
 @app.command("eval")

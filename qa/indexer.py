@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import time
-from dataclasses import dataclass
+from bisect import bisect_right
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Sequence
@@ -15,6 +17,7 @@ import numpy as np
 from qa.documents import (
     ChunkSettings,
     Document,
+    DocumentError,
     Passage,
     chunk_document,
     normalize_for_model,
@@ -22,45 +25,57 @@ from qa.documents import (
     read_document,
     split_sentences,
 )
-from qa.embedder import Embedder, model_probe, same_model
-from qa.paths import BUNDLED_ARTICLE, cache_dir
+from qa.embedder import DEFAULT_MODEL, Embedder, load_embedder, model_probe, same_model
+from qa.journal import EmbeddingJournal, journal_dir, remove_journals, text_key
+from qa.discover import Skipped, find_documents
 from qa.lexical import Lexicon
-from qa.store import IndexContent, write_index, writer_lock
+from qa.paths import BUNDLED_ARTICLE, cache_dir
+from qa.store import IndexContent, IndexCorrupt, IndexMissing, Snapshot, read_index, write_index, writer_lock
 
 Notify = Callable[[str], None]
 PassageProgress = Callable[[int, int], None]
 
 
-@dataclass(frozen=True)
+BUNDLED_ROOT = "<bundled article>"
+EMBED_BATCH = 256
+
+
+class IndexingError(Exception):
+    """An index update can't be done as asked; the message is one line for the user."""
+
+
+@dataclass
 class IndexReport:
-    """What a build did: where, how many documents and passages, how long it took."""
+    """What an index update did.
+
+    ``added``, ``updated`` and ``removed`` list documents by source; ``unchanged``
+    counts documents whose vectors were reused; ``embedded`` counts texts embedded
+    now and ``resumed`` those taken from an interrupted run's journal; ``failed_inputs``
+    are inputs named by the user that gave nothing to index; ``notes`` say how a
+    document was read when that involved a guess (its encoding). ``written`` is False
+    when the index was already up to date.
+    """
 
     directory: Path
-    documents: int
-    passages: int
-    seconds: float
+    documents: int = 0
+    passages: int = 0
+    seconds: float = 0.0
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    skipped: list[Skipped] = field(default_factory=list)
+    failed_inputs: list[Skipped] = field(default_factory=list)
+    notes: list[Skipped] = field(default_factory=list)
+    embedded: int = 0
+    resumed: int = 0
+    written: bool = False
 
 
 def chunk_settings_for(embedder: Embedder) -> ChunkSettings:
     """Return the chunk settings used with ``embedder``: defaults, capped by its window."""
     defaults = ChunkSettings()
     return ChunkSettings(max_tokens=min(defaults.max_tokens, embedder.max_tokens))
-
-
-def read_documents(paths: Sequence[Path]) -> list[Document]:
-    """Read every path as a text document, failing on the first bad one.
-
-    Raises :class:`qa.documents.DocumentError` before anything is embedded or written,
-    so a bad file never costs the existing index anything.
-    """
-    documents = []
-    seen = set()
-    for path in paths:
-        document = read_document(path)
-        if document.source not in seen:
-            seen.add(document.source)
-            documents.append(document)
-    return documents
 
 
 def background_sets() -> dict[str, list[str]]:
@@ -129,91 +144,50 @@ def closest_background(passage_vectors: np.ndarray, backgrounds: dict[str, np.nd
     return max(sorted(backgrounds), key=lambda name: float(centroid(backgrounds[name]) @ corpus))
 
 
-def _document_record(document: Document, passages: int, now: str) -> dict:
-    path = Path(document.source)
-    bundled = path == BUNDLED_ARTICLE.resolve()
-    stat = path.stat() if path.exists() else None
-    return {
-        "source": document.source,
-        "bundled": bundled,
-        "sha256": document.sha256,
-        "size": stat.st_size if stat else None,
-        "mtime_ns": stat.st_mtime_ns if stat else None,
-        "passages": passages,
-        "added": now,
-    }
+def passage_positions(document: Document, passages: list[Passage]) -> list[Passage]:
+    """Return ``passages`` with where a person finds them: line for text, page for PDF.
 
-
-def build_index(
-    index_dir: Path,
-    paths: Sequence[Path],
-    embedder: Embedder,
-    notify: Notify | None = None,
-    progress: PassageProgress | None = None,
-) -> IndexReport:
-    """Build the index of ``paths`` in ``index_dir`` with ``embedder``, replacing the old one.
-
-    Documents are read and validated first, then chunked and embedded, and only then
-    is the writer lock taken and the new generation written atomically. ``notify``
-    receives one-line status messages and ``progress(done, total)`` follows the
-    passage embedding. Returns an :class:`IndexReport`.
+    Lines are 1-based lines of the file itself (a text document's text is the file's
+    content), pages 1-based PDF pages; other formats get neither.
     """
-    started = time.perf_counter()
-    documents = read_documents(paths)
-    settings = chunk_settings_for(embedder)
-    passages: list[Passage] = []
-    sentence_spans: list[list[tuple[int, int]]] = []
-    per_document: list[int] = []
-    titles: list[str | None] = []
-    sentence_texts: list[str] = []
-    for document in documents:
-        chunks = chunk_document(document, embedder.count_tokens, settings)
-        passages.extend(chunks)
-        for passage in chunks:
-            spans = split_sentences(document.text, passage.start, passage.end)
-            sentence_spans.append(spans)
-            sentence_texts.extend(normalize_for_model(document.text[s:e]) for s, e in spans)
-        per_document.append(len(chunks))
-        titles.append(chunks[0].title if chunks else None)
-    if notify:
-        notify(f"embedding {len(passages)} passages ({len(sentence_texts)} sentences) from {len(documents)} document(s)")
-    texts = [passage_model_text(p, settings) for p in passages]
-    total = len(texts) + len(sentence_texts)
-    vectors = _embed(embedder, texts, progress, 0, total)
-    sentence_vectors = _embed(embedder, sentence_texts, progress, len(texts), total)
-    lexicon = Lexicon.build([p.text for p in passages]).to_arrays()
-    probe = model_probe(embedder)
-    backgrounds = background_vectors(embedder, probe)
-    background_name = closest_background(vectors, backgrounds)
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    records = []
-    for document, count, title in zip(documents, per_document, titles):
-        record = _document_record(document, count, now)
-        record["title"] = title
-        records.append(record)
-    manifest = {
-        "created": now,
-        "model": {"name": embedder.name, "probe": [round(float(x), 6) for x in probe]},
-        "chunking": settings.to_dict(),
-        "background": background_name,
-        "documents": records,
-        "n_passages": len(passages),
-    }
-    with writer_lock(index_dir):
-        content = IndexContent(passages, vectors, sentence_spans, sentence_vectors, lexicon, backgrounds[background_name])
-        write_index(index_dir, manifest, content)
-    return IndexReport(index_dir, len(documents), len(passages), time.perf_counter() - started)
+    if document.kind == "pdf" and document.pages:
+        return [replace(p, page=bisect_right(document.pages, p.start)) for p in passages]
+    if document.kind != "text":
+        return passages
+    newlines = [m.start() for m in re.finditer("\n", document.text)]
+    return [replace(p, line=bisect_right(newlines, p.start - 1) + 1) for p in passages]
 
 
-def _embed(embedder: Embedder, texts: list[str], progress: PassageProgress | None, done: int, total: int) -> np.ndarray:
-    if not texts:
-        return np.zeros((0, embedder.dim), np.float32)
+@dataclass
+class DocumentRows:
+    """One document's share of an index: its manifest record, passages and vectors."""
 
-    def report(count: int, _: int) -> None:
-        if progress:
-            progress(done + count, total)
+    record: dict
+    passages: list[Passage]
+    sentence_spans: list[list[tuple[int, int]]]
+    vectors: np.ndarray
+    sentence_vectors: np.ndarray
 
-    return embedder.embed_passages(texts, progress=report)
+
+def rows_by_document(snapshot: Snapshot) -> dict[str, DocumentRows]:
+    """Split a loaded index into its documents' rows, by :func:`document_key` (views, not copies)."""
+    content = snapshot.content
+    out: dict[str, DocumentRows] = {}
+    first = first_sentence = 0
+    for record in snapshot.manifest.get("documents", []):
+        count = int(record.get("passages", 0))
+        spans = content.sentence_spans[first : first + count]
+        n_sentences = sum(map(len, spans))
+        out[_record_key(record)] = DocumentRows(
+            record,
+            content.passages[first : first + count],
+            spans,
+            content.vectors[first : first + count],
+            content.sentence_vectors[first_sentence : first_sentence + n_sentences],
+        )
+        first += count
+        first_sentence += n_sentences
+    return out
 
 
 def document_path(record: dict) -> Path:
@@ -266,3 +240,417 @@ def stale_reasons(manifest: dict, embedder: Embedder, probe: np.ndarray | None =
 def source_paths(manifest: dict) -> list[Path]:
     """Return the paths of the documents an index was built from, to rebuild it."""
     return [document_path(record) for record in manifest.get("documents", [])]
+
+
+def document_key(path: Path | str) -> str:
+    """Return how a document is matched between index runs: its resolved path.
+
+    The bundled article is matched as itself wherever qa is installed.
+    """
+    path = Path(path)
+    if path == BUNDLED_ARTICLE.resolve() or path == BUNDLED_ARTICLE:
+        return BUNDLED_ROOT
+    return str(path)
+
+
+def _record_key(record: dict) -> str:
+    return BUNDLED_ROOT if record.get("bundled") else record["source"]
+
+
+def _root_path(root: str) -> str:
+    return str(BUNDLED_ARTICLE.resolve()) if root == BUNDLED_ROOT else root
+
+
+def normalize_input(value: str | Path) -> str:
+    """Return an input path or glob as an absolute string, as stored among the roots."""
+    text = os.fspath(value)
+    if Path(text).expanduser().resolve() == BUNDLED_ARTICLE.resolve():
+        return BUNDLED_ROOT
+    return os.path.abspath(os.path.expanduser(text))
+
+
+def _under(path: str, parent: str) -> bool:
+    return path == parent or path.startswith(parent.rstrip(os.sep) + os.sep)
+
+
+def _file_digest(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _expected_chunking(manifest: dict) -> dict | None:
+    max_tokens = manifest.get("model", {}).get("max_tokens")
+    if not isinstance(max_tokens, int):
+        return None
+    return ChunkSettings(max_tokens=min(ChunkSettings().max_tokens, max_tokens)).to_dict()
+
+
+class _Model:
+    """The embedding model of an update, loaded only when something must be embedded."""
+
+    def __init__(self, name: str, embedder: Embedder | None, notify: Notify):
+        self.name = name
+        self._embedder = embedder
+        self._notify = notify
+        self._probe: np.ndarray | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self._embedder is not None
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = load_embedder(self.name, progress=self._notify)
+        return self._embedder
+
+    @property
+    def probe(self) -> np.ndarray:
+        if self._probe is None:
+            self._probe = model_probe(self.embedder)
+        return self._probe
+
+
+def _previous_snapshot(index_dir: Path, notify: Notify) -> Snapshot | None:
+    try:
+        return read_index(index_dir)
+    except IndexMissing:
+        return None
+    except IndexCorrupt as exc:
+        notify(f"{exc}; building a new index from the sources")
+        return None
+
+
+def update_index(
+    index_dir: Path,
+    inputs: Sequence[str | Path] = (),
+    *,
+    model: str | None = None,
+    embedder: Embedder | None = None,
+    remove: Sequence[str | Path] = (),
+    replace_all: bool = False,
+    notify: Notify | None = None,
+    progress: PassageProgress | None = None,
+    lock_timeout: float = 600.0,
+) -> IndexReport:
+    """Bring the index in ``index_dir`` up to date with its documents, embedding only what changed.
+
+    Takes the index directory; ``inputs``, files, directories and globs to add (they
+    join the roots remembered from earlier runs, which are scanned again); the model
+    name (None: the index's own, else the default) or an already loaded
+    ``embedder``; paths to ``remove`` from the index; ``replace_all`` to index
+    exactly ``inputs`` and drop the rest; and callbacks for status lines and
+    embedding progress.
+
+    A document is re-embedded only when its content hash changed; deleted documents
+    are dropped; unreadable or unsupported files are skipped with a reason, and a
+    document indexed before keeps its indexed version when it can't be read now.
+    Vectors are journalled as they are embedded, so a rerun after an interruption
+    resumes. The whole update holds the writer lock; the new generation replaces
+    the old atomically. Returns an :class:`IndexReport`.
+    """
+    started = time.perf_counter()
+    notify = notify or (lambda _message: None)
+    with writer_lock(index_dir, timeout=lock_timeout):
+        previous = _previous_snapshot(index_dir, notify)
+        report = _update(index_dir, previous, list(inputs), model, embedder, list(remove), replace_all, notify, progress)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def build_index(
+    index_dir: Path,
+    paths: Sequence[Path],
+    embedder: Embedder,
+    notify: Notify | None = None,
+    progress: PassageProgress | None = None,
+) -> IndexReport:
+    """Make the index in ``index_dir`` hold exactly ``paths``, embedded with ``embedder``.
+
+    See :func:`update_index` (with ``replace_all``): unchanged documents keep their vectors.
+    """
+    return update_index(index_dir, paths, embedder=embedder, replace_all=True, notify=notify, progress=progress)
+
+
+def _update(index_dir, previous, inputs, model_name, embedder, remove, replace_all, notify, progress) -> IndexReport:
+    manifest = previous.manifest if previous else {}
+    built_with = manifest.get("model", {}).get("name")
+    name = embedder.name if embedder is not None else (model_name or built_with or DEFAULT_MODEL)
+    model = _Model(name, embedder, notify)
+    report = IndexReport(index_dir)
+
+    old_rows = rows_by_document(previous) if previous else {}
+    reusable = bool(previous) and built_with == name and manifest.get("chunking") == _expected_chunking(manifest)
+    new_roots = [normalize_input(i) for i in inputs]
+    removals = [normalize_input(r) for r in remove]
+    roots = list(dict.fromkeys(new_roots if replace_all else [*manifest.get("roots", []), *new_roots]))
+    excluded = [] if replace_all else [e for e in manifest.get("excluded", []) if not any(_under(e, r) for r in new_roots)]
+    if removals:
+        keys = list(old_rows)
+        for target in removals:
+            matched = [k for k in keys if _under(_root_path(k), _root_path(target))]
+            if not matched and not any(_under(r, target) for r in roots):
+                raise IndexingError(f"{target} is not in the index")
+        roots = [r for r in roots if not any(_under(_root_path(r), _root_path(t)) for t in removals)]
+        excluded = list(dict.fromkeys([*excluded, *(_root_path(t) for t in removals)]))
+    if not roots and not old_rows and not replace_all and not removals:
+        roots = [BUNDLED_ROOT]
+
+    def is_excluded(path: str) -> bool:
+        return any(_under(path, e) for e in excluded)
+
+    # Which files make up the index now.
+    files: dict[str, Path] = {}
+    root_files: dict[str, list[str]] = {}
+    for root in roots:
+        found = find_documents([_root_path(root)])
+        report.skipped.extend(found.skipped)
+        root_files[root] = []
+        for path in found.files:
+            key = document_key(path.resolve())
+            if not is_excluded(str(path.resolve())):
+                files.setdefault(key, path)
+                root_files[root].append(key)
+    for key, rows in old_rows.items():
+        path = document_path(rows.record)
+        if key in files:
+            continue
+        if replace_all or is_excluded(str(path)) or not path.exists():
+            report.removed.append(rows.record["source"])
+        elif not is_excluded(str(path)):
+            files[key] = path  # indexed before, outside today's roots: still kept up to date
+
+    kept: dict[str, DocumentRows] = {}
+    pending: list[str] = []
+    for key, path in files.items():
+        old = old_rows.get(key)
+        try:
+            digest = _file_digest(path)
+        except OSError as exc:
+            _skip_keeping(report, kept, key, path, old, exc.strerror or type(exc).__name__)
+            continue
+        if reusable and old and old.record.get("sha256") == digest:
+            kept[key] = old
+        else:
+            pending.append(key)
+
+    if embedder is not None or not reusable:
+        reusable = _check_model(model, manifest, reusable, notify)
+    # Read and chunk one document at a time, so that only passages stay in memory.
+    chunked: dict[str, Chunked] = {}
+    queue = list(pending) if reusable else list(dict.fromkeys([*pending, *kept]))
+    while queue:
+        key = queue.pop(0)
+        path = files.get(key) or document_path(kept[key].record)
+        try:
+            document = read_document(path)
+        except DocumentError as exc:
+            kept.pop(key, None)
+            _skip_keeping(report, kept, key, path, old_rows.get(key) if reusable else None,
+                          str(exc).removeprefix(f"{path}: "))
+            continue
+        if not model.loaded and reusable and not _check_model(model, manifest, reusable, notify):
+            reusable = False
+            queue = list(dict.fromkeys([*queue, *kept]))
+        chunked[key] = chunk_for_index(document, model.embedder)
+        if document.note:
+            report.notes.append(Skipped(str(path), document.note))
+    if not reusable:
+        kept = {}
+
+    for root in new_roots:  # an input that gives nothing to index is an error, and not remembered
+        if not any(key in kept or key in chunked for key in root_files.get(root, ())):
+            path = _root_path(root)
+            reasons = [item.reason for item in report.skipped if _under(item.path, path) or item.path == os.fspath(root)]
+            report.failed_inputs.append(Skipped(path, reasons[0] if len(reasons) == 1 else "no documents to index"))
+    failed = {item.path for item in report.failed_inputs}
+    roots = [r for r in roots if _root_path(r) not in failed]
+
+    roots_changed = roots != manifest.get("roots") or excluded != manifest.get("excluded", [])
+    if previous and reusable and not chunked and not report.removed and not roots_changed:
+        report.unchanged = len(kept)
+        report.documents = len(previous.manifest.get("documents", []))
+        report.passages = len(previous.passages)
+        return report
+
+    fresh = _embed_documents(index_dir, chunked, old_rows if reusable else {}, model, notify, progress, report)
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    order = [k for k in files if k in kept or k in fresh] + [k for k in kept if k not in files]
+    documents: list[DocumentRows] = []
+    for key in order:
+        if key in fresh:
+            rows = fresh[key]
+            old = old_rows.get(key)
+            (report.updated if old else report.added).append(rows.record["source"])
+            rows.record["added"] = now
+        else:
+            rows = kept[key]
+            report.unchanged += 1
+        documents.append(rows)
+    _write(index_dir, manifest, documents, roots, excluded, model, previous, now)
+    report.documents = len(documents)
+    report.passages = sum(len(d.passages) for d in documents)
+    report.written = True
+    return report
+
+
+def _skip_keeping(report: IndexReport, kept: dict, key: str, path: Path, old: DocumentRows | None, reason: str) -> None:
+    if old is not None:
+        kept[key] = old
+        reason += "; keeping the version indexed before"
+    report.skipped.append(Skipped(str(path), reason))
+
+
+def _document_record(document: Document, passages: int, title: str | None) -> dict:
+    path = Path(document.source)
+    try:
+        stat = path.stat()
+    except OSError:
+        stat = None
+    record = {
+        "source": document.source,
+        "bundled": document_key(path) == BUNDLED_ROOT,
+        "kind": document.kind,
+        "sha256": document.sha256,
+        "size": stat.st_size if stat else None,
+        "mtime_ns": stat.st_mtime_ns if stat else None,
+        "passages": passages,
+        "title": title,
+    }
+    if document.note:
+        record["note"] = document.note
+    return record
+
+
+@dataclass
+class Chunked:
+    """A document cut into passages, without its full text: what embedding needs."""
+
+    record: dict
+    passages: list[Passage]
+    sentence_spans: list[list[tuple[int, int]]]
+
+
+def chunk_for_index(document: Document, embedder: Embedder) -> Chunked:
+    """Cut ``document`` into passages (with positions) and sentences, for ``embedder``."""
+    settings = chunk_settings_for(embedder)
+    passages = passage_positions(document, chunk_document(document, embedder.count_tokens, settings))
+    spans = [split_sentences(document.text, p.start, p.end) for p in passages]
+    return Chunked(_document_record(document, len(passages), passages[0].title if passages else None), passages, spans)
+
+
+def _sentence_texts(passage: Passage, spans: list[tuple[int, int]]) -> list[str]:
+    return [normalize_for_model(passage.text[s - passage.start : e - passage.start]) for s, e in spans]
+
+
+def _check_model(model: _Model, manifest: dict, reusable: bool, notify: Notify) -> bool:
+    """Load the model and return whether the previous index's vectors are still its vectors."""
+    if not reusable:
+        return False
+    if same_model(np.asarray(manifest["model"]["probe"], np.float32), model.probe):
+        return True
+    notify(f"the model '{model.name}' now gives different vectors: embedding every document again")
+    return False
+
+
+def _embed_documents(index_dir, chunked: dict[str, Chunked], old_rows, model: _Model, notify, progress, report) -> dict[str, DocumentRows]:
+    """Embed the passages and sentences of ``chunked`` documents, reusing vectors embedded before."""
+    if not chunked:
+        return {}
+    embedder = model.embedder
+    settings = chunk_settings_for(embedder)
+    known: dict[bytes, np.ndarray] = {}
+    for key in chunked:  # an edited document keeps the vectors of its untouched passages
+        rows = old_rows.get(key)
+        if rows is None:
+            continue
+        sentence_row = 0
+        for passage, spans, vector in zip(rows.passages, rows.sentence_spans, rows.vectors):
+            known[text_key(passage_model_text(passage, settings))] = vector
+            for text in _sentence_texts(passage, spans):
+                known[text_key(text)] = rows.sentence_vectors[sentence_row]
+                sentence_row += 1
+    journal = EmbeddingJournal(journal_dir(index_dir, model.name, model.probe), embedder.dim)
+
+    wanted: dict[bytes, str] = {}
+    n_passages = n_sentences = 0
+    for item in chunked.values():
+        for passage, spans in zip(item.passages, item.sentence_spans):
+            n_passages += 1
+            text = passage_model_text(passage, settings)
+            wanted.setdefault(text_key(text), text)
+            for sentence in _sentence_texts(passage, spans):
+                n_sentences += 1
+                wanted.setdefault(text_key(sentence), sentence)
+    missing = [k for k in wanted if k not in known and journal.get(k) is None]
+    report.resumed = sum(1 for k in wanted if k not in known and journal.get(k) is not None)
+    notify(
+        f"{len(chunked)} document(s) to embed: {n_passages} passages and {n_sentences} sentences, "
+        f"{len(missing)} texts new"
+        + (f", {report.resumed} already embedded by an interrupted run" if report.resumed else "")
+    )
+    # Longest first, so that each batch pads to texts of about the same length.
+    missing.sort(key=lambda k: -len(wanted[k]))
+    for start in range(0, len(missing), EMBED_BATCH):
+        batch = missing[start : start + EMBED_BATCH]
+        vectors = embedder.embed_passages([wanted[k] for k in batch])
+        journal.add(batch, vectors)
+        report.embedded += len(batch)
+        if progress:
+            progress(start + len(batch), len(missing))
+
+    def vector(text: str) -> np.ndarray:
+        key = text_key(text)
+        found = known.get(key)
+        return found if found is not None else journal.get(key)
+
+    del wanted
+    out: dict[str, DocumentRows] = {}
+    for key, item in chunked.items():
+        out[key] = DocumentRows(
+            item.record,
+            item.passages,
+            item.sentence_spans,
+            _stack([vector(passage_model_text(p, settings)) for p in item.passages], embedder.dim),
+            _stack([vector(t) for p, spans in zip(item.passages, item.sentence_spans)
+                    for t in _sentence_texts(p, spans)], embedder.dim),
+        )
+    return out
+
+
+def _stack(rows: list[np.ndarray], dim: int) -> np.ndarray:
+    return np.vstack(rows).astype(np.float32) if rows else np.zeros((0, dim), np.float32)
+
+
+def _write(index_dir, manifest, documents: list[DocumentRows], roots, excluded, model: _Model, previous, now) -> None:
+    passages = [p for d in documents for p in d.passages]
+    dim = model.embedder.dim if model.loaded else previous.content.vectors.shape[1]
+    vectors = _stack([d.vectors for d in documents if len(d.vectors)], dim)
+    sentence_vectors = _stack([d.sentence_vectors for d in documents if len(d.sentence_vectors)], dim)
+    if model.loaded:
+        probe = model.probe
+        backgrounds = background_vectors(model.embedder, probe)
+        background_name = closest_background(vectors, backgrounds)
+        background = backgrounds[background_name]
+        model_entry = {"name": model.name, "probe": [round(float(x), 6) for x in probe],
+                       "max_tokens": int(model.embedder.max_tokens)}
+        chunking = chunk_settings_for(model.embedder).to_dict()
+    else:  # only removals: the previous model's entries stand
+        background_name, background = manifest["background"], previous.background
+        model_entry, chunking = manifest["model"], manifest["chunking"]
+    new_manifest = {
+        "created": manifest.get("created", now),
+        "updated": now,
+        "model": model_entry,
+        "chunking": chunking,
+        "background": background_name,
+        "roots": roots,
+        "excluded": excluded,
+        "documents": [d.record for d in documents],
+        "n_passages": len(passages),
+    }
+    lexicon = Lexicon.build([p.text for p in passages]).to_arrays()
+    content = IndexContent(passages, vectors, [s for d in documents for s in d.sentence_spans],
+                           sentence_vectors, lexicon, background)
+    write_index(index_dir, new_manifest, content)
+    remove_journals(index_dir)

@@ -2,7 +2,7 @@
 
 This is what ``qa ask`` and ``qa chat`` share. It loads the index, checks that the
 model asked for is the one that built it and that its documents, chunking and model
-are unchanged, and rebuilds it from its sources when they are not.
+are unchanged, and updates it from its sources when they are not.
 """
 
 from __future__ import annotations
@@ -11,12 +11,14 @@ from pathlib import Path
 from typing import Callable
 
 from qa.embedder import DEFAULT_MODEL, Embedder, load_embedder, load_query_embedder, model_probe
-from qa.indexer import PassageProgress, build_index, changed_documents, source_paths, stale_reasons
-from qa.paths import BUNDLED_ARTICLE
+from qa.indexer import PassageProgress, changed_documents, stale_reasons, update_index
 from qa.retriever import Retriever
-from qa.store import IndexMissing, read_index
+from qa.store import IndexBusy, IndexMissing, read_index
 
 Notify = Callable[[str], None]
+# How long a question waits for another process's index update before answering
+# from the index as it is.
+REFRESH_WAIT = 5.0
 
 
 class PipelineError(Exception):
@@ -40,7 +42,9 @@ def open_retriever(
     the index, or the default for a new one), the default index directory (to word
     hints), and callbacks for status lines and embedding progress. With no index
     yet, the bundled article is indexed. An index whose documents, chunking or model
-    changed is rebuilt from its sources, or a :class:`PipelineError` says what to run.
+    changed is brought up to date first (only what changed is embedded; deleted
+    documents are dropped). A different model from the index's is a
+    :class:`PipelineError` that says what to run.
     """
     hint_dir = _index_option(index_dir, default_dir)
     try:
@@ -48,29 +52,31 @@ def open_retriever(
     except IndexMissing:
         embedder = load_embedder(model, progress=notify)
         notify(f"no index in {index_dir} yet: indexing the bundled article")
-        build_index(index_dir, [BUNDLED_ARTICLE], embedder, notify=notify, progress=progress)
+        update_index(index_dir, embedder=embedder, notify=notify, progress=progress)
         return Retriever(read_index(index_dir), embedder)
 
     built_with = snapshot.manifest.get("model", {}).get("name", DEFAULT_MODEL)
     if model and model != built_with:
         raise PipelineError(
             f"the index in {index_dir} was built with model '{built_with}', not '{model}'; "
-            f"rebuild it with: qa index --model {model}{hint_dir} [PATH...]"
-        )
-    missing = [r for r in changed_documents(snapshot.manifest) if r.endswith("is missing") or r.endswith("can't be read")]
-    if missing:
-        raise PipelineError(
-            f"the index in {index_dir} is out of date ({missing[0]}); rebuild it with: qa index{hint_dir} PATH..."
+            f"rebuild it with: qa index --replace --model {model}{hint_dir} [PATH...]"
         )
     embedder = load_query_embedder(built_with, progress=notify)
     return _fresh_retriever(index_dir, snapshot, embedder, notify, progress)
 
 
 def _fresh_retriever(index_dir: Path, snapshot, embedder: Embedder, notify: Notify, progress) -> Retriever:
+    documents = changed_documents(snapshot.manifest)
     reasons = stale_reasons(snapshot.manifest, embedder, model_probe(embedder))
     if not reasons:
         return Retriever(snapshot, embedder)
-    notify(f"the index is out of date ({'; '.join(reasons)}): rebuilding it")
-    builder = load_embedder(embedder.name, progress=notify)
-    build_index(index_dir, source_paths(snapshot.manifest), builder, notify=notify, progress=progress)
+    notify(f"the index is out of date ({'; '.join(reasons)}): updating it")
+    # Changed documents alone need no model check; anything else does, with the full model.
+    builder = None if len(reasons) == len(documents) else load_embedder(embedder.name, progress=notify)
+    try:
+        update_index(index_dir, model=embedder.name, embedder=builder, notify=notify, progress=progress,
+                     lock_timeout=REFRESH_WAIT)
+    except IndexBusy:
+        notify("another qa process is updating the index: answering from the index as it is")
+        return Retriever(snapshot, embedder)
     return Retriever(read_index(index_dir), embedder)

@@ -14,6 +14,7 @@ from qa.retriever import Answer, RetrievedPassage
 
 if TYPE_CHECKING:
     from qa.evaluate import QuestionResult
+    from qa.indexer import IndexReport
 
 NOT_FOUND = "No answer: nothing in the indexed documents answers this question."
 
@@ -26,9 +27,15 @@ def make_console(stderr: bool = False) -> Console:
 
 
 def source_label(item: RetrievedPassage) -> str:
-    """Return where a passage comes from: file name and character offsets."""
+    """Return where a passage comes from: file name, and its page, line or characters."""
     p = item.passage
-    return f"{Path(p.source).name}, characters {p.start}-{p.end}"
+    if p.page:
+        where = f"page {p.page}"
+    elif p.line:
+        where = f"line {p.line}"
+    else:
+        where = f"characters {p.start}-{p.end}"
+    return f"{Path(p.source).name}, {where}"
 
 
 def passage_text(item: RetrievedPassage) -> Text:
@@ -111,3 +118,47 @@ def render_eval(console: Console, summary: dict, results: Sequence[QuestionResul
         f"   MRR {summary['mrr']:.3f}   wrongly refused {summary['false_refusals']}"
     )
     console.print(f"unanswerable questions: {u}   correctly refused {summary['no_answer_correct']}")
+
+
+def render_index_report(out: Console, err: Console, report: IndexReport) -> None:
+    """Print what ``qa index`` did: skipped files (to ``err``), then one summary line."""
+    failed = {item.path for item in report.failed_inputs}
+    for item in report.skipped:
+        if item.path not in failed:
+            err.print(Text(f"skipped {item.path}: {item.reason}", style="yellow"))
+    for item in report.notes:
+        err.print(Text(f"note: {item.path}: {item.reason}", style="dim"))
+    changes = (
+        f"{len(report.added)} new, {len(report.updated)} changed, {report.unchanged} unchanged, "
+        f"{len(report.removed)} removed"
+    )
+    if not report.written:
+        out.print(f"The index in {report.directory} is up to date: {report.documents} document(s), "
+                  f"{report.passages} passages.")
+        return
+    embedded = f"; embedded {report.embedded} texts" if report.embedded else ""
+    resumed = f", {report.resumed} more from an interrupted run" if report.resumed else ""
+    out.print(
+        f"Indexed {report.passages} passages from {report.documents} document(s) into {report.directory} "
+        f"in {report.seconds:.1f} s ({changes}{embedded}{resumed})."
+    )
+
+
+def render_sources_table(console: Console, documents: Sequence[dict]) -> None:
+    """Print the indexed documents (``qa sources``): path, format, passages, added, hash."""
+    from rich.table import Table
+
+    if not documents:
+        console.print("The index holds no documents.")
+        return
+    from rich.table import Column
+
+    table = Table(
+        Column("document", overflow="fold", ratio=1), "format", Column("passages", justify="right"),
+        Column("added", no_wrap=True), Column("sha256", no_wrap=True),
+    )
+    for record in documents:
+        added = str(record.get("added") or "")[:16].replace("T", " ")
+        table.add_row(record.get("source", "?"), record.get("kind", "text"), str(record.get("passages", 0)),
+                      added, str(record.get("sha256", ""))[:12])
+    console.print(table)

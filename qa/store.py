@@ -35,7 +35,7 @@ import numpy as np
 
 from qa.documents import Passage
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 CURRENT = "CURRENT"
 LOCK = ".lock"
 MANIFEST = "manifest.json"
@@ -207,7 +207,8 @@ def _read_generation(index_dir: Path, generation: str, manifest_sha: str) -> Sna
                 row = json.loads(line)
                 doc = documents[row["doc"]]
                 passages.append(
-                    Passage(row["text"], doc["source"], row["start"], row["end"], doc.get("title"))
+                    Passage(row["text"], doc["source"], row["start"], row["end"], doc.get("title"),
+                            _position(row, "line"), _position(row, "page"))
                 )
                 spans.append([(int(a), int(b)) for a, b in row["sentences"]])
         with np.load(gen_dir / LEXICON, allow_pickle=False) as arrays:
@@ -239,6 +240,15 @@ def _read_generation(index_dir: Path, generation: str, manifest_sha: str) -> Sna
     ):
         raise IndexCorrupt(f"{damaged}: its files disagree with each other")
     return Snapshot(gen_dir, manifest, content, index)
+
+
+def _position(row: dict, name: str) -> int | None:
+    value = row.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"bad {name}")
+    return value
 
 
 def write_index(index_dir: Path, manifest: dict, content: IndexContent) -> Path:
@@ -274,7 +284,8 @@ def write_index(index_dir: Path, manifest: dict, content: IndexContent) -> Path:
         lines = [
             json.dumps(
                 {"doc": doc_numbers[p.source], "start": p.start, "end": p.end, "text": p.text,
-                 "sentences": [list(span) for span in spans]},
+                 "sentences": [list(span) for span in spans],
+                 **({"line": p.line} if p.line else {}), **({"page": p.page} if p.page else {})},
                 ensure_ascii=False,
             )
             for p, spans in zip(passages, content.sentence_spans)

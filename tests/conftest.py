@@ -29,6 +29,7 @@ class FakeEmbedder:
         self.max_tokens = max_tokens
         self.salt = salt
         self.calls = 0
+        self.embedded: list[str] = []  # every passage text embedded, in order
 
     @staticmethod
     def words(text: str) -> list[str]:
@@ -51,6 +52,7 @@ class FakeEmbedder:
         return self._embed(list(texts))
 
     def embed_passages(self, texts, progress=None):
+        self.embedded.extend(texts)
         vectors = self._embed(list(texts))
         if progress:
             progress(len(texts), len(texts))

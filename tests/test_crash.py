@@ -97,7 +97,7 @@ def references(tmp_path_factory, corpora) -> dict[str, str]:
     out = {}
     for name, paths in corpora.items():
         ref = tmp_path / f"ref-{name}"
-        done = run_qa("index", *map(str, paths), "--index-dir", str(ref), "--model", FAKE_MODEL)
+        done = run_qa("index", "--replace", *map(str, paths), "--index-dir", str(ref), "--model", FAKE_MODEL)
         assert done.returncode == 0, done.stderr
         out[name] = digest(ref)
     assert out["a"] != out["b"]
@@ -117,7 +117,7 @@ def test_two_index_runs_at_once_are_serialized_and_never_mix(tmp_path, corpora, 
     for _ in range(2):
         procs = [
             start_qa(
-                "index", *map(str, corpora[name]), "--index-dir", str(index_dir), "--model", FAKE_MODEL,
+                "index", "--replace", *map(str, corpora[name]), "--index-dir", str(index_dir), "--model", FAKE_MODEL,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             )
             for name in ("a", "b")
@@ -133,7 +133,7 @@ def test_index_waits_for_the_writer_lock(tmp_path, corpora, references):
     index_dir = tmp_path / "locked"
     with writer_lock(index_dir):
         proc = start_qa(
-            "index", *map(str, corpora["a"]), "--index-dir", str(index_dir), "--model", FAKE_MODEL,
+            "index", "--replace", *map(str, corpora["a"]), "--index-dir", str(index_dir), "--model", FAKE_MODEL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         time.sleep(2.5)  # a whole fake build takes about a second
@@ -162,7 +162,7 @@ print(writes)
 
 def test_reads_during_repeated_rewrites_always_see_one_complete_index(tmp_path, corpora, references):
     index_dir, stop = tmp_path / "busy", tmp_path / "stop"
-    done = run_qa("index", *map(str, corpora["a"]), "--index-dir", str(index_dir), "--model", FAKE_MODEL)
+    done = run_qa("index", "--replace", *map(str, corpora["a"]), "--index-dir", str(index_dir), "--model", FAKE_MODEL)
     assert done.returncode == 0, done.stderr
     writer = subprocess.Popen(
         [sys.executable, "-c", WRITER.format(tests=str(TESTS)), str(index_dir), str(stop),
@@ -212,14 +212,14 @@ with writer_lock(index_dir):
 
 def test_lock_and_leftovers_of_a_killed_writer_do_not_block_the_next_index(tmp_path, corpora, references):
     index_dir = tmp_path / "crashed"
-    done = run_qa("index", *map(str, corpora["a"]), "--index-dir", str(index_dir), "--model", FAKE_MODEL)
+    done = run_qa("index", "--replace", *map(str, corpora["a"]), "--index-dir", str(index_dir), "--model", FAKE_MODEL)
     assert done.returncode == 0, done.stderr
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(index_dir)], stdout=subprocess.PIPE, text=True, env=qa_env())
     assert holder.stdout.readline().strip() == "locked"
     holder.send_signal(signal.SIGKILL)
     holder.wait(10)
     assert digest(index_dir) == references["a"]  # the dead writer changed nothing
-    done = run_qa("index", *map(str, corpora["b"]), "--index-dir", str(index_dir), "--model", FAKE_MODEL, timeout=30)
+    done = run_qa("index", "--replace", *map(str, corpora["b"]), "--index-dir", str(index_dir), "--model", FAKE_MODEL, timeout=30)
     assert done.returncode == 0, done.stderr
     assert digest(index_dir) == references["b"]
     assert_clean(index_dir)
@@ -228,7 +228,7 @@ def test_lock_and_leftovers_of_a_killed_writer_do_not_block_the_next_index(tmp_p
 def test_index_killed_at_random_moments_is_old_or_new(tmp_path, corpora, references):
     """A few SIGKILLs for CI; bench/crash_kills.py does hundreds, aimed at write_index too."""
     index_dir = tmp_path / "killed"
-    cmd = {n: qa_cmd("index", *map(str, p), "--index-dir", str(index_dir), "--model", FAKE_MODEL) for n, p in corpora.items()}
+    cmd = {n: qa_cmd("index", "--replace", *map(str, p), "--index-dir", str(index_dir), "--model", FAKE_MODEL) for n, p in corpora.items()}
     started = time.perf_counter()
     assert subprocess.run(cmd["a"], capture_output=True, env=qa_env()).returncode == 0
     full = time.perf_counter() - started
@@ -471,3 +471,30 @@ def test_probe_removed_by_a_concurrent_writers_cleanup_is_not_an_error(tmp_path,
 
     monkeypatch.setattr(Path, "write_bytes", write_then_cleanup)
     ensure_writable(index_dir)
+
+
+def test_index_killed_mid_embedding_resumes_where_it_stopped(tmp_path):
+    """kill -9 during embedding: the old index stands, and the rerun embeds only the rest."""
+    index_dir = tmp_path / "resume"
+    first = tmp_path / "first.txt"
+    first.write_text("A small first document.\n", encoding="utf-8")
+    big = tmp_path / "big.txt"
+    big.write_text("\n\n".join(f"Paragraph {i} tells fact {i * 13} about item {i % 17}." for i in range(600)), encoding="utf-8")
+    slow = [sys.executable, str(TESTS.parent / "bench" / "slow_fake_qa.py"), "index", "--index-dir", str(index_dir),
+            "--model", "fake-slow"]
+    env = {**qa_env(), "QA_FAKE_SLEEP": "0.15"}
+    assert subprocess.run([*slow, str(first)], capture_output=True, env=env, timeout=60).returncode == 0
+    before = digest(index_dir)
+    proc = subprocess.Popen([*slow, str(big)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.monotonic() + 60
+    while not list(index_dir.glob(".journal-*/batch-*.npz")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    assert list(index_dir.glob(".journal-*/batch-*.npz")), "no batch was journalled before the kill"
+    assert digest(index_dir) == before
+    done = subprocess.run([*slow, str(big)], capture_output=True, text=True, env={**env, "QA_FAKE_SLEEP": "0"}, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "from an interrupted run" in done.stdout
+    assert len(read_index(index_dir).passages) == 601
+    assert not list(index_dir.glob(".journal-*"))

@@ -1,0 +1,259 @@
+"""Many documents: incremental updates, removal, resuming, positions and `qa sources`."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from conftest import FAKE_MODEL, FakeEmbedder
+from qa import indexer
+from qa.cli import app
+from qa.indexer import IndexingError, update_index
+from qa.journal import EmbeddingJournal, journal_dir
+from qa.store import read_index
+
+runner = CliRunner()
+
+
+def qa(*args):
+    return runner.invoke(app, list(args))
+
+
+def write(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def library(tmp_path):
+    """A folder of three notes, and where its index goes."""
+    folder = tmp_path / "notes"
+    write(folder / "zebra.txt", "Zebras\n\nThe zebra lives in Africa.\n\nIt eats grass all day.\n")
+    write(folder / "penguin.md", "# Penguins\n\nPenguins live in Antarctica.\n\nThey eat fish.\n")
+    write(folder / "sub" / "kangaroo.txt", "Kangaroos\n\nKangaroos live in Australia.\n")
+    return folder, tmp_path / "index"
+
+
+def sources(index_dir):
+    return [record["source"] for record in read_index(index_dir).manifest["documents"]]
+
+
+def test_directory_is_indexed_recursively(library):
+    folder, index_dir = library
+    report = update_index(index_dir, [folder], embedder=FakeEmbedder())
+    assert report.written and len(report.added) == 3 and report.unchanged == 0
+    assert sorted(sources(index_dir)) == sorted(str(p.resolve()) for p in folder.rglob("*.*"))
+
+
+def test_rerun_embeds_nothing_when_nothing_changed_even_if_touched(library):
+    folder, index_dir = library
+    update_index(index_dir, [folder], embedder=FakeEmbedder())
+    before = read_index(index_dir).directory
+    for path in folder.rglob("*.*"):
+        os.utime(path, (1, 1))
+    embedder = FakeEmbedder()
+    report = update_index(index_dir, [], embedder=embedder)
+    assert not report.written and report.embedded == 0 and report.unchanged == 3
+    assert read_index(index_dir).directory == before
+
+
+def test_only_the_changed_document_is_embedded_again(library):
+    folder, index_dir = library
+    update_index(index_dir, [folder], embedder=FakeEmbedder())
+    write(folder / "zebra.txt", "Zebras\n\nThe zebra lives in Africa.\n\nIt eats grass and leaves.\n")
+    embedder = FakeEmbedder()
+    report = update_index(index_dir, [], embedder=embedder)
+    assert report.updated == [str((folder / "zebra.txt").resolve())] and report.unchanged == 2
+    # Only the edited paragraph (a passage and its one sentence) is new text.
+    assert report.embedded == 1 and embedder.embedded[-1] == "It eats grass and leaves."
+    texts = [p.text for p in read_index(index_dir).passages]
+    assert "It eats grass and leaves." in texts and "It eats grass all day." not in texts
+
+
+def test_new_file_in_an_indexed_directory_is_picked_up(library):
+    folder, index_dir = library
+    update_index(index_dir, [folder], embedder=FakeEmbedder())
+    write(folder / "owl.txt", "Owls hunt at night.\n")
+    report = update_index(index_dir, [], embedder=FakeEmbedder())
+    assert report.added == [str((folder / "owl.txt").resolve())] and report.unchanged == 3
+
+
+def test_deleted_document_is_dropped(library):
+    folder, index_dir = library
+    update_index(index_dir, [folder], embedder=FakeEmbedder())
+    (folder / "penguin.md").unlink()
+    report = update_index(index_dir, [], embedder=FakeEmbedder())
+    assert report.removed == [str((folder / "penguin.md").resolve())]
+    assert not any("Penguins" in p.text for p in read_index(index_dir).passages)
+
+
+def test_adding_a_file_keeps_the_others(library, tmp_path):
+    folder, index_dir = library
+    update_index(index_dir, [folder / "zebra.txt"], embedder=FakeEmbedder())
+    update_index(index_dir, [folder / "penguin.md"], embedder=FakeEmbedder())
+    assert len(sources(index_dir)) == 2
+
+
+def test_replace_indexes_exactly_the_paths_given(library):
+    folder, index_dir = library
+    update_index(index_dir, [folder], embedder=FakeEmbedder())
+    update_index(index_dir, [folder / "zebra.txt"], embedder=FakeEmbedder(), replace_all=True)
+    assert sources(index_dir) == [str((folder / "zebra.txt").resolve())]
+
+
+def test_remove_a_document_and_it_stays_removed_on_rescans(library):
+    folder, index_dir = library
+    update_index(index_dir, [folder], embedder=FakeEmbedder())
+    report = update_index(index_dir, remove=[folder / "penguin.md"])
+    assert report.removed == [str((folder / "penguin.md").resolve())] and report.embedded == 0
+    update_index(index_dir, [], embedder=FakeEmbedder())
+    assert len(sources(index_dir)) == 2
+    update_index(index_dir, [folder / "penguin.md"], embedder=FakeEmbedder())  # named again: back in
+    assert len(sources(index_dir)) == 3
+
+
+def test_remove_a_directory(library):
+    folder, index_dir = library
+    update_index(index_dir, [folder], embedder=FakeEmbedder())
+    update_index(index_dir, remove=[folder / "sub"])
+    assert not any("kangaroo" in s for s in sources(index_dir))
+
+
+def test_removing_what_is_not_indexed_is_an_error_and_changes_nothing(library, tmp_path):
+    folder, index_dir = library
+    update_index(index_dir, [folder], embedder=FakeEmbedder())
+    before = read_index(index_dir).directory
+    with pytest.raises(IndexingError, match="not in the index"):
+        update_index(index_dir, remove=[tmp_path / "elsewhere.txt"])
+    assert read_index(index_dir).directory == before
+
+
+def test_removal_needs_no_model(library, monkeypatch):
+    folder, index_dir = library
+    update_index(index_dir, [folder], embedder=FakeEmbedder())
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(indexer, "load_embedder", no_model)
+    (folder / "zebra.txt").unlink()
+    assert update_index(index_dir, []).removed
+
+
+class Interrupting(FakeEmbedder):
+    """Embeds ``allowed`` batches, then the user presses Ctrl-C."""
+
+    def __init__(self, allowed: int):
+        super().__init__()
+        self.allowed = allowed
+
+    def embed_passages(self, texts, progress=None):
+        if texts != ["qa model probe: Rusia membeli roket dari Korea Utara. The quick brown fox."] and len(texts) > 1:
+            if self.allowed == 0:
+                raise KeyboardInterrupt
+            self.allowed -= 1
+        return super().embed_passages(texts, progress)
+
+
+def test_interrupted_run_leaves_the_index_and_a_rerun_resumes(library, monkeypatch):
+    folder, index_dir = library
+    update_index(index_dir, [folder / "zebra.txt"], embedder=FakeEmbedder())
+    before = read_index(index_dir).directory
+    big = write(folder / "big.txt", "\n\n".join(f"Fact number {i} is about topic {i * 7}." for i in range(40)))
+    monkeypatch.setattr(indexer, "EMBED_BATCH", 10)
+    with pytest.raises(KeyboardInterrupt):
+        update_index(index_dir, [big], embedder=Interrupting(allowed=2))
+    assert read_index(index_dir).directory == before  # untouched
+    embedder = FakeEmbedder()
+    report = update_index(index_dir, [big], embedder=embedder)
+    assert report.resumed == 20 and report.embedded == 20
+    assert len(read_index(index_dir).passages) == 42 and not list(index_dir.glob(".journal-*"))
+
+
+def test_journal_ignores_damaged_batches(tmp_path):
+    directory = tmp_path / "journal"
+    journal = EmbeddingJournal(directory, dim=4)
+    journal.add([b"k" * 16], np.ones((1, 4), np.float32))
+    [batch] = directory.glob("batch-*.npz")
+    data = bytearray(batch.read_bytes())
+    data[-10] ^= 0xFF
+    batch.write_bytes(bytes(data))
+    reopened = EmbeddingJournal(directory, dim=4)
+    assert len(reopened) == 0 and not batch.exists()
+
+
+def test_journal_is_per_model():
+    a = journal_dir(__import__("pathlib").Path("/i"), "m", np.ones(3, np.float32))
+    assert a != journal_dir(__import__("pathlib").Path("/i"), "m", np.zeros(3, np.float32))
+    assert a != journal_dir(__import__("pathlib").Path("/i"), "n", np.ones(3, np.float32))
+
+
+def test_model_change_embeds_everything_again(library):
+    folder, index_dir = library
+    update_index(index_dir, [folder], embedder=FakeEmbedder())
+    report = update_index(index_dir, [], embedder=FakeEmbedder(salt="v2"))
+    assert report.written and report.embedded > 0 and len(report.updated) == 3
+
+
+def test_passages_know_their_line(tmp_path):
+    doc = write(tmp_path / "notes.txt", "Title\n\nfirst paragraph here.\n\n\nsecond one,\nover two lines.\n")
+    update_index(tmp_path / "index", [doc], embedder=FakeEmbedder())
+    lines = {p.text.split()[0]: p.line for p in read_index(tmp_path / "index").passages}
+    assert lines == {"first": 3, "second": 6}
+
+
+# ------------------------------------------------------------------ the command line
+
+
+def test_cli_index_directory_then_sources(fake_model, library):
+    folder, index_dir = library
+    (folder / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    result = qa("index", str(folder), "--model", FAKE_MODEL, "--index-dir", str(index_dir))
+    assert result.exit_code == 0, result.output
+    assert "3 new" in result.stdout and "photo.png" in result.stderr and "unsupported" in result.stderr
+    listed = qa("sources", "--index-dir", str(index_dir))
+    assert listed.exit_code == 0 and "kangaroo.txt" in listed.stdout and "penguin.md" in listed.stdout
+    rows = [json.loads(line) for line in qa("sources", "--json", "--index-dir", str(index_dir)).stdout.splitlines()]
+    assert {r["source"].rsplit("/", 1)[1] for r in rows} == {"zebra.txt", "penguin.md", "kangaroo.txt"}
+    assert all(len(r["sha256"]) == 64 and r["passages"] >= 1 and r["added"] for r in rows)
+
+
+def test_cli_rerun_says_up_to_date(fake_model, library):
+    folder, index_dir = library
+    assert qa("index", str(folder), "--model", FAKE_MODEL, "--index-dir", str(index_dir)).exit_code == 0
+    result = qa("index", "--index-dir", str(index_dir))
+    assert result.exit_code == 0 and "up to date" in result.stdout
+
+
+def test_cli_remove(fake_model, library):
+    folder, index_dir = library
+    assert qa("index", str(folder), "--model", FAKE_MODEL, "--index-dir", str(index_dir)).exit_code == 0
+    result = qa("index", "--remove", str(folder / "zebra.txt"), "--index-dir", str(index_dir))
+    assert result.exit_code == 0 and "1 removed" in result.stdout
+    result = qa("index", "--remove", str(folder / "zebra.txt"), "--index-dir", str(index_dir))
+    assert result.exit_code == 1 and result.stderr.strip().startswith("Error: ") and "not in the index" in result.stderr
+
+
+def test_cli_answer_gives_source_and_line(fake_model, library):
+    folder, index_dir = library
+    assert qa("index", str(folder), "--model", FAKE_MODEL, "--index-dir", str(index_dir)).exit_code == 0
+    data = json.loads(qa("ask", "--json", "where do kangaroos live", "--index-dir", str(index_dir)).stdout)
+    top = data["passages"][0]
+    assert top["source"].endswith("kangaroo.txt") and top["line"] == 3
+    text = qa("ask", "where do kangaroos live", "--index-dir", str(index_dir)).stdout
+    assert "kangaroo.txt, line 3" in text
+
+
+def test_ask_drops_a_deleted_document(fake_model, library):
+    folder, index_dir = library
+    assert qa("index", str(folder), "--model", FAKE_MODEL, "--index-dir", str(index_dir)).exit_code == 0
+    (folder / "sub" / "kangaroo.txt").unlink()
+    result = qa("ask", "--json", "where do kangaroos live", "--index-dir", str(index_dir))
+    assert result.exit_code == 0, result.output
+    assert "missing" in result.stderr
+    assert not any("kangaroo" in p["source"] for p in json.loads(result.stdout)["passages"])
