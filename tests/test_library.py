@@ -17,6 +17,7 @@ from qa.journal import EmbeddingJournal, journal_dir
 from qa.store import read_index
 
 runner = CliRunner()
+TESTS = __import__("pathlib").Path(__file__).parent
 
 
 def qa(*args):
@@ -257,3 +258,39 @@ def test_ask_drops_a_deleted_document(fake_model, library):
     assert result.exit_code == 0, result.output
     assert "missing" in result.stderr
     assert not any("kangaroo" in p["source"] for p in json.loads(result.stdout)["passages"])
+
+
+def test_cli_indexes_pdf_docx_and_html_and_answers_with_the_page(fake_model, tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for name in ("two_pages.pdf", "sample.docx", "article.html", "scanned.pdf"):
+        (folder / name).write_bytes((TESTS / "data" / name).read_bytes())
+    index_dir = tmp_path / "index"
+    result = qa("index", str(folder), "--model", FAKE_MODEL, "--index-dir", str(index_dir))
+    assert result.exit_code == 0, result.output
+    assert "3 new" in result.stdout and "scanned.pdf" in result.stderr and "text layer" in result.stderr
+    data = json.loads(qa("ask", "--json", "market noon fresh bread", "--index-dir", str(index_dir)).stdout)
+    top = data["passages"][0]
+    assert top["source"].endswith("two_pages.pdf") and top["page"] == 2 and "line" not in top
+    assert "two_pages.pdf, page 2" in qa("ask", "market noon fresh bread", "--index-dir", str(index_dir)).stdout
+    data = json.loads(qa("ask", "--json", "library opens nine morning weekdays", "--index-dir", str(index_dir)).stdout)
+    assert data["passages"][0]["source"].endswith("sample.docx")
+    data = json.loads(qa("ask", "--json", "tram depot public library council", "--index-dir", str(index_dir)).stdout)
+    assert data["passages"][0]["source"].endswith("article.html")
+    kinds = {json.loads(line)["kind"] for line in qa("sources", "--json", "--index-dir", str(index_dir)).stdout.splitlines()}
+    assert kinds == {"pdf", "docx", "html"}
+
+
+def test_glob_input(fake_model, library):
+    folder, index_dir = library
+    result = qa("index", str(folder / "**" / "*.txt"), "--model", FAKE_MODEL, "--index-dir", str(index_dir))
+    assert result.exit_code == 0, result.output
+    assert sorted(s.rsplit("/", 1)[1] for s in sources(index_dir)) == ["kangaroo.txt", "zebra.txt"]
+
+
+def test_explicit_input_that_gives_nothing_is_an_error_and_not_remembered(fake_model, library, tmp_path):
+    folder, index_dir = library
+    assert qa("index", str(folder), "--model", FAKE_MODEL, "--index-dir", str(index_dir)).exit_code == 0
+    result = qa("index", str(tmp_path / "nope" / "*.txt"), "--index-dir", str(index_dir))
+    assert result.exit_code == 1 and result.stderr.strip().startswith("Error: ") and "matches" in result.stderr
+    assert str(tmp_path / "nope") not in json.dumps(read_index(index_dir).manifest["roots"])
