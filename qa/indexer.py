@@ -165,8 +165,8 @@ class DocumentRows:
     record: dict
     passages: list[Passage]
     sentence_spans: list[list[tuple[int, int]]]
-    vectors: np.ndarray
-    sentence_vectors: np.ndarray
+    vectors: np.ndarray | list[np.ndarray]  # an array, or its rows
+    sentence_vectors: np.ndarray | list[np.ndarray]
 
 
 def rows_by_document(snapshot: Snapshot) -> dict[str, DocumentRows]:
@@ -455,6 +455,7 @@ def _update(index_dir, previous, inputs, model_name, embedder, remove, replace_a
         chunked[key] = chunk_for_index(document, model.embedder)
         if document.note:
             report.notes.append(Skipped(str(path), document.note))
+        del document  # only its passages are kept
     if not reusable:
         kept = {}
 
@@ -473,23 +474,24 @@ def _update(index_dir, previous, inputs, model_name, embedder, remove, replace_a
         report.passages = len(previous.passages)
         return report
 
-    fresh = _embed_documents(index_dir, chunked, old_rows if reusable else {}, model, notify, progress, report)
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    order = [k for k in files if k in kept or k in fresh] + [k for k in kept if k not in files]
-    documents: list[DocumentRows] = []
+    order = [k for k in files if k in kept or k in chunked] + [k for k in kept if k not in files]
+    documents: list[DocumentRows | Chunked] = []
     for key in order:
-        if key in fresh:
-            rows = fresh[key]
-            old = old_rows.get(key)
-            (report.updated if old else report.added).append(rows.record["source"])
-            rows.record["added"] = now
+        if key in chunked:
+            item = chunked[key]
+            (report.updated if key in old_rows else report.added).append(item.record["source"])
+            item.record["added"] = now
+            documents.append(item)
         else:
-            rows = kept[key]
             report.unchanged += 1
-        documents.append(rows)
-    _write(index_dir, manifest, documents, roots, excluded, model, previous, now)
+            documents.append(kept[key])
+    dim = model.embedder.dim if chunked or model.loaded else previous.content.vectors.shape[1]
+    vectors, sentence_vectors = _vectors_of(index_dir, documents, old_rows if reusable else {}, model, dim,
+                                            notify, progress, report)
+    _write(index_dir, manifest, documents, vectors, sentence_vectors, roots, excluded, model, previous, now)
     report.documents = len(documents)
-    report.passages = sum(len(d.passages) for d in documents)
+    report.passages = len(vectors)
     report.written = True
     return report
 
@@ -553,80 +555,85 @@ def _check_model(model: _Model, manifest: dict, reusable: bool, notify: Notify) 
     return False
 
 
-def _embed_documents(index_dir, chunked: dict[str, Chunked], old_rows, model: _Model, notify, progress, report) -> dict[str, DocumentRows]:
-    """Embed the passages and sentences of ``chunked`` documents, reusing vectors embedded before."""
-    if not chunked:
-        return {}
-    embedder = model.embedder
-    settings = chunk_settings_for(embedder)
-    known: dict[bytes, np.ndarray] = {}
-    for key in chunked:  # an edited document keeps the vectors of its untouched passages
-        rows = old_rows.get(key)
-        if rows is None:
-            continue
-        sentence_row = 0
-        for passage, spans, vector in zip(rows.passages, rows.sentence_spans, rows.vectors):
-            known[text_key(passage_model_text(passage, settings))] = vector
-            for text in _sentence_texts(passage, spans):
-                known[text_key(text)] = rows.sentence_vectors[sentence_row]
-                sentence_row += 1
-    journal = EmbeddingJournal(journal_dir(index_dir, model.name, model.probe), embedder.dim)
+def _vectors_of(index_dir, documents: list[DocumentRows | Chunked], old_rows: dict[str, DocumentRows],
+                model: _Model, dim: int, notify, progress, report) -> tuple[np.ndarray, np.ndarray]:
+    """Return the passage and sentence vectors of ``documents``, in order, embedding only new texts.
 
-    wanted: dict[bytes, str] = {}
-    n_passages = n_sentences = 0
-    for item in chunked.values():
-        for passage, spans in zip(item.passages, item.sentence_spans):
-            n_passages += 1
-            text = passage_model_text(passage, settings)
-            wanted.setdefault(text_key(text), text)
+    Vectors of kept documents are copied from the previous index; a text seen before
+    (in an edited document's old version, or in an interrupted run's journal) is
+    reused; the rest is embedded in batches, each journalled before the next. Every
+    vector is written once, straight into the arrays the index is made of.
+    """
+    n_passages = sum(len(d.passages) for d in documents)
+    n_sentences = sum(len(spans) for d in documents for spans in d.sentence_spans)
+    vectors = np.empty((n_passages, dim), dtype=np.float32)
+    sentence_vectors = np.empty((n_sentences, dim), dtype=np.float32)
+    targets: dict[bytes, list[tuple[np.ndarray, int]]] = {}
+    texts: dict[bytes, str] = {}
+    settings = chunk_settings_for(model.embedder) if any(isinstance(d, Chunked) for d in documents) else None
+    row = sentence_row = 0
+    for document in documents:
+        count, sentences = len(document.passages), sum(map(len, document.sentence_spans))
+        if isinstance(document, DocumentRows):
+            vectors[row : row + count] = document.vectors
+            sentence_vectors[sentence_row : sentence_row + sentences] = document.sentence_vectors
+        else:
+            at = sentence_row
+            for i, (passage, spans) in enumerate(zip(document.passages, document.sentence_spans)):
+                text = passage_model_text(passage, settings)
+                key = text_key(text)
+                texts.setdefault(key, text)
+                targets.setdefault(key, []).append((vectors, row + i))
+                for sentence in _sentence_texts(passage, spans):
+                    key = text_key(sentence)
+                    texts.setdefault(key, sentence)
+                    targets.setdefault(key, []).append((sentence_vectors, at))
+                    at += 1
+        row += count
+        sentence_row += sentences
+    if not targets:
+        return vectors, sentence_vectors
+
+    def place(key: bytes, vector: np.ndarray) -> bool:
+        found = targets.pop(key, None)
+        for array, index in found or ():
+            array[index] = vector
+        return found is not None
+
+    for document in documents:  # an edited document keeps the vectors of its untouched passages
+        old = old_rows.get(document_key(document.record["source"])) if isinstance(document, Chunked) else None
+        if old is None:
+            continue
+        old_sentence = 0
+        for passage, spans, vector in zip(old.passages, old.sentence_spans, old.vectors):
+            place(text_key(passage_model_text(passage, settings)), vector)
             for sentence in _sentence_texts(passage, spans):
-                n_sentences += 1
-                wanted.setdefault(text_key(sentence), sentence)
-    missing = [k for k in wanted if k not in known and journal.get(k) is None]
-    report.resumed = sum(1 for k in wanted if k not in known and journal.get(k) is not None)
+                place(text_key(sentence), old.sentence_vectors[old_sentence])
+                old_sentence += 1
+    journal = EmbeddingJournal(journal_dir(index_dir, model.name, model.probe), dim)
+    for keys, batch in journal.batches():
+        report.resumed += sum(place(key, vector) for key, vector in zip(keys, batch))
+
+    missing = sorted(targets, key=lambda k: -len(texts[k]))  # longest first: batches pad alike
     notify(
-        f"{len(chunked)} document(s) to embed: {n_passages} passages and {n_sentences} sentences, "
-        f"{len(missing)} texts new"
-        + (f", {report.resumed} already embedded by an interrupted run" if report.resumed else "")
+        f"{sum(isinstance(d, Chunked) for d in documents)} document(s) to embed: {len(missing)} new texts"
+        + (f", {report.resumed} more already embedded by an interrupted run" if report.resumed else "")
+        + f" (the index will hold {n_passages} passages, {n_sentences} sentences)"
     )
-    # Longest first, so that each batch pads to texts of about the same length.
-    missing.sort(key=lambda k: -len(wanted[k]))
     for start in range(0, len(missing), EMBED_BATCH):
         batch = missing[start : start + EMBED_BATCH]
-        vectors = embedder.embed_passages([wanted[k] for k in batch])
-        journal.add(batch, vectors)
+        embedded = model.embedder.embed_passages([texts[k] for k in batch])
+        journal.add(batch, embedded)
+        for key, vector in zip(batch, embedded):
+            place(key, vector)
         report.embedded += len(batch)
         if progress:
             progress(start + len(batch), len(missing))
-
-    def vector(text: str) -> np.ndarray:
-        key = text_key(text)
-        found = known.get(key)
-        return found if found is not None else journal.get(key)
-
-    del wanted
-    out: dict[str, DocumentRows] = {}
-    for key, item in chunked.items():
-        out[key] = DocumentRows(
-            item.record,
-            item.passages,
-            item.sentence_spans,
-            _stack([vector(passage_model_text(p, settings)) for p in item.passages], embedder.dim),
-            _stack([vector(t) for p, spans in zip(item.passages, item.sentence_spans)
-                    for t in _sentence_texts(p, spans)], embedder.dim),
-        )
-    return out
+    return vectors, sentence_vectors
 
 
-def _stack(rows: list[np.ndarray], dim: int) -> np.ndarray:
-    return np.vstack(rows).astype(np.float32) if rows else np.zeros((0, dim), np.float32)
-
-
-def _write(index_dir, manifest, documents: list[DocumentRows], roots, excluded, model: _Model, previous, now) -> None:
+def _write(index_dir, manifest, documents, vectors, sentence_vectors, roots, excluded, model: _Model, previous, now) -> None:
     passages = [p for d in documents for p in d.passages]
-    dim = model.embedder.dim if model.loaded else previous.content.vectors.shape[1]
-    vectors = _stack([d.vectors for d in documents if len(d.vectors)], dim)
-    sentence_vectors = _stack([d.sentence_vectors for d in documents if len(d.sentence_vectors)], dim)
     if model.loaded:
         probe = model.probe
         backgrounds = background_vectors(model.embedder, probe)
@@ -650,7 +657,7 @@ def _write(index_dir, manifest, documents: list[DocumentRows], roots, excluded, 
         "n_passages": len(passages),
     }
     lexicon = Lexicon.build([p.text for p in passages]).to_arrays()
-    content = IndexContent(passages, vectors, [s for d in documents for s in d.sentence_spans],
+    content = IndexContent(passages, vectors, [spans for d in documents for spans in d.sentence_spans],
                            sentence_vectors, lexicon, background)
     write_index(index_dir, new_manifest, content)
     remove_journals(index_dir)

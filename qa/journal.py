@@ -17,7 +17,7 @@ import hashlib
 import os
 import shutil
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -48,57 +48,51 @@ def remove_journals(index_dir: Path, keep: Path | None = None) -> None:
 
 
 class EmbeddingJournal:
-    """The vectors a build has embedded so far, by text key, on disk and in memory."""
+    """The batches of vectors a build has embedded so far, on disk.
+
+    Nothing is held in memory: :meth:`batches` reads them back one at a time.
+    """
 
     def __init__(self, directory: Path, dim: int):
-        """Open (or prepare) the journal in ``directory`` for vectors of ``dim`` floats.
-
-        Loads every intact batch already there; damaged or foreign batches are removed.
-        """
+        """Open the journal in ``directory`` (created on the first :meth:`add`) for ``dim``-float vectors."""
         self.directory = directory
         self.dim = dim
-        self._vectors: dict[bytes, np.ndarray] = {}
-        for path in sorted(directory.glob("batch-*.npz")) if directory.is_dir() else ():
-            if not self._load(path):
+
+    def batches(self) -> Iterator[tuple[list[bytes], np.ndarray]]:
+        """Yield ``(keys, vectors)`` of every intact batch; damaged or foreign ones are deleted."""
+        for path in sorted(self.directory.glob("batch-*.npz")) if self.directory.is_dir() else ():
+            batch = self._load(path)
+            if batch is None:
                 path.unlink(missing_ok=True)
+            else:
+                yield batch
 
-    def __len__(self) -> int:
-        return len(self._vectors)
-
-    def _load(self, path: Path) -> bool:
+    def _load(self, path: Path) -> tuple[list[bytes], np.ndarray] | None:
         try:
             with open(path, "rb") as handle:
                 if hashlib.file_digest(handle, "sha256").hexdigest()[:32] != path.stem.removeprefix("batch-"):
-                    return False
+                    return None
             with np.load(path, allow_pickle=False) as arrays:
                 keys, vectors = arrays["keys"], arrays["vectors"]
         except Exception:  # noqa: BLE001 - any unreadable batch is only a lost cache entry
-            return False
+            return None
         if (
             keys.dtype != np.uint8 or vectors.dtype != np.float32
             or keys.ndim != 2 or keys.shape[1] != KEY_BYTES
             or vectors.shape != (keys.shape[0], self.dim)
         ):
-            return False
-        for key, vector in zip(keys, vectors):
-            self._vectors[key.tobytes()] = vector
-        return True
-
-    def get(self, key: bytes) -> np.ndarray | None:
-        """Return the journalled vector of a text key, or None."""
-        return self._vectors.get(key)
+            return None
+        return [key.tobytes() for key in keys], vectors
 
     def add(self, keys: Sequence[bytes], vectors: np.ndarray) -> None:
-        """Record a batch of vectors, durably, before the build moves on.
+        """Record a batch of vectors durably before the build moves on.
 
         Takes the texts' keys and their ``(len(keys), dim)`` vectors. A failure to
         write (disk full, read-only) only means a rerun would embed them again.
         """
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        for key, vector in zip(keys, vectors):
-            self._vectors[key] = vector
         if not keys:
             return
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         key_array = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), KEY_BYTES)
         try:
             self.directory.mkdir(parents=True, exist_ok=True)

@@ -281,17 +281,13 @@ def write_index(index_dir: Path, manifest: dict, content: IndexContent) -> Path:
         with open(tmp / LEXICON, "wb") as handle:
             np.savez(handle, **content.lexicon)
         doc_numbers = {doc["source"]: i for i, doc in enumerate(manifest["documents"])}
-        lines = [
-            json.dumps(
-                {"doc": doc_numbers[p.source], "start": p.start, "end": p.end, "text": p.text,
-                 "sentences": [list(span) for span in spans],
-                 **({"line": p.line} if p.line else {}), **({"page": p.page} if p.page else {})},
-                ensure_ascii=False,
-            )
-            for p, spans in zip(passages, content.sentence_spans)
-        ]
-        _write_file(tmp / PASSAGES, ("\n".join(lines) + "\n" if lines else "").encode("utf-8"))
-        for name in (VECTORS, BACKGROUND, SENTENCES, LEXICON):
+        with open(tmp / PASSAGES, "w", encoding="utf-8", newline="\n") as handle:  # line by line: no copy of it all
+            for p, spans in zip(passages, content.sentence_spans):
+                row = {"doc": doc_numbers[p.source], "start": p.start, "end": p.end, "text": p.text,
+                       "sentences": [list(span) for span in spans],
+                       **({"line": p.line} if p.line else {}), **({"page": p.page} if p.page else {})}
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        for name in (VECTORS, PASSAGES, BACKGROUND, SENTENCES, LEXICON):
             with open(tmp / name, "rb+") as handle:
                 os.fsync(handle.fileno())
         manifest = {

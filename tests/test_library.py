@@ -184,8 +184,10 @@ def test_journal_ignores_damaged_batches(tmp_path):
     data = bytearray(batch.read_bytes())
     data[-10] ^= 0xFF
     batch.write_bytes(bytes(data))
-    reopened = EmbeddingJournal(directory, dim=4)
-    assert len(reopened) == 0 and not batch.exists()
+    journal.add([b"j" * 16], np.full((1, 4), 2, np.float32))
+    [(keys, vectors)] = list(EmbeddingJournal(directory, dim=4).batches())
+    assert keys == [b"j" * 16] and vectors.tolist() == [[2, 2, 2, 2]] and not batch.exists()
+    assert list(EmbeddingJournal(directory, dim=5).batches()) == []  # another model's width
 
 
 def test_journal_is_per_model():
