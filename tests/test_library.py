@@ -296,3 +296,28 @@ def test_explicit_input_that_gives_nothing_is_an_error_and_not_remembered(fake_m
     result = qa("index", str(tmp_path / "nope" / "*.txt"), "--index-dir", str(index_dir))
     assert result.exit_code == 1 and result.stderr.strip().startswith("Error: ") and "matches" in result.stderr
     assert str(tmp_path / "nope") not in json.dumps(read_index(index_dir).manifest["roots"])
+
+
+def test_a_document_that_turns_unreadable_keeps_its_indexed_version(library):
+    folder, index_dir = library
+    update_index(index_dir, [folder], embedder=FakeEmbedder())
+    (folder / "zebra.txt").write_bytes(b"\x00\x01binary now")
+    report = update_index(index_dir, [], embedder=FakeEmbedder())
+    [skipped] = report.skipped
+    assert skipped.path.endswith("zebra.txt") and "binary" in skipped.reason and "keeping" in skipped.reason
+    assert any("zebra lives" in p.text for p in read_index(index_dir).passages)
+
+
+def test_a_file_that_disappears_mid_run_is_skipped_and_the_rest_indexed(library, monkeypatch):
+    folder, index_dir = library
+    real_read = indexer.read_document
+
+    def vanishing(path, *args):
+        if path.name == "penguin.md":
+            path.unlink()
+        return real_read(path, *args)
+
+    monkeypatch.setattr(indexer, "read_document", vanishing)
+    report = update_index(index_dir, [folder], embedder=FakeEmbedder())
+    assert [s.reason for s in report.skipped] == ["disappeared while indexing (no such file)"]
+    assert len(sources(index_dir)) == 2
