@@ -321,3 +321,20 @@ def test_a_file_that_disappears_mid_run_is_skipped_and_the_rest_indexed(library,
     report = update_index(index_dir, [folder], embedder=FakeEmbedder())
     assert [s.reason for s in report.skipped] == ["disappeared while indexing (no such file)"]
     assert len(sources(index_dir)) == 2
+
+
+def test_ask_during_another_update_answers_from_the_index_as_it_is(fake_model, library, monkeypatch):
+    from qa import pipeline
+    from qa.store import writer_lock
+
+    folder, index_dir = library
+    assert qa("index", str(folder), "--model", FAKE_MODEL, "--index-dir", str(index_dir)).exit_code == 0
+    write(folder / "zebra.txt", "Zebras\n\nThe zebra lives in Kenya now.\n")
+    monkeypatch.setattr(pipeline, "REFRESH_WAIT", 0.2)
+    with writer_lock(index_dir):
+        result = qa("ask", "--json", "where does the zebra live", "--index-dir", str(index_dir))
+    assert result.exit_code == 0, result.output
+    assert "answering from the index as it is" in result.stderr
+    assert "Africa" in json.loads(result.stdout)["passages"][0]["text"]
+    result = qa("ask", "--json", "where does the zebra live", "--index-dir", str(index_dir))  # lock free: updated
+    assert "Kenya" in json.loads(result.stdout)["passages"][0]["text"]
