@@ -30,7 +30,7 @@ from qa.journal import EmbeddingJournal, journal_dir, remove_journals, text_key
 from qa.discover import Skipped, find_documents
 from qa.lexical import Lexicon
 from qa.paths import BUNDLED_ARTICLE, cache_dir
-from qa.store import IndexContent, IndexCorrupt, IndexMissing, Snapshot, read_index, write_index, writer_lock
+from qa.store import IndexContent, IndexCorrupt, IndexMissing, IndexOldFormat, Snapshot, read_index, write_index, writer_lock
 
 Notify = Callable[[str], None]
 PassageProgress = Callable[[int, int], None]
@@ -311,14 +311,28 @@ class _Model:
         return self._probe
 
 
-def _previous_snapshot(index_dir: Path, notify: Notify) -> Snapshot | None:
+def _previous_snapshot(index_dir: Path, notify: Notify) -> tuple[Snapshot | None, dict]:
+    """Return the current index (None if there is none or it is damaged), and the
+    manifest of an index in an older format (else empty), whose documents to index again."""
     try:
-        return read_index(index_dir)
+        return read_index(index_dir), {}
     except IndexMissing:
-        return None
+        return None, {}
+    except IndexOldFormat as exc:
+        notify("the index was written by an older qa: indexing its documents again")
+        return None, exc.manifest
     except IndexCorrupt as exc:
         notify(f"{exc}; building a new index from the sources")
-        return None
+        return None, {}
+
+
+def _old_format_roots(manifest: dict) -> list[str]:
+    documents = manifest.get("documents")
+    roots = []
+    for record in documents if isinstance(documents, list) else []:
+        if isinstance(record, dict) and isinstance(record.get("source"), str):
+            roots.append(BUNDLED_ROOT if record.get("bundled") else record["source"])
+    return roots
 
 
 def update_index(
@@ -352,8 +366,13 @@ def update_index(
     started = time.perf_counter()
     notify = notify or (lambda _message: None)
     with writer_lock(index_dir, timeout=lock_timeout):
-        previous = _previous_snapshot(index_dir, notify)
-        report = _update(index_dir, previous, list(inputs), model, embedder, list(remove), replace_all, notify, progress)
+        previous, old_format = _previous_snapshot(index_dir, notify)
+        carried = [] if replace_all else _old_format_roots(old_format)
+        old_model = old_format.get("model")
+        if not model and isinstance(old_model, dict) and isinstance(old_model.get("name"), str):
+            model = old_model["name"]
+        report = _update(index_dir, previous, list(inputs), model, embedder, list(remove), replace_all, notify,
+                         progress, carried)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -372,7 +391,8 @@ def build_index(
     return update_index(index_dir, paths, embedder=embedder, replace_all=True, notify=notify, progress=progress)
 
 
-def _update(index_dir, previous, inputs, model_name, embedder, remove, replace_all, notify, progress) -> IndexReport:
+def _update(index_dir, previous, inputs, model_name, embedder, remove, replace_all, notify, progress,
+            carried: Sequence[str] = ()) -> IndexReport:
     manifest = previous.manifest if previous else {}
     built_with = manifest.get("model", {}).get("name")
     name = embedder.name if embedder is not None else (model_name or built_with or DEFAULT_MODEL)
@@ -383,7 +403,7 @@ def _update(index_dir, previous, inputs, model_name, embedder, remove, replace_a
     reusable = bool(previous) and built_with == name and manifest.get("chunking") == _expected_chunking(manifest)
     new_roots = [normalize_input(i) for i in inputs]
     removals = [normalize_input(r) for r in remove]
-    roots = list(dict.fromkeys(new_roots if replace_all else [*manifest.get("roots", []), *new_roots]))
+    roots = list(dict.fromkeys(new_roots if replace_all else [*manifest.get("roots", []), *carried, *new_roots]))
     excluded = [] if replace_all else [e for e in manifest.get("excluded", []) if not any(_under(e, r) for r in new_roots)]
     if removals:
         keys = list(old_rows)

@@ -13,7 +13,7 @@ from typing import Callable
 from qa.embedder import DEFAULT_MODEL, Embedder, load_embedder, load_query_embedder, model_probe
 from qa.indexer import PassageProgress, changed_documents, stale_reasons, update_index
 from qa.retriever import Retriever
-from qa.store import IndexBusy, IndexMissing, read_index
+from qa.store import IndexBusy, IndexMissing, IndexOldFormat, read_index
 
 Notify = Callable[[str], None]
 # How long a question waits for another process's index update before answering
@@ -48,6 +48,9 @@ def open_retriever(
     """
     hint_dir = _index_option(index_dir, default_dir)
     try:
+        snapshot = read_index(index_dir)
+    except IndexOldFormat:
+        update_index(index_dir, model=model, notify=notify, progress=progress)  # indexes its documents again
         snapshot = read_index(index_dir)
     except IndexMissing:
         embedder = load_embedder(model, progress=notify)

@@ -60,6 +60,18 @@ class IndexCorrupt(StoreError):
     """An index file is damaged, truncated, or does not belong to this index."""
 
 
+class IndexOldFormat(IndexCorrupt):
+    """The index was written by an older qa.
+
+    ``manifest`` is its manifest (parsed, checksum verified), whose documents can be
+    indexed again.
+    """
+
+    def __init__(self, message: str, manifest: dict):
+        super().__init__(message)
+        self.manifest = manifest
+
+
 class IndexBusy(StoreError):
     """Another process is writing the index."""
 
@@ -185,6 +197,11 @@ def _read_generation(index_dir: Path, generation: str, manifest_sha: str) -> Sna
     if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
         raise IndexCorrupt(f"{damaged}: {MANIFEST} is not an index manifest")
     version = manifest.get("format_version")
+    if isinstance(version, int) and 1 <= version < FORMAT_VERSION:
+        raise IndexOldFormat(
+            f"index at {index_dir} has format version {version} of an older qa; rebuild it with `qa index`",
+            manifest,
+        )
     if version != FORMAT_VERSION:
         raise IndexCorrupt(
             f"index at {index_dir} has format version {version}; this qa reads version "

@@ -338,3 +338,36 @@ def test_ask_during_another_update_answers_from_the_index_as_it_is(fake_model, l
     assert "Africa" in json.loads(result.stdout)["passages"][0]["text"]
     result = qa("ask", "--json", "where does the zebra live", "--index-dir", str(index_dir))  # lock free: updated
     assert "Kenya" in json.loads(result.stdout)["passages"][0]["text"]
+
+
+def downgrade(index_dir, version=2):
+    """Make the index look written by an older qa (checksums fixed up)."""
+    import hashlib
+
+    from qa.store import CURRENT, MANIFEST
+
+    gen = read_index(index_dir).directory
+    manifest = json.loads((gen / MANIFEST).read_text())
+    manifest["format_version"] = version
+    data = json.dumps(manifest).encode()
+    (gen / MANIFEST).write_bytes(data)
+    (index_dir / CURRENT).write_text(f"{gen.name} {hashlib.sha256(data).hexdigest()}\n")
+
+
+def test_an_index_of_an_older_qa_is_rebuilt_from_its_documents_on_ask(fake_model, library):
+    folder, index_dir = library
+    assert qa("index", str(folder), "--model", FAKE_MODEL, "--index-dir", str(index_dir)).exit_code == 0
+    downgrade(index_dir)
+    result = qa("ask", "--json", "where do kangaroos live", "--index-dir", str(index_dir))
+    assert result.exit_code == 0, result.output
+    assert "older qa" in result.stderr and "kangaroo" in json.loads(result.stdout)["passages"][0]["source"]
+    assert len(sources(index_dir)) == 3 and read_index(index_dir).manifest["model"]["name"] == FAKE_MODEL
+
+
+def test_an_index_of_an_older_qa_keeps_its_documents_on_index(fake_model, library, tmp_path):
+    folder, index_dir = library
+    assert qa("index", str(folder / "zebra.txt"), "--model", FAKE_MODEL, "--index-dir", str(index_dir)).exit_code == 0
+    downgrade(index_dir)
+    result = qa("index", str(folder / "penguin.md"), "--index-dir", str(index_dir))
+    assert result.exit_code == 0, result.output
+    assert sorted(s.rsplit("/", 1)[1] for s in sources(index_dir)) == ["penguin.md", "zebra.txt"]
