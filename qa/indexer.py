@@ -398,28 +398,84 @@ def _update(index_dir, previous, inputs, model_name, embedder, remove, replace_a
     name = embedder.name if embedder is not None else (model_name or built_with or DEFAULT_MODEL)
     model = _Model(name, embedder, notify)
     report = IndexReport(index_dir)
-
     old_rows = rows_by_document(previous) if previous else {}
     reusable = bool(previous) and built_with == name and manifest.get("chunking") == _expected_chunking(manifest)
+
     new_roots = [normalize_input(i) for i in inputs]
-    removals = [normalize_input(r) for r in remove]
+    roots, excluded = _roots_and_exclusions(manifest, new_roots, [normalize_input(r) for r in remove],
+                                            carried, replace_all, old_rows)
+    files, root_files = _find_files(roots, excluded, old_rows, replace_all, report)
+    kept, pending = _split_unchanged(files, old_rows, reusable, report)
+    if embedder is not None or not reusable:
+        reusable = _check_model(model, manifest, reusable, notify)
+    chunked, reusable = _read_and_chunk(files, kept, pending, old_rows, model, manifest, reusable, notify, report)
+    if not reusable:
+        kept = {}
+    roots = _drop_failed_inputs(roots, new_roots, root_files, kept, chunked, report)
+
+    roots_changed = roots != manifest.get("roots") or excluded != manifest.get("excluded", [])
+    if previous and reusable and not chunked and not report.removed and not roots_changed:
+        report.unchanged = len(kept)
+        report.documents = len(previous.manifest.get("documents", []))
+        report.passages = len(previous.passages)
+        return report
+
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    order = [k for k in files if k in kept or k in chunked] + [k for k in kept if k not in files]
+    documents: list[DocumentRows | Chunked] = []
+    for key in order:
+        if key in chunked:
+            item = chunked[key]
+            (report.updated if key in old_rows else report.added).append(item.record["source"])
+            item.record["added"] = old_rows[key].record.get("added", now) if key in old_rows else now
+            item.record["updated"] = now
+            documents.append(item)
+        else:
+            report.unchanged += 1
+            documents.append(kept[key])
+    dim = model.embedder.dim if chunked or model.loaded else previous.content.vectors.shape[1]
+    vectors, sentence_vectors = _vectors_of(index_dir, documents, old_rows if reusable else {}, model, dim,
+                                            notify, progress, report)
+    _write(index_dir, manifest, documents, vectors, sentence_vectors, roots, excluded, model, previous, now)
+    report.documents = len(documents)
+    report.passages = len(vectors)
+    report.written = True
+    return report
+
+
+def _roots_and_exclusions(manifest: dict, new_roots: list[str], removals: list[str], carried: Sequence[str],
+                          replace_all: bool, old_rows: dict) -> tuple[list[str], list[str]]:
+    """Return the roots to scan (earlier runs' and today's) and the paths excluded from them.
+
+    A removed path leaves the roots and joins the exclusions, so that a scan of the
+    folder around it doesn't bring it back; naming a path again lifts its exclusion.
+    Raises :class:`IndexingError` for a removal of something not in the index.
+    """
     roots = list(dict.fromkeys(new_roots if replace_all else [*manifest.get("roots", []), *carried, *new_roots]))
     excluded = [] if replace_all else [e for e in manifest.get("excluded", []) if not any(_under(e, r) for r in new_roots)]
+    for target in removals:
+        if not any(_under(_root_path(k), _root_path(target)) for k in old_rows) and not any(_under(r, target) for r in roots):
+            raise IndexingError(f"{target} is not in the index")
     if removals:
-        keys = list(old_rows)
-        for target in removals:
-            matched = [k for k in keys if _under(_root_path(k), _root_path(target))]
-            if not matched and not any(_under(r, target) for r in roots):
-                raise IndexingError(f"{target} is not in the index")
         roots = [r for r in roots if not any(_under(_root_path(r), _root_path(t)) for t in removals)]
         excluded = list(dict.fromkeys([*excluded, *(_root_path(t) for t in removals)]))
     if not roots and not old_rows and not replace_all and not removals:
         roots = [BUNDLED_ROOT]
+    return roots, excluded
+
+
+def _find_files(roots: list[str], excluded: list[str], old_rows: dict, replace_all: bool,
+                report: IndexReport) -> tuple[dict[str, Path], dict[str, list[str]]]:
+    """Return the document files that make up the index now, by key, and each root's keys.
+
+    Documents indexed before that are now deleted, excluded or (with ``replace_all``)
+    not among the roots are listed in ``report.removed``; the others stay, even
+    outside today's roots.
+    """
 
     def is_excluded(path: str) -> bool:
         return any(_under(path, e) for e in excluded)
 
-    # Which files make up the index now.
     files: dict[str, Path] = {}
     root_files: dict[str, list[str]] = {}
     for root in roots:
@@ -427,19 +483,24 @@ def _update(index_dir, previous, inputs, model_name, embedder, remove, replace_a
         report.skipped.extend(found.skipped)
         root_files[root] = []
         for path in found.files:
-            key = document_key(path.resolve())
-            if not is_excluded(str(path.resolve())):
-                files.setdefault(key, path)
-                root_files[root].append(key)
+            resolved = path.resolve()
+            if not is_excluded(str(resolved)):
+                files.setdefault(document_key(resolved), path)
+                root_files[root].append(document_key(resolved))
     for key, rows in old_rows.items():
         path = document_path(rows.record)
         if key in files:
             continue
         if replace_all or is_excluded(str(path)) or not path.exists():
             report.removed.append(rows.record["source"])
-        elif not is_excluded(str(path)):
-            files[key] = path  # indexed before, outside today's roots: still kept up to date
+        else:
+            files[key] = path
+    return files, root_files
 
+
+def _split_unchanged(files: dict[str, Path], old_rows: dict, reusable: bool,
+                     report: IndexReport) -> tuple[dict[str, DocumentRows], list[str]]:
+    """Return the documents whose content hash is unchanged (their rows), and the keys of the rest."""
     kept: dict[str, DocumentRows] = {}
     pending: list[str] = []
     for key, path in files.items():
@@ -453,10 +514,17 @@ def _update(index_dir, previous, inputs, model_name, embedder, remove, replace_a
             kept[key] = old
         else:
             pending.append(key)
+    return kept, pending
 
-    if embedder is not None or not reusable:
-        reusable = _check_model(model, manifest, reusable, notify)
-    # Read and chunk one document at a time, so that only passages stay in memory.
+
+def _read_and_chunk(files, kept, pending, old_rows, model: _Model, manifest, reusable: bool, notify,
+                    report: IndexReport) -> tuple[dict[str, Chunked], bool]:
+    """Read and chunk the pending documents, one at a time, so that only passages stay in memory.
+
+    The model is loaded with the first readable document; if it no longer gives the
+    previous index's vectors, every kept document is chunked again too. Returns the
+    chunked documents and whether the previous index's vectors are still usable.
+    """
     chunked: dict[str, Chunked] = {}
     queue = list(pending) if reusable else list(dict.fromkeys([*pending, *kept]))
     while queue:
@@ -475,45 +543,19 @@ def _update(index_dir, previous, inputs, model_name, embedder, remove, replace_a
         chunked[key] = chunk_for_index(document, model.embedder)
         if document.note:
             report.notes.append(Skipped(str(path), document.note))
-        del document  # only its passages are kept
-    if not reusable:
-        kept = {}
+        del document
+    return chunked, reusable
 
-    for root in new_roots:  # an input that gives nothing to index is an error, and not remembered
+
+def _drop_failed_inputs(roots, new_roots, root_files, kept, chunked, report: IndexReport) -> list[str]:
+    """Record today's inputs that gave nothing to index (an error), and forget them as roots."""
+    for root in new_roots:
         if not any(key in kept or key in chunked for key in root_files.get(root, ())):
             path = _root_path(root)
-            reasons = [item.reason for item in report.skipped if _under(item.path, path) or item.path == os.fspath(root)]
+            reasons = [item.reason for item in report.skipped if _under(item.path, path)]
             report.failed_inputs.append(Skipped(path, reasons[0] if len(reasons) == 1 else "no documents to index"))
     failed = {item.path for item in report.failed_inputs}
-    roots = [r for r in roots if _root_path(r) not in failed]
-
-    roots_changed = roots != manifest.get("roots") or excluded != manifest.get("excluded", [])
-    if previous and reusable and not chunked and not report.removed and not roots_changed:
-        report.unchanged = len(kept)
-        report.documents = len(previous.manifest.get("documents", []))
-        report.passages = len(previous.passages)
-        return report
-
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    order = [k for k in files if k in kept or k in chunked] + [k for k in kept if k not in files]
-    documents: list[DocumentRows | Chunked] = []
-    for key in order:
-        if key in chunked:
-            item = chunked[key]
-            (report.updated if key in old_rows else report.added).append(item.record["source"])
-            item.record["added"] = now
-            documents.append(item)
-        else:
-            report.unchanged += 1
-            documents.append(kept[key])
-    dim = model.embedder.dim if chunked or model.loaded else previous.content.vectors.shape[1]
-    vectors, sentence_vectors = _vectors_of(index_dir, documents, old_rows if reusable else {}, model, dim,
-                                            notify, progress, report)
-    _write(index_dir, manifest, documents, vectors, sentence_vectors, roots, excluded, model, previous, now)
-    report.documents = len(documents)
-    report.passages = len(vectors)
-    report.written = True
-    return report
+    return [r for r in roots if _root_path(r) not in failed]
 
 
 def _skip_keeping(report: IndexReport, kept: dict, key: str, path: Path, old: DocumentRows | None, reason: str) -> None:
