@@ -26,6 +26,11 @@ from qa.store import Snapshot
 # this much to count as an answer. Set with the default model on eval/article.jsonl.
 ANSWER_MARGIN = 0.0
 BACKGROUND_TOP = 3
+# Beyond this many passages, only FAISS's nearest passages (and BM25's best) are
+# re-scored, instead of every passage.
+SCORE_ALL_MAX = 50_000
+DENSE_CANDIDATES = 200
+LEXICAL_CANDIDATES = 50
 
 
 @dataclass(frozen=True)
@@ -67,35 +72,47 @@ def rank_passages(
     query_terms: Sequence[str],
     config: RetrievalConfig,
     k: int,
+    candidates: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Rank passages for one question by dense, best-sentence and lexical evidence.
 
     Takes the unit query vector, the passages' and sentences' unit vectors (rows),
-    which passage each sentence belongs to, the corpus lexicon (or None) with the
-    question's terms, the weights, and how many passages to return. Returns the
-    indices of the ``k`` best passages, their combined scores, and the semantic
-    evidence of the best one (dense and sentence scores only, comparable with
-    background scores, for the no-answer judgement).
+    which passage each sentence belongs to (ascending), the corpus lexicon (or None)
+    with the question's terms, the weights, how many passages to return, and
+    optionally the passage ids to consider (on a large corpus, the nearest
+    neighbours found by FAISS; default: every passage). Returns the indices of the
+    ``k`` best passages, their combined scores, and the semantic evidence of the best
+    one (dense and sentence scores only, comparable with background scores, for the
+    no-answer judgement).
     """
     n = passage_vectors.shape[0]
-    if n == 0:
+    rows = np.arange(n) if candidates is None else np.unique(np.asarray(candidates, dtype=np.int64))
+    rows = rows[(rows >= 0) & (rows < n)]
+    if rows.size == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32), float("-inf")
-    dense = passage_vectors @ query
+    dense = np.asarray(passage_vectors[rows] if candidates is not None else passage_vectors) @ query
     semantic = dense
     if config.sentence_weight:
-        sentence = best_sentence_scores(query, sentence_vectors, sentence_owner, n)
+        if candidates is None:
+            sentence = best_sentence_scores(query, sentence_vectors, sentence_owner, n)
+        else:
+            first = np.searchsorted(sentence_owner, rows, side="left")
+            last = np.searchsorted(sentence_owner, rows, side="right")
+            picked = np.concatenate([np.arange(a, b) for a, b in zip(first, last)]) if rows.size else np.zeros(0, int)
+            local_owner = np.repeat(np.arange(rows.size), last - first)
+            sentence = best_sentence_scores(query, np.asarray(sentence_vectors[picked]), local_owner, rows.size)
         sentence = np.where(sentence > -1.0, sentence, dense)
         semantic = (1 - config.sentence_weight) * dense + config.sentence_weight * sentence
     combined = semantic
     if config.lexical_weight and lexicon is not None and query_terms:
         lexical = lexicon.scores(query_terms)
-        top = float(lexical.max())
+        top = float(lexical.max()) if lexical.size else 0.0
         if top > 0:
-            combined = semantic + config.lexical_weight * lexicon.coverage(query_terms) * lexical / top
-    k = min(k, n)
+            combined = semantic + config.lexical_weight * lexicon.coverage(query_terms) * lexical[rows] / top
+    k = min(k, rows.size)
     order = np.argpartition(-combined, k - 1)[:k]
     order = order[np.argsort(-combined[order], kind="stable")]
-    return order, combined[order], float(semantic[order[0]])
+    return rows[order], combined[order], float(semantic[order[0]])
 
 
 class QuestionError(Exception):
@@ -118,6 +135,10 @@ class RetrievedPassage:
         """Return the passage as the JSON contract's passage object."""
         p = self.passage
         out = {"text": p.text, "score": round(self.score, 6), "source": p.source, "start": p.start, "end": p.end}
+        if p.line:
+            out["line"] = p.line
+        if p.page:
+            out["page"] = p.page
         if self.highlight:
             out["highlight"] = {"start": self.highlight[0], "end": self.highlight[1]}
         return out
@@ -203,13 +224,33 @@ class Retriever:
         content = self.snapshot.content
         order, scores, evidence = rank_passages(
             query, content.vectors, content.sentence_vectors, self._sentence_owner,
-            self._lexicon, query_terms, self.config, k,
+            self._lexicon, query_terms, self.config, k, self.candidates(query, k, query_terms),
         )
         passages = [
             RetrievedPassage(content.passages[int(i)], float(s), self.best_sentence(int(i), query))
             for i, s in zip(order, scores)
         ]
         return passages, evidence
+
+    def candidates(self, query: np.ndarray, k: int, query_terms: Sequence[str] = ()) -> np.ndarray | None:
+        """Return the passages worth re-scoring for ``query`` on a large index, or None for all.
+
+        Up to :data:`SCORE_ALL_MAX` passages every one is scored exactly. Beyond, the
+        candidates are FAISS's nearest passages (``qa/ann.py``: recall@10 >= 0.95 against
+        exact search) and the best BM25 passages, so a rare name the vectors blur is
+        still found.
+        """
+        n = len(self.snapshot.passages)
+        if n <= SCORE_ALL_MAX:
+            return None
+        _, ids = self.snapshot.search(query[None, :], max(DENSE_CANDIDATES, 4 * k))
+        found = [ids[0]]
+        if self._lexicon is not None and query_terms and self.config.lexical_weight:
+            lexical = self._lexicon.scores(query_terms)
+            top = min(LEXICAL_CANDIDATES, n)
+            best = np.argpartition(-lexical, top - 1)[:top]
+            found.append(best[lexical[best] > 0])
+        return np.concatenate(found)
 
     def best_sentence(self, passage_id: int, query: np.ndarray) -> tuple[int, int] | None:
         """Return the span, within the passage's text, of its sentence closest to ``query``."""

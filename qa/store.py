@@ -6,7 +6,9 @@ Layout of an index directory::
     .lock                taken by writers, so that two builds never interleave
     gen-<id>/            one complete, immutable generation of the index
         manifest.json    format version, model, chunking, documents, file checksums
-        vectors.faiss    normalised passage vectors, inner-product search
+        vectors.faiss    FAISS inner-product index of the passage vectors (qa/ann.py picks
+                         exact or approximate by size; large files are memory-mapped)
+        vectors.npy      the passage vectors themselves, unit rows, for exact re-scoring
         passages.jsonl   one passage per line: document number, offsets, text, sentences
         sentences.npy    one vector per sentence of every passage, in passage order
         lexicon.npz      BM25 statistics of the passages (plain arrays)
@@ -35,16 +37,19 @@ import numpy as np
 
 from qa.documents import Passage
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 CURRENT = "CURRENT"
 LOCK = ".lock"
 MANIFEST = "manifest.json"
 VECTORS = "vectors.faiss"
+VECTORS_NPY = "vectors.npy"
+# Arrays of at least this size are memory-mapped when an index is read, not loaded.
+MMAP_MIN_BYTES = 32 << 20
 PASSAGES = "passages.jsonl"
 BACKGROUND = "background.npy"
 SENTENCES = "sentences.npy"
 LEXICON = "lexicon.npz"
-DATA_FILES = (VECTORS, PASSAGES, SENTENCES, LEXICON, BACKGROUND)
+DATA_FILES = (VECTORS, VECTORS_NPY, PASSAGES, SENTENCES, LEXICON, BACKGROUND)
 GENERATIONS_KEPT = 2
 
 
@@ -117,14 +122,15 @@ class Snapshot:
         return self.content.background
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Return ``(scores, ids)`` of the ``k`` passages closest to each query row.
+        """Return ``(scores, ids)`` of the ``k`` passages closest to each query row, by FAISS.
 
-        Scores are inner products of unit vectors (cosines), best first; ids are
-        passage numbers. ``k`` larger than the index is capped.
+        Scores are inner products of unit vectors (cosines; approximate from an
+        approximate index), best first; ids are passage numbers. ``k`` larger than the
+        index is capped. See :func:`qa.ann.search`.
         """
-        k = max(1, min(k, len(self.passages)))
-        scores, ids = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
-        return scores, ids
+        from qa.ann import search
+
+        return search(self.index, queries, k)
 
 
 def _sha256(path: Path) -> str:
@@ -213,10 +219,14 @@ def _read_generation(index_dir: Path, generation: str, manifest_sha: str) -> Sna
         if expected is None or _sha256(gen_dir / name) != expected:
             raise IndexCorrupt(f"{damaged}: {name} does not match its checksum")
 
-    import faiss
+    from qa.ann import read_vector_index
+
+    def array(name: str) -> np.ndarray:
+        big = (gen_dir / name).stat().st_size >= MMAP_MIN_BYTES
+        return np.load(gen_dir / name, allow_pickle=False, mmap_mode="r" if big else None)
 
     try:
-        index = faiss.read_index(str(gen_dir / VECTORS))
+        index = read_vector_index(gen_dir / VECTORS)
         documents = manifest["documents"]
         passages, spans = [], []
         with open(gen_dir / PASSAGES, encoding="utf-8") as handle:
@@ -232,9 +242,9 @@ def _read_generation(index_dir: Path, generation: str, manifest_sha: str) -> Sna
             lexicon = {name: arrays[name] for name in arrays.files}
         content = IndexContent(
             passages,
-            index.reconstruct_n(0, index.ntotal) if index.ntotal else np.zeros((0, index.d), np.float32),
+            array(VECTORS_NPY),
             spans,
-            np.load(gen_dir / SENTENCES, allow_pickle=False),
+            array(SENTENCES),
             lexicon,
             np.load(gen_dir / BACKGROUND, allow_pickle=False),
         )
@@ -249,6 +259,8 @@ def _read_generation(index_dir: Path, generation: str, manifest_sha: str) -> Sna
     if (
         index.ntotal != len(passages)
         or index.d != manifest.get("dim")
+        or content.vectors.shape != (len(passages), index.d)
+        or content.vectors.dtype != np.float32
         or content.sentence_vectors.shape != (sum(map(len, spans)), index.d)
         or content.background.ndim != 2
         or content.background.shape[1:] != (index.d,)
@@ -280,6 +292,8 @@ def write_index(index_dir: Path, manifest: dict, content: IndexContent) -> Path:
     """
     import faiss
 
+    from qa import ann
+
     passages = content.passages
     vectors = np.ascontiguousarray(content.vectors, dtype=np.float32)
     if vectors.shape[0] != len(passages) or len(content.sentence_spans) != len(passages):
@@ -289,10 +303,9 @@ def write_index(index_dir: Path, manifest: dict, content: IndexContent) -> Path:
     tmp = index_dir / f".tmp-{generation}"
     tmp.mkdir()
     try:
-        index = faiss.IndexFlatIP(vectors.shape[1])
-        index.add(vectors)
-        faiss.write_index(index, str(tmp / VECTORS))
-        for name, array in ((BACKGROUND, content.background), (SENTENCES, content.sentence_vectors)):
+        faiss.write_index(ann.build_vector_index(vectors, exact_max=ann.EXACT_MAX), str(tmp / VECTORS))
+        for name, array in ((VECTORS_NPY, vectors), (BACKGROUND, content.background),
+                            (SENTENCES, content.sentence_vectors)):
             with open(tmp / name, "wb") as handle:
                 np.save(handle, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
         with open(tmp / LEXICON, "wb") as handle:
@@ -304,7 +317,7 @@ def write_index(index_dir: Path, manifest: dict, content: IndexContent) -> Path:
                        "sentences": [list(span) for span in spans],
                        **({"line": p.line} if p.line else {}), **({"page": p.page} if p.page else {})}
                 handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-        for name in (VECTORS, PASSAGES, BACKGROUND, SENTENCES, LEXICON):
+        for name in DATA_FILES:
             with open(tmp / name, "rb+") as handle:
                 os.fsync(handle.fileno())
         manifest = {

@@ -90,6 +90,28 @@ def test_rank_passages_matches_brute_force():
     assert evidence == pytest.approx(semantic[order[0]], abs=1e-5)
 
 
+def test_rank_passages_among_candidates_matches_brute_force_on_those_rows():
+    from qa.retriever import RetrievalConfig, rank_passages
+
+    rng = np.random.default_rng(5)
+    unit = lambda a: a / np.linalg.norm(a, axis=-1, keepdims=True)  # noqa: E731
+    passages = unit(rng.normal(size=(40, 8)).astype(np.float32))
+    sentences = unit(rng.normal(size=(90, 8)).astype(np.float32))
+    owner = np.sort(rng.integers(0, 40, size=90))
+    lexicon = Lexicon.build([" ".join(rng.choice(["alpha", "beta", "gamma"], size=4)) for _ in range(40)])
+    query = unit(rng.normal(size=8).astype(np.float32))
+    config = RetrievalConfig(sentence_weight=0.4, lexical_weight=0.2)
+    args = (query, passages, sentences, owner, lexicon, ["alpha"], config)
+    full = rank_passages(*args, 40)
+    everything = rank_passages(*args, 40, candidates=np.arange(40)[::-1])
+    assert list(full[0]) == list(everything[0]) and np.allclose(full[1], everything[1])
+    picked = rng.choice(40, size=12, replace=False)
+    order, scores, _ = rank_passages(*args, 5, candidates=np.r_[picked, picked[:3], -1])  # repeats, -1 of FAISS
+    expected = [i for i in full[0] if i in set(picked)][:5]
+    assert list(order) == expected
+    assert np.allclose(scores, [full[1][list(full[0]).index(i)] for i in expected], atol=1e-6)
+
+
 def test_lexical_signal_fades_when_question_shares_no_terms():
     from qa.retriever import RetrievalConfig, rank_passages
 
@@ -126,3 +148,32 @@ def test_question_longer_than_the_model_window_is_truncated_with_a_note(tmp_path
     answer = Retriever(snap, FixedQueries([1, 0, 0])).ask("word " * 100)
     assert answer.truncated and answer.to_dict()["truncated"] is True
     assert not Retriever(snap, FixedQueries([1, 0, 0])).ask("short").truncated
+
+
+def test_a_large_index_rescoring_faiss_candidates_answers_like_scoring_everything(tmp_path, monkeypatch):
+    """Past SCORE_ALL_MAX passages only FAISS's (approximate) neighbours are re-scored:
+    the answers must be those of exact scoring over every passage."""
+    from conftest import FakeEmbedder
+
+    from qa import ann, retriever as retriever_module
+    from qa.indexer import build_index
+    from qa.store import read_index
+
+    rng = np.random.default_rng(11)
+    words = [f"w{i}" for i in range(400)]
+    doc = tmp_path / "many.txt"
+    doc.write_text("\n\n".join(" ".join(rng.choice(words, size=8)) + "." for _ in range(1500)), encoding="utf-8")
+    monkeypatch.setattr(ann, "EXACT_MAX", 1000)  # so that 1500 passages get the approximate index
+    embedder = FakeEmbedder(dim=32)
+    build_index(tmp_path / "index", [doc], embedder)
+    snapshot = read_index(tmp_path / "index")
+    import faiss
+
+    assert isinstance(snapshot.index, faiss.IndexRefine)
+    questions = [" ".join(rng.choice(words, size=4)) for _ in range(40)]
+    exact = Retriever(snapshot, embedder)
+    monkeypatch.setattr(retriever_module, "SCORE_ALL_MAX", 100)
+    large = Retriever(snapshot, embedder)
+    assert large.candidates(embedder.embed_queries(["w1 w2"])[0], 5) is not None
+    agree = sum(large.ask(q, top_k=1).passages[0].passage == exact.ask(q, top_k=1).passages[0].passage for q in questions)
+    assert agree >= 38, agree
