@@ -684,7 +684,11 @@ def _vectors_of(index_dir, documents: list[DocumentRows | Chunked], old_rows: di
     )
     for start in range(0, len(missing), EMBED_BATCH):
         batch = missing[start : start + EMBED_BATCH]
-        embedded = model.embedder.embed_passages([texts[k] for k in batch])
+        def within(done: int, _total: int, start: int = start) -> None:
+            if progress:
+                progress(start + done, len(missing))
+
+        embedded = model.embedder.embed_passages([texts[k] for k in batch], progress=within)
         journal.add(batch, embedded)
         for key, vector in zip(batch, embedded):
             place(key, vector)

@@ -371,3 +371,12 @@ def test_an_index_of_an_older_qa_keeps_its_documents_on_index(fake_model, librar
     result = qa("index", str(folder / "penguin.md"), "--index-dir", str(index_dir))
     assert result.exit_code == 0, result.output
     assert sorted(s.rsplit("/", 1)[1] for s in sources(index_dir)) == ["penguin.md", "zebra.txt"]
+
+
+def test_progress_counts_the_texts_to_embed_up_to_their_total(library, monkeypatch):
+    folder, index_dir = library
+    monkeypatch.setattr(indexer, "EMBED_BATCH", 2)
+    calls = []
+    report = update_index(index_dir, [folder], embedder=FakeEmbedder(), progress=lambda d, t: calls.append((d, t)))
+    done = [d for d, _ in calls]
+    assert done == sorted(done) and calls[-1] == (report.embedded, report.embedded) and len(set(done)) >= 3
