@@ -30,7 +30,17 @@ from qa.journal import EmbeddingJournal, journal_dir, remove_journals, text_key
 from qa.discover import Skipped, find_documents
 from qa.lexical import Lexicon
 from qa.paths import BUNDLED_ARTICLE, cache_dir
-from qa.store import IndexContent, IndexCorrupt, IndexMissing, IndexOldFormat, Snapshot, read_index, write_index, writer_lock
+from qa.store import (
+    IndexContent,
+    IndexCorrupt,
+    IndexMissing,
+    IndexOldFormat,
+    Snapshot,
+    read_index,
+    remove_leftovers,
+    write_index,
+    writer_lock,
+)
 
 Notify = Callable[[str], None]
 PassageProgress = Callable[[int, int], None]
@@ -366,6 +376,7 @@ def update_index(
     started = time.perf_counter()
     notify = notify or (lambda _message: None)
     with writer_lock(index_dir, timeout=lock_timeout):
+        remove_leftovers(index_dir)  # of a run killed while writing
         previous, old_format = _previous_snapshot(index_dir, notify)
         carried = [] if replace_all else _old_format_roots(old_format)
         old_model = old_format.get("model")
@@ -415,6 +426,7 @@ def _update(index_dir, previous, inputs, model_name, embedder, remove, replace_a
 
     roots_changed = roots != manifest.get("roots") or excluded != manifest.get("excluded", [])
     if previous and reusable and not chunked and not report.removed and not roots_changed:
+        remove_journals(index_dir)  # of a run killed after its generation became current
         report.unchanged = len(kept)
         report.documents = len(previous.manifest.get("documents", []))
         report.passages = len(previous.passages)

@@ -357,6 +357,11 @@ def _remove_old_generations(index_dir: Path, current: str) -> None:
     )
     for old in generations[: max(0, len(generations) - (GENERATIONS_KEPT - 1))]:
         shutil.rmtree(old, ignore_errors=True)
+    remove_leftovers(index_dir)
+
+
+def remove_leftovers(index_dir: Path) -> None:
+    """Delete what crashed writes left in ``index_dir`` (``.tmp-*``); the caller holds :func:`writer_lock`."""
     for leftover in index_dir.glob(".tmp-*"):
         if leftover.is_dir():
             shutil.rmtree(leftover, ignore_errors=True)

@@ -380,3 +380,14 @@ def test_progress_counts_the_texts_to_embed_up_to_their_total(library, monkeypat
     report = update_index(index_dir, [folder], embedder=FakeEmbedder(), progress=lambda d, t: calls.append((d, t)))
     done = [d for d, _ in calls]
     assert done == sorted(done) and calls[-1] == (report.embedded, report.embedded) and len(set(done)) >= 3
+
+
+def test_a_run_with_nothing_to_do_still_clears_what_a_killed_run_left(library):
+    folder, index_dir = library
+    update_index(index_dir, [folder], embedder=FakeEmbedder())
+    (index_dir / ".tmp-gen-1-1").mkdir()
+    (index_dir / ".tmp-gen-1-1" / "vectors.faiss").write_bytes(b"IxF")
+    (index_dir / ".journal-0123456789abcdef0123").mkdir()
+    report = update_index(index_dir, [], embedder=FakeEmbedder())
+    assert not report.written
+    assert sorted(p.name for p in index_dir.iterdir() if p.name.startswith(".")) == [".lock"]
