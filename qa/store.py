@@ -357,11 +357,28 @@ def _remove_old_generations(index_dir: Path, current: str) -> None:
     )
     for old in generations[: max(0, len(generations) - (GENERATIONS_KEPT - 1))]:
         shutil.rmtree(old, ignore_errors=True)
-    remove_leftovers(index_dir)
+    _remove_tmp(index_dir)
 
 
 def remove_leftovers(index_dir: Path) -> None:
-    """Delete what crashed writes left in ``index_dir`` (``.tmp-*``); the caller holds :func:`writer_lock`."""
+    """Delete what killed writes left in ``index_dir``: ``.tmp-*``, and generations past the
+    two newest (a write killed between swapping ``CURRENT`` and its clean-up).
+
+    The caller holds :func:`writer_lock`.
+    """
+    try:
+        current = _read_current(index_dir)[0]
+    except StoreError:
+        current = None
+    if current and (index_dir / current).is_dir():
+        generations = [p for p in index_dir.glob("gen-*") if p.name != current]
+        if len(generations) > GENERATIONS_KEPT - 1:
+            _remove_old_generations(index_dir, current)
+            return
+    _remove_tmp(index_dir)
+
+
+def _remove_tmp(index_dir: Path) -> None:
     for leftover in index_dir.glob(".tmp-*"):
         if leftover.is_dir():
             shutil.rmtree(leftover, ignore_errors=True)

@@ -388,6 +388,10 @@ def test_a_run_with_nothing_to_do_still_clears_what_a_killed_run_left(library):
     (index_dir / ".tmp-gen-1-1").mkdir()
     (index_dir / ".tmp-gen-1-1" / "vectors.faiss").write_bytes(b"IxF")
     (index_dir / ".journal-0123456789abcdef0123").mkdir()
+    current = read_index(index_dir).directory
+    for stale in ("gen-1-1", "gen-2-1"):  # a kill between swapping CURRENT and the clean-up
+        (index_dir / stale).mkdir()
     report = update_index(index_dir, [], embedder=FakeEmbedder())
     assert not report.written
     assert sorted(p.name for p in index_dir.iterdir() if p.name.startswith(".")) == [".lock"]
+    assert sorted(p.name for p in index_dir.glob("gen-*")) == sorted(["gen-2-1", current.name])
