@@ -26,8 +26,8 @@ from qa.store import Snapshot
 # this much to count as an answer. Set with the default model on eval/article.jsonl.
 ANSWER_MARGIN = 0.0
 BACKGROUND_TOP = 3
-# Beyond this many passages, only FAISS's nearest passages (and BM25's best) are
-# re-scored, instead of every passage.
+# Beyond this many passages (where qa/ann.py's index turns approximate), only FAISS's
+# nearest passages (and BM25's best) are re-scored, instead of every passage.
 SCORE_ALL_MAX = 50_000
 DENSE_CANDIDATES = 200
 LEXICAL_CANDIDATES = 50

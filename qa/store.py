@@ -103,13 +103,22 @@ class Snapshot:
     """One consistent generation of an index, loaded and verified.
 
     ``index`` is the FAISS index over ``content.passages`` (row ``i`` is passage
-    ``i``); the rest of the content serves re-scoring, highlighting and "no answer".
+    ``i``), read on first use: a small index is scored exactly from
+    ``content.vectors`` and never needs it (nor the time to import FAISS). The rest
+    of the content serves re-scoring, highlighting and "no answer".
     """
 
     directory: Path
     manifest: dict
     content: IndexContent
-    index: object
+    _index: object = None
+
+    @property
+    def index(self):
+        """The FAISS index of the passage vectors (verified against its checksum when read)."""
+        if self._index is None:
+            self._index = _read_faiss(self.directory, self.manifest, self.content)
+        return self._index
 
     @property
     def passages(self) -> list[Passage]:
@@ -219,14 +228,11 @@ def _read_generation(index_dir: Path, generation: str, manifest_sha: str) -> Sna
         if expected is None or _sha256(gen_dir / name) != expected:
             raise IndexCorrupt(f"{damaged}: {name} does not match its checksum")
 
-    from qa.ann import read_vector_index
-
     def array(name: str) -> np.ndarray:
         big = (gen_dir / name).stat().st_size >= MMAP_MIN_BYTES
         return np.load(gen_dir / name, allow_pickle=False, mmap_mode="r" if big else None)
 
     try:
-        index = read_vector_index(gen_dir / VECTORS)
         documents = manifest["documents"]
         passages, spans = [], []
         with open(gen_dir / PASSAGES, encoding="utf-8") as handle:
@@ -256,19 +262,49 @@ def _read_generation(index_dir: Path, generation: str, manifest_sha: str) -> Sna
             # (FAISS reports that as a RuntimeError): read_index retries on the new one.
             raise FileNotFoundError(f"{gen_dir} was removed while being read") from None
         raise IndexCorrupt(f"{damaged}: {type(exc).__name__}") from None
+    dim = manifest.get("dim")
     if (
-        index.ntotal != len(passages)
-        or index.d != manifest.get("dim")
-        or content.vectors.shape != (len(passages), index.d)
+        not isinstance(dim, int)
+        or content.vectors.shape != (len(passages), dim)
         or content.vectors.dtype != np.float32
-        or content.sentence_vectors.shape != (sum(map(len, spans)), index.d)
+        or content.sentence_vectors.shape != (sum(map(len, spans)), dim)
         or content.background.ndim != 2
-        or content.background.shape[1:] != (index.d,)
+        or content.background.shape[1:] != (dim,)
         or content.sentence_vectors.dtype != np.float32
         or content.background.dtype != np.float32
     ):
         raise IndexCorrupt(f"{damaged}: its files disagree with each other")
-    return Snapshot(gen_dir, manifest, content, index)
+    snapshot = Snapshot(gen_dir, manifest, content)
+    from qa import ann
+
+    if len(passages) > ann.EXACT_MAX:  # searched through FAISS: read it now, while the generation is current
+        try:
+            snapshot.index
+        except IndexCorrupt:
+            if not (gen_dir / VECTORS).exists():
+                raise FileNotFoundError(f"{gen_dir} was removed while being read") from None
+            raise
+    return snapshot
+
+
+def _read_faiss(gen_dir: Path, manifest: dict, content: IndexContent):
+    """Read and check a generation's FAISS index; its checksum is verified again first,
+    since the file is read later than the rest of the generation."""
+    from qa.ann import read_vector_index
+
+    damaged = f"index at {gen_dir.parent} is damaged"
+    expected = manifest["files"][VECTORS]["sha256"]
+    try:
+        if _sha256(gen_dir / VECTORS) != expected:
+            raise IndexCorrupt(f"{damaged}: {VECTORS} does not match its checksum")
+        index = read_vector_index(gen_dir / VECTORS)
+    except IndexCorrupt:
+        raise
+    except Exception as exc:  # noqa: BLE001 - FAISS reports a broken file as RuntimeError, or worse
+        raise IndexCorrupt(f"{damaged}: {VECTORS}: {type(exc).__name__}") from None
+    if index.ntotal != len(content.passages) or index.d != manifest.get("dim"):
+        raise IndexCorrupt(f"{damaged}: its files disagree with each other")
+    return index
 
 
 def _position(row: dict, name: str) -> int | None:

@@ -432,23 +432,21 @@ def test_generation_removed_while_being_read_is_retried_on_the_new_one(tmp_path,
     """A reader opens the current generation; two writes finish before it reads the
     vectors, so that generation is deleted under it. It must retry on the new
     CURRENT, not call the index damaged."""
-    import faiss
-
     index_dir = tmp_path / "index"
     other = tmp_path / "other.txt"
     other.write_text("Another title\n\nA different document. With other passages.\n", encoding="utf-8")
     build_index(index_dir, [BUNDLED_ARTICLE], FakeEmbedder())
-    real_read = faiss.read_index
+    real_load = np.load
     calls = []
 
-    def read_after_two_writes(path, *args):
+    def load_after_two_writes(path, *args, **kwargs):
         if not calls:
             calls.append(path)
             build_index(index_dir, [other], FakeEmbedder())
             build_index(index_dir, [BUNDLED_ARTICLE], FakeEmbedder(salt="x"))
-        return real_read(path, *args)
+        return real_load(path, *args, **kwargs)
 
-    monkeypatch.setattr(faiss, "read_index", read_after_two_writes)
+    monkeypatch.setattr(np, "load", load_after_two_writes)
     snap = read_index(index_dir)
     assert calls and not Path(calls[0]).exists()  # the generation it started on is gone
     assert snap.directory == index_dir / (index_dir / CURRENT).read_text().split()[0]
@@ -498,3 +496,17 @@ def test_index_killed_mid_embedding_resumes_where_it_stopped(tmp_path):
     assert "from an interrupted run" in done.stdout
     assert len(read_index(index_dir).passages) == 601
     assert not list(index_dir.glob(".journal-*"))
+
+
+def test_faiss_file_is_read_on_first_use_and_checked_again_then(built):
+    """A small index never needs its FAISS file; when it is read later, a forged or
+    vanished file is still a one-line IndexCorrupt, never FAISS's own error."""
+    forge(built, "vectors.faiss", b"IxFI" + bytes(200))
+    snap = read_index(built)  # exact scoring needs only vectors.npy
+    with pytest.raises(IndexCorrupt, match="damaged") as info:
+        snap.index
+    assert "\n" not in str(info.value)
+    snap = read_index(built)
+    (snap.directory / "vectors.faiss").write_bytes(b"changed after the read")
+    with pytest.raises(IndexCorrupt, match="does not match its checksum"):
+        snap.index
