@@ -37,6 +37,7 @@ from qa.store import (
     IndexOldFormat,
     Snapshot,
     read_index,
+    read_manifest,
     remove_leftovers,
     write_index,
     writer_lock,
@@ -210,21 +211,21 @@ def changed_documents(manifest: dict) -> list[str]:
 
     A document whose size and modification time are unchanged is trusted without
     reading it; otherwise its content hash decides, so touching a file is not a change.
+    A document that can't be read now (permissions, I/O) is not a change: an update
+    would keep its indexed version anyway.
     """
     reasons = []
     for record in manifest.get("documents", []):
         path = document_path(record)
-        try:
-            stat = path.stat()
-        except OSError:
+        if _vanished(path):
             reasons.append(f"{path} is missing")
             continue
-        if stat.st_size == record.get("size") and stat.st_mtime_ns == record.get("mtime_ns"):
-            continue
         try:
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            stat = path.stat()
+            if stat.st_size == record.get("size") and stat.st_mtime_ns == record.get("mtime_ns"):
+                continue
+            digest = _file_digest(path)
         except OSError:
-            reasons.append(f"{path} can't be read")
             continue
         if digest != record.get("sha256"):
             reasons.append(f"{path} changed")
@@ -247,11 +248,6 @@ def stale_reasons(manifest: dict, embedder: Embedder, probe: np.ndarray | None =
     return reasons
 
 
-def source_paths(manifest: dict) -> list[Path]:
-    """Return the paths of the documents an index was built from, to rebuild it."""
-    return [document_path(record) for record in manifest.get("documents", [])]
-
-
 def document_key(path: Path | str) -> str:
     """Return how a document is matched between index runs: its resolved path.
 
@@ -272,11 +268,16 @@ def _root_path(root: str) -> str:
 
 
 def normalize_input(value: str | Path) -> str:
-    """Return an input path or glob as an absolute string, as stored among the roots."""
-    text = os.fspath(value)
-    if Path(text).expanduser().resolve() == BUNDLED_ARTICLE.resolve():
+    """Return an input path or glob as an absolute string, as stored among the roots.
+
+    A path that exists is resolved (symlinks followed), as document keys are, so that
+    removing or excluding it matches the documents found through it.
+    """
+    path = Path(os.fspath(value)).expanduser()
+    resolved = path.resolve()
+    if resolved == BUNDLED_ARTICLE.resolve():
         return BUNDLED_ROOT
-    return os.path.abspath(os.path.expanduser(text))
+    return str(resolved) if path.exists() else os.path.abspath(path)
 
 
 def _under(path: str, parent: str) -> bool:
@@ -332,13 +333,15 @@ def _previous_snapshot(index_dir: Path, notify: Notify) -> tuple[Snapshot | None
         notify("the index was written by an older qa: indexing its documents again")
         return None, exc.manifest
     except IndexCorrupt as exc:
-        notify(f"{exc}; building a new index from the sources")
-        return None, {}
+        notify(f"{exc}; building a new index from its documents")
+        return None, read_manifest(index_dir) or {}
 
 
-def _old_format_roots(manifest: dict) -> list[str]:
+def _carried_roots(manifest: dict) -> list[str]:
+    """The roots and documents of an index that can't be loaded (older format, or
+    damaged but with an intact manifest), to index them again rather than lose them."""
+    roots = [r for r in manifest.get("roots", []) if isinstance(r, str)] if isinstance(manifest.get("roots"), list) else []
     documents = manifest.get("documents")
-    roots = []
     for record in documents if isinstance(documents, list) else []:
         if isinstance(record, dict) and isinstance(record.get("source"), str):
             roots.append(BUNDLED_ROOT if record.get("bundled") else record["source"])
@@ -378,7 +381,7 @@ def update_index(
     with writer_lock(index_dir, timeout=lock_timeout):
         remove_leftovers(index_dir)  # of a run killed while writing
         previous, old_format = _previous_snapshot(index_dir, notify)
-        carried = [] if replace_all else _old_format_roots(old_format)
+        carried = [] if replace_all else _carried_roots(old_format)
         old_model = old_format.get("model")
         if not model and isinstance(old_model, dict) and isinstance(old_model.get("name"), str):
             model = old_model["name"]
@@ -417,16 +420,20 @@ def _update(index_dir, previous, inputs, model_name, embedder, remove, replace_a
                                             carried, replace_all, old_rows)
     files, root_files = _find_files(roots, excluded, old_rows, replace_all, report)
     kept, pending = _split_unchanged(files, old_rows, reusable, report)
-    if embedder is not None or not reusable:
+    if embedder is not None and reusable:
         reusable = _check_model(model, manifest, reusable, notify)
     chunked, reusable = _read_and_chunk(files, kept, pending, old_rows, model, manifest, reusable, notify, report)
     if not reusable:
         kept = {}
     roots = _drop_failed_inputs(roots, new_roots, root_files, kept, chunked, report)
+    if replace_all and report.failed_inputs:  # replacing the library by less than was named: refuse
+        raise IndexingError("; ".join(f"{item.path}: {item.reason}" for item in report.failed_inputs)
+                            + "; nothing was replaced")
 
     roots_changed = roots != manifest.get("roots") or excluded != manifest.get("excluded", [])
     if previous and reusable and not chunked and not report.removed and not roots_changed:
-        remove_journals(index_dir)  # of a run killed after its generation became current
+        # A run killed after its generation became current left its journal.
+        remove_journals(index_dir, journal_dir(index_dir, name, manifest["model"]["probe"]))
         report.unchanged = len(kept)
         report.documents = len(previous.manifest.get("documents", []))
         report.passages = len(previous.passages)
@@ -464,14 +471,15 @@ def _roots_and_exclusions(manifest: dict, new_roots: list[str], removals: list[s
     Raises :class:`IndexingError` for a removal of something not in the index.
     """
     roots = list(dict.fromkeys(new_roots if replace_all else [*manifest.get("roots", []), *carried, *new_roots]))
-    excluded = [] if replace_all else [e for e in manifest.get("excluded", []) if not any(_under(e, r) for r in new_roots)]
+    # Naming a path again lifts an exclusion of it or of a folder around it, not of what is inside it.
+    excluded = [] if replace_all else [e for e in manifest.get("excluded", []) if not any(_under(r, e) for r in new_roots)]
     for target in removals:
         if not any(_under(_root_path(k), _root_path(target)) for k in old_rows) and not any(_under(r, target) for r in roots):
             raise IndexingError(f"{target} is not in the index")
     if removals:
         roots = [r for r in roots if not any(_under(_root_path(r), _root_path(t)) for t in removals)]
         excluded = list(dict.fromkeys([*excluded, *(_root_path(t) for t in removals)]))
-    if not roots and not old_rows and not replace_all and not removals:
+    if not roots and not manifest and not carried and not replace_all and not removals:
         roots = [BUNDLED_ROOT]
     return roots, excluded
 
@@ -503,11 +511,22 @@ def _find_files(roots: list[str], excluded: list[str], old_rows: dict, replace_a
         path = document_path(rows.record)
         if key in files:
             continue
-        if replace_all or is_excluded(str(path)) or not path.exists():
+        if replace_all or is_excluded(str(path)) or _vanished(path):
             report.removed.append(rows.record["source"])
         else:
             files[key] = path
     return files, root_files
+
+
+def _vanished(path: Path) -> bool:
+    """True when ``path`` is gone; False when it exists or can't be checked (kept, then)."""
+    try:
+        path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def _split_unchanged(files: dict[str, Path], old_rows: dict, reusable: bool,
@@ -738,4 +757,4 @@ def _write(index_dir, manifest, documents, vectors, sentence_vectors, roots, exc
     content = IndexContent(passages, vectors, [spans for d in documents for spans in d.sentence_spans],
                            sentence_vectors, lexicon, background)
     write_index(index_dir, new_manifest, content)
-    remove_journals(index_dir)
+    remove_journals(index_dir, journal_dir(index_dir, model_entry["name"], model_entry["probe"]))

@@ -30,21 +30,22 @@ def text_key(text: str) -> bytes:
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=KEY_BYTES).digest()
 
 
-def journal_dir(index_dir: Path, model_name: str, probe: np.ndarray) -> Path:
+def journal_dir(index_dir: Path, model_name: str, probe: Sequence[float] | np.ndarray) -> Path:
     """Return the journal directory of ``index_dir`` for one model.
 
-    The name is derived from the model's name and probe vector, so vectors of
-    another model (or of the same name with other weights) are never reused.
+    The name is derived from the model's name and probe vector (to 6 decimals, as
+    the manifest stores it), so vectors of another model, or of the same name with
+    other weights, are never reused, and a finished build finds its own journal.
     """
-    digest = hashlib.sha256(model_name.encode() + b"\0" + np.asarray(probe, np.float32).tobytes()).hexdigest()
+    rounded = ",".join(f"{round(float(x), 6):.6f}" for x in probe)
+    digest = hashlib.sha256(f"{model_name}\0{rounded}".encode()).hexdigest()
     return index_dir / f"{PREFIX}{digest[:20]}"
 
 
-def remove_journals(index_dir: Path, keep: Path | None = None) -> None:
-    """Delete every journal in ``index_dir`` except ``keep`` (a finished build's clean-up)."""
-    for path in index_dir.glob(f"{PREFIX}*"):
-        if path != keep:
-            shutil.rmtree(path, ignore_errors=True)
+def remove_journals(index_dir: Path, journal: Path) -> None:
+    """Delete ``journal`` once its build is current; other models' journals stay to resume."""
+    if journal.parent == index_dir and journal.name.startswith(PREFIX):
+        shutil.rmtree(journal, ignore_errors=True)
 
 
 class EmbeddingJournal:

@@ -62,7 +62,7 @@ def open_retriever(
     if model and model != built_with:
         raise PipelineError(
             f"the index in {index_dir} was built with model '{built_with}', not '{model}'; "
-            f"rebuild it with: qa index --replace --model {model}{hint_dir} [PATH...]"
+            f"embed its documents with that model with: qa index --model {model}{hint_dir}"
         )
     embedder = load_query_embedder(built_with, progress=notify)
     return _fresh_retriever(index_dir, snapshot, embedder, notify, progress)

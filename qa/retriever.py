@@ -26,9 +26,9 @@ from qa.store import Snapshot
 # this much to count as an answer. Set with the default model on eval/article.jsonl.
 ANSWER_MARGIN = 0.0
 BACKGROUND_TOP = 3
-# Beyond this many passages (where qa/ann.py's index turns approximate), only FAISS's
-# nearest passages (and BM25's best) are re-scored, instead of every passage.
-SCORE_ALL_MAX = 50_000
+# Beyond qa/ann.py's EXACT_MAX passages (where its index turns approximate, and the
+# store reads it with the rest of the index), only FAISS's nearest passages (and
+# BM25's best) are re-scored, instead of every passage.
 DENSE_CANDIDATES = 200
 LEXICAL_CANDIDATES = 50
 
@@ -235,13 +235,15 @@ class Retriever:
     def candidates(self, query: np.ndarray, k: int, query_terms: Sequence[str] = ()) -> np.ndarray | None:
         """Return the passages worth re-scoring for ``query`` on a large index, or None for all.
 
-        Up to :data:`SCORE_ALL_MAX` passages every one is scored exactly. Beyond, the
+        Up to ``qa.ann.EXACT_MAX`` passages every one is scored exactly. Beyond, the
         candidates are FAISS's nearest passages (``qa/ann.py``: recall@10 >= 0.95 against
         exact search) and the best BM25 passages, so a rare name the vectors blur is
         still found.
         """
+        from qa import ann
+
         n = len(self.snapshot.passages)
-        if n <= SCORE_ALL_MAX:
+        if n <= ann.EXACT_MAX:
             return None
         _, ids = self.snapshot.search(query[None, :], max(DENSE_CANDIDATES, 4 * k))
         found = [ids[0]]

@@ -179,6 +179,20 @@ def _read_current(index_dir: Path) -> tuple[str, str]:
     return words[0], words[1]
 
 
+def read_manifest(index_dir: Path) -> dict | None:
+    """Return the current generation's manifest if it is intact (its checksum matches
+    ``CURRENT``), else None: what a damaged index still says about its documents."""
+    try:
+        generation, manifest_sha = _read_current(index_dir)
+        data = (index_dir / generation / MANIFEST).read_bytes()
+        if hashlib.sha256(data).hexdigest() != manifest_sha:
+            return None
+        manifest = json.loads(data)
+    except (StoreError, OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
 def read_index(index_dir: Path) -> Snapshot:
     """Load and verify the current generation of the index in ``index_dir``.
 
@@ -279,7 +293,7 @@ def _read_generation(index_dir: Path, generation: str, manifest_sha: str) -> Sna
 
     if len(passages) > ann.EXACT_MAX:  # searched through FAISS: read it now, while the generation is current
         try:
-            snapshot.index
+            snapshot._index = _read_faiss(gen_dir, manifest, content, verify=False)  # verified above
         except IndexCorrupt:
             if not (gen_dir / VECTORS).exists():
                 raise FileNotFoundError(f"{gen_dir} was removed while being read") from None
@@ -287,15 +301,15 @@ def _read_generation(index_dir: Path, generation: str, manifest_sha: str) -> Sna
     return snapshot
 
 
-def _read_faiss(gen_dir: Path, manifest: dict, content: IndexContent):
-    """Read and check a generation's FAISS index; its checksum is verified again first,
-    since the file is read later than the rest of the generation."""
+def _read_faiss(gen_dir: Path, manifest: dict, content: IndexContent, verify: bool = True):
+    """Read and check a generation's FAISS index. With ``verify`` its checksum is checked
+    again first, for a file read later than the rest of the generation."""
     from qa.ann import read_vector_index
 
     damaged = f"index at {gen_dir.parent} is damaged"
     expected = manifest["files"][VECTORS]["sha256"]
     try:
-        if _sha256(gen_dir / VECTORS) != expected:
+        if verify and _sha256(gen_dir / VECTORS) != expected:
             raise IndexCorrupt(f"{damaged}: {VECTORS} does not match its checksum")
         index = read_vector_index(gen_dir / VECTORS)
     except IndexCorrupt:

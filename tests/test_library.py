@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -387,11 +388,82 @@ def test_a_run_with_nothing_to_do_still_clears_what_a_killed_run_left(library):
     update_index(index_dir, [folder], embedder=FakeEmbedder())
     (index_dir / ".tmp-gen-1-1").mkdir()
     (index_dir / ".tmp-gen-1-1" / "vectors.faiss").write_bytes(b"IxF")
-    (index_dir / ".journal-0123456789abcdef0123").mkdir()
+    model = read_index(index_dir).manifest["model"]
+    journal_dir(index_dir, model["name"], model["probe"]).mkdir()  # the dead run's
+    other = journal_dir(index_dir, "another-model", [0.5] * 4)  # an interrupted run of another model
+    other.mkdir()
     current = read_index(index_dir).directory
     for stale in ("gen-1-1", "gen-2-1"):  # a kill between swapping CURRENT and the clean-up
         (index_dir / stale).mkdir()
     report = update_index(index_dir, [], embedder=FakeEmbedder())
     assert not report.written
-    assert sorted(p.name for p in index_dir.iterdir() if p.name.startswith(".")) == [".lock"]
+    assert sorted(p.name for p in index_dir.iterdir() if p.name.startswith(".")) == sorted([".lock", other.name])
     assert sorted(p.name for p in index_dir.glob("gen-*")) == sorted(["gen-2-1", current.name])
+
+
+def test_a_damaged_index_is_rebuilt_from_its_own_documents_not_the_bundled_article(library):
+    folder, index_dir = library
+    update_index(index_dir, [folder], embedder=FakeEmbedder())
+    sentences = read_index(index_dir).directory / "sentences.npy"
+    data = bytearray(sentences.read_bytes())
+    data[-3] ^= 0xFF
+    sentences.write_bytes(bytes(data))
+    messages = []
+    report = update_index(index_dir, [], embedder=FakeEmbedder(), notify=messages.append)
+    assert any("damaged" in m for m in messages) and report.written
+    assert sorted(s.rsplit("/", 1)[1] for s in sources(index_dir)) == ["kangaroo.txt", "penguin.md", "zebra.txt"]
+
+
+def test_replace_with_a_path_that_gives_nothing_changes_nothing(library, tmp_path):
+    folder, index_dir = library
+    update_index(index_dir, [folder], embedder=FakeEmbedder())
+    before = read_index(index_dir).directory
+    with pytest.raises(IndexingError, match="nothing was replaced"):
+        update_index(index_dir, [tmp_path / "typo"], embedder=FakeEmbedder(), replace_all=True)
+    assert read_index(index_dir).directory == before and len(sources(index_dir)) == 3
+
+
+def test_documents_reached_through_a_symlink_can_be_removed_through_it(library, tmp_path):
+    folder, index_dir = library
+    link = tmp_path / "link"
+    link.symlink_to(folder)
+    update_index(index_dir, [link], embedder=FakeEmbedder())
+    update_index(index_dir, remove=[link / "zebra.txt"])
+    assert len(sources(index_dir)) == 2
+    update_index(index_dir, remove=[link])
+    assert sources(index_dir) == []
+
+
+def test_a_document_that_cannot_be_checked_is_kept_not_dropped(library, monkeypatch):
+    folder, index_dir = library
+    update_index(index_dir, [folder], embedder=FakeEmbedder())
+    hidden = (folder / "sub").resolve()
+    real_stat = Path.stat
+
+    def stat(self, *args, **kwargs):
+        if str(self).startswith(str(hidden)):
+            raise PermissionError(13, "Permission denied")
+        return real_stat(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "stat", stat)
+    report = update_index(index_dir, [], embedder=FakeEmbedder())
+    assert not report.removed and any("kangaroo" in s for s in sources(index_dir))
+
+
+def test_naming_a_folder_again_keeps_what_was_removed_inside_it(library):
+    folder, index_dir = library
+    update_index(index_dir, [folder], embedder=FakeEmbedder())
+    update_index(index_dir, remove=[folder / "zebra.txt"])
+    update_index(index_dir, [folder], embedder=FakeEmbedder())
+    assert len(sources(index_dir)) == 2
+    update_index(index_dir, remove=[folder])
+    update_index(index_dir, [folder / "zebra.txt"], embedder=FakeEmbedder())  # inside the removed folder
+    assert [s.rsplit("/", 1)[1] for s in sources(index_dir)] == ["zebra.txt"]
+
+
+def test_an_index_emptied_by_remove_stays_empty(library):
+    folder, index_dir = library
+    update_index(index_dir, [folder], embedder=FakeEmbedder())
+    update_index(index_dir, remove=[folder])
+    update_index(index_dir, [], embedder=FakeEmbedder())
+    assert sources(index_dir) == []

@@ -151,11 +151,11 @@ def test_question_longer_than_the_model_window_is_truncated_with_a_note(tmp_path
 
 
 def test_a_large_index_rescoring_faiss_candidates_answers_like_scoring_everything(tmp_path, monkeypatch):
-    """Past SCORE_ALL_MAX passages only FAISS's (approximate) neighbours are re-scored:
+    """Past qa.ann.EXACT_MAX passages only FAISS's (approximate) neighbours are re-scored:
     the answers must be those of exact scoring over every passage."""
     from conftest import FakeEmbedder
 
-    from qa import ann, retriever as retriever_module
+    from qa import ann
     from qa.indexer import build_index
     from qa.store import read_index
 
@@ -171,9 +171,11 @@ def test_a_large_index_rescoring_faiss_candidates_answers_like_scoring_everythin
 
     assert isinstance(snapshot.index, faiss.IndexRefine)
     questions = [" ".join(rng.choice(words, size=4)) for _ in range(40)]
-    exact = Retriever(snapshot, embedder)
-    monkeypatch.setattr(retriever_module, "SCORE_ALL_MAX", 100)
-    large = Retriever(snapshot, embedder)
-    assert large.candidates(embedder.embed_queries(["w1 w2"])[0], 5) is not None
-    agree = sum(large.ask(q, top_k=1).passages[0].passage == exact.ask(q, top_k=1).passages[0].passage for q in questions)
+    retriever = Retriever(snapshot, embedder)
+    monkeypatch.setattr(ann, "EXACT_MAX", 10**6)  # every passage scored
+    assert retriever.candidates(embedder.embed_queries(["w1 w2"])[0], 5) is None
+    exact = [retriever.ask(q, top_k=1).passages[0].passage for q in questions]
+    monkeypatch.setattr(ann, "EXACT_MAX", 1000)  # FAISS's candidates only
+    assert retriever.candidates(embedder.embed_queries(["w1 w2"])[0], 5) is not None
+    agree = sum(retriever.ask(q, top_k=1).passages[0].passage == e for q, e in zip(questions, exact))
     assert agree >= 38, agree
