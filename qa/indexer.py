@@ -48,6 +48,7 @@ PassageProgress = Callable[[int, int], None]
 
 
 BUNDLED_ROOT = "<bundled article>"
+_GLOB = re.compile(r"[*?\[]")
 EMBED_BATCH = 256
 
 
@@ -418,6 +419,8 @@ def _update(index_dir, previous, inputs, model_name, embedder, remove, replace_a
     new_roots = [normalize_input(i) for i in inputs]
     roots, excluded = _roots_and_exclusions(manifest, new_roots, [normalize_input(r) for r in remove],
                                             carried, replace_all, old_rows)
+    # A folder or file indexed before and deleted since is forgotten (its documents dropped).
+    roots = [r for r in roots if r in new_roots or r == BUNDLED_ROOT or _GLOB.search(r) or not _vanished(Path(r))]
     files, root_files = _find_files(roots, excluded, old_rows, replace_all, report)
     kept, pending = _split_unchanged(files, old_rows, reusable, report)
     if embedder is not None and reusable:
@@ -431,7 +434,8 @@ def _update(index_dir, previous, inputs, model_name, embedder, remove, replace_a
                             + "; nothing was replaced")
 
     roots_changed = roots != manifest.get("roots") or excluded != manifest.get("excluded", [])
-    if previous and reusable and not chunked and not report.removed and not roots_changed:
+    restated = any(rows.record is not old_rows[key].record for key, rows in kept.items() if key in old_rows)
+    if previous and reusable and not chunked and not report.removed and not roots_changed and not restated:
         # A run killed after its generation became current left its journal.
         remove_journals(index_dir, journal_dir(index_dir, name, manifest["model"]["probe"]))
         report.unchanged = len(kept)
@@ -542,7 +546,7 @@ def _split_unchanged(files: dict[str, Path], old_rows: dict, reusable: bool,
             _skip_keeping(report, kept, key, path, old, exc.strerror or type(exc).__name__)
             continue
         if reusable and old and old.record.get("sha256") == digest:
-            kept[key] = old
+            kept[key] = _restat(old, path)
         else:
             pending.append(key)
     return kept, pending
@@ -591,9 +595,25 @@ def _drop_failed_inputs(roots, new_roots, root_files, kept, chunked, report: Ind
 
 def _skip_keeping(report: IndexReport, kept: dict, key: str, path: Path, old: DocumentRows | None, reason: str) -> None:
     if old is not None:
-        kept[key] = old
+        kept[key] = _restat(old, path)
         reason += "; keeping the version indexed before"
     report.skipped.append(Skipped(str(path), reason))
+
+
+def _restat(rows: DocumentRows, path: Path) -> DocumentRows:
+    """Return ``rows`` with the file's size and modification time as they are now.
+
+    Recorded for a file touched but unchanged, or changed but unreadable (its indexed
+    version kept), so that questions don't find it "changed" and update the index
+    every time; ``qa index`` always compares content hashes.
+    """
+    try:
+        stat = path.stat()
+    except OSError:
+        return rows
+    if (stat.st_size, stat.st_mtime_ns) == (rows.record.get("size"), rows.record.get("mtime_ns")):
+        return rows
+    return replace(rows, record={**rows.record, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns})
 
 
 def _document_record(document: Document, passages: int, title: str | None) -> dict:

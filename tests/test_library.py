@@ -56,12 +56,16 @@ def test_rerun_embeds_nothing_when_nothing_changed_even_if_touched(library):
     folder, index_dir = library
     update_index(index_dir, [folder], embedder=FakeEmbedder())
     before = read_index(index_dir).directory
+    assert not update_index(index_dir, [], embedder=FakeEmbedder()).written
+    assert read_index(index_dir).directory == before
     for path in folder.rglob("*.*"):
         os.utime(path, (1, 1))
-    embedder = FakeEmbedder()
-    report = update_index(index_dir, [], embedder=embedder)
-    assert not report.written and report.embedded == 0 and report.unchanged == 3
-    assert read_index(index_dir).directory == before
+    report = update_index(index_dir, [], embedder=FakeEmbedder())
+    # Nothing embedded; only the new modification times are recorded, so that
+    # questions don't hash the files again and again.
+    assert report.embedded == 0 and report.unchanged == 3 and not report.updated
+    assert {r["mtime_ns"] for r in read_index(index_dir).manifest["documents"]} == {1_000_000_000}
+    assert not update_index(index_dir, [], embedder=FakeEmbedder()).written
 
 
 def test_only_the_changed_document_is_embedded_again(library):
@@ -467,3 +471,24 @@ def test_an_index_emptied_by_remove_stays_empty(library):
     update_index(index_dir, remove=[folder])
     update_index(index_dir, [], embedder=FakeEmbedder())
     assert sources(index_dir) == []
+
+
+def test_a_changed_but_unreadable_document_does_not_update_the_index_before_every_question(fake_model, library):
+    folder, index_dir = library
+    assert qa("index", str(folder), "--model", FAKE_MODEL, "--index-dir", str(index_dir)).exit_code == 0
+    (folder / "zebra.txt").write_bytes(b"\x00binary")
+    first = qa("ask", "zebra", "--index-dir", str(index_dir))
+    assert first.exit_code == 0 and "updating it" in first.stderr
+    second = qa("ask", "zebra", "--index-dir", str(index_dir))
+    assert second.exit_code == 0 and "updating" not in second.stderr and "zebra" in second.stdout.lower()
+
+
+def test_a_deleted_folder_is_forgotten_with_its_documents(library):
+    import shutil
+
+    folder, index_dir = library
+    update_index(index_dir, [folder / "sub", folder / "zebra.txt"], embedder=FakeEmbedder())
+    shutil.rmtree(folder / "sub")
+    report = update_index(index_dir, [], embedder=FakeEmbedder())
+    assert report.removed and not report.skipped
+    assert read_index(index_dir).manifest["roots"] == [str((folder / "zebra.txt").resolve())]
