@@ -492,3 +492,10 @@ def test_a_deleted_folder_is_forgotten_with_its_documents(library):
     report = update_index(index_dir, [], embedder=FakeEmbedder())
     assert report.removed and not report.skipped
     assert read_index(index_dir).manifest["roots"] == [str((folder / "zebra.txt").resolve())]
+
+
+def test_cli_sources_without_an_index_and_replace_without_paths_are_one_line_errors(tmp_path):
+    for args in (["sources", "--index-dir", str(tmp_path / "none")], ["index", "--replace"]):
+        result = qa(*args)
+        lines = result.stderr.strip().splitlines()
+        assert result.exit_code == 1 and len(lines) == 1 and lines[0].startswith("Error: "), result.output
