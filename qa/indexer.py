@@ -236,10 +236,16 @@ def changed_documents(manifest: dict) -> list[str]:
 def stale_reasons(manifest: dict, embedder: Embedder, probe: np.ndarray | None = None) -> list[str]:
     """Return why the index described by ``manifest`` is out of date for ``embedder``.
 
-    Checks the documents on disk, the chunking settings, and that the model embeds
-    the probe text as it did at build time. An empty list means the index is fresh.
+    Checks the documents on disk (:func:`changed_documents`), then the chunking
+    settings and the model (:func:`model_reasons`). An empty list means the index is fresh.
     """
-    reasons = changed_documents(manifest)
+    return changed_documents(manifest) + model_reasons(manifest, embedder, probe)
+
+
+def model_reasons(manifest: dict, embedder: Embedder, probe: np.ndarray | None = None) -> list[str]:
+    """Return why the index's vectors no longer fit ``embedder``: other chunking settings,
+    or the model embedding the probe text differently than at build time."""
+    reasons = []
     if manifest.get("chunking") != chunk_settings_for(embedder).to_dict():
         reasons.append("the chunking settings changed")
     stored = np.asarray(manifest.get("model", {}).get("probe", []), dtype=np.float32)
@@ -564,7 +570,7 @@ def _read_and_chunk(files, kept, pending, old_rows, model: _Model, manifest, reu
     queue = list(pending) if reusable else list(dict.fromkeys([*pending, *kept]))
     while queue:
         key = queue.pop(0)
-        path = files.get(key) or document_path(kept[key].record)
+        path = files[key]
         try:
             document = read_document(path)
         except DocumentError as exc:

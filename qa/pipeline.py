@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from qa.embedder import DEFAULT_MODEL, Embedder, load_embedder, load_query_embedder, model_probe
-from qa.indexer import PassageProgress, changed_documents, stale_reasons, update_index
+from qa.indexer import PassageProgress, changed_documents, model_reasons, update_index
 from qa.retriever import Retriever
 from qa.store import IndexBusy, IndexMissing, IndexOldFormat, read_index
 
@@ -70,12 +70,12 @@ def open_retriever(
 
 def _fresh_retriever(index_dir: Path, snapshot, embedder: Embedder, notify: Notify, progress) -> Retriever:
     documents = changed_documents(snapshot.manifest)
-    reasons = stale_reasons(snapshot.manifest, embedder, model_probe(embedder))
-    if not reasons:
+    model = model_reasons(snapshot.manifest, embedder, model_probe(embedder))
+    if not documents and not model:
         return Retriever(snapshot, embedder)
-    notify(f"the index is out of date ({'; '.join(reasons)}): updating it")
+    notify(f"the index is out of date ({'; '.join(documents + model)}): updating it")
     # Changed documents alone need no model check; anything else does, with the full model.
-    builder = None if len(reasons) == len(documents) else load_embedder(embedder.name, progress=notify)
+    builder = load_embedder(embedder.name, progress=notify) if model else None
     try:
         update_index(index_dir, model=embedder.name, embedder=builder, notify=notify, progress=progress,
                      lock_timeout=REFRESH_WAIT)

@@ -340,8 +340,6 @@ def write_index(index_dir: Path, manifest: dict, content: IndexContent) -> Path:
     stray temporary directory, removed by the next write. Returns the new
     generation's directory.
     """
-    import faiss
-
     from qa import ann
 
     passages = content.passages
@@ -353,7 +351,7 @@ def write_index(index_dir: Path, manifest: dict, content: IndexContent) -> Path:
     tmp = index_dir / f".tmp-{generation}"
     tmp.mkdir()
     try:
-        faiss.write_index(ann.build_vector_index(vectors, exact_max=ann.EXACT_MAX), str(tmp / VECTORS))
+        ann.write_vector_index(ann.build_vector_index(vectors, exact_max=ann.EXACT_MAX), tmp / VECTORS)
         for name, array in ((VECTORS_NPY, vectors), (BACKGROUND, content.background),
                             (SENTENCES, content.sentence_vectors)):
             with open(tmp / name, "wb") as handle:
