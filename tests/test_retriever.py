@@ -65,17 +65,23 @@ def test_top_k_larger_than_index(tmp_path):
     assert len(Retriever(snap, FixedQueries([1, 0, 0])).ask("q", top_k=10).passages) == 2
 
 
+def random_corpus(rng, n_passages: int, n_sentences: int, words: list[str], length: int):
+    """Random unit vectors (8-d) for a query, passages and sentences (sorted owners), and a
+    lexicon of random texts: the input of rank_passages, to check against brute force."""
+    unit = lambda a: a / np.linalg.norm(a, axis=-1, keepdims=True)  # noqa: E731
+    passages = unit(rng.normal(size=(n_passages, 8)).astype(np.float32))
+    sentences = unit(rng.normal(size=(n_sentences, 8)).astype(np.float32))
+    owner = np.sort(rng.integers(0, n_passages, size=n_sentences))
+    lexicon = Lexicon.build([" ".join(rng.choice(words, size=length)) for _ in range(n_passages)])
+    query = unit(rng.normal(size=8).astype(np.float32))
+    return query, passages, sentences, owner, lexicon
+
+
 def test_rank_passages_matches_brute_force():
     from qa.retriever import RetrievalConfig, rank_passages
 
-    rng = np.random.default_rng(3)
-    unit = lambda a: a / np.linalg.norm(a, axis=-1, keepdims=True)  # noqa: E731
-    passages = unit(rng.normal(size=(30, 8)).astype(np.float32))
-    sentences = unit(rng.normal(size=(70, 8)).astype(np.float32))
-    owner = np.sort(rng.integers(0, 30, size=70))
-    texts = [" ".join(rng.choice(["alpha", "beta", "gamma", "delta", "omega"], size=5)) for _ in range(30)]
-    lexicon = Lexicon.build(texts)
-    query = unit(rng.normal(size=8).astype(np.float32))
+    query, passages, sentences, owner, lexicon = random_corpus(
+        np.random.default_rng(3), 30, 70, ["alpha", "beta", "gamma", "delta", "omega"], 5)
     config = RetrievalConfig(sentence_weight=0.4, lexical_weight=0.2)
     order, scores, evidence = rank_passages(query, passages, sentences, owner, lexicon, ["alpha", "zzz"], config, 5)
 
@@ -94,12 +100,7 @@ def test_rank_passages_among_candidates_matches_brute_force_on_those_rows():
     from qa.retriever import RetrievalConfig, rank_passages
 
     rng = np.random.default_rng(5)
-    unit = lambda a: a / np.linalg.norm(a, axis=-1, keepdims=True)  # noqa: E731
-    passages = unit(rng.normal(size=(40, 8)).astype(np.float32))
-    sentences = unit(rng.normal(size=(90, 8)).astype(np.float32))
-    owner = np.sort(rng.integers(0, 40, size=90))
-    lexicon = Lexicon.build([" ".join(rng.choice(["alpha", "beta", "gamma"], size=4)) for _ in range(40)])
-    query = unit(rng.normal(size=8).astype(np.float32))
+    query, passages, sentences, owner, lexicon = random_corpus(rng, 40, 90, ["alpha", "beta", "gamma"], 4)
     config = RetrievalConfig(sentence_weight=0.4, lexical_weight=0.2)
     args = (query, passages, sentences, owner, lexicon, ["alpha"], config)
     full = rank_passages(*args, 40)
