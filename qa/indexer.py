@@ -177,8 +177,8 @@ class DocumentRows:
     record: dict
     passages: list[Passage]
     sentence_spans: list[list[tuple[int, int]]]
-    vectors: np.ndarray | list[np.ndarray]  # an array, or its rows
-    sentence_vectors: np.ndarray | list[np.ndarray]
+    vectors: np.ndarray
+    sentence_vectors: np.ndarray
 
 
 def rows_by_document(snapshot: Snapshot) -> dict[str, DocumentRows]:
