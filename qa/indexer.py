@@ -28,7 +28,7 @@ from qa.documents import (
 from qa.embedder import DEFAULT_MODEL, Embedder, load_embedder, model_probe, same_model
 from qa.journal import EmbeddingJournal, journal_dir, remove_journals, text_key
 from qa.discover import Skipped, find_documents
-from qa.lexical import Lexicon
+from qa.lexical import TERMS_VERSION, Lexicon
 from qa.paths import BUNDLED_ARTICLE, cache_dir
 from qa.store import (
     IndexContent,
@@ -239,7 +239,15 @@ def stale_reasons(manifest: dict, embedder: Embedder, probe: np.ndarray | None =
     Checks the documents on disk (:func:`changed_documents`), then the chunking
     settings and the model (:func:`model_reasons`). An empty list means the index is fresh.
     """
-    return changed_documents(manifest) + model_reasons(manifest, embedder, probe)
+    return changed_documents(manifest) + lexicon_reasons(manifest) + model_reasons(manifest, embedder, probe)
+
+
+def lexicon_reasons(manifest: dict) -> list[str]:
+    """Return why the index's BM25 statistics are out of date: counted with other rules
+    for words (:data:`qa.lexical.TERMS_VERSION`). Counting them again needs no model."""
+    if manifest.get("terms", 1) != TERMS_VERSION:
+        return ["the rules for BM25 terms changed"]
+    return []
 
 
 def model_reasons(manifest: dict, embedder: Embedder, probe: np.ndarray | None = None) -> list[str]:
@@ -441,7 +449,9 @@ def _update(index_dir, previous, inputs, model_name, embedder, remove, replace_a
 
     roots_changed = roots != manifest.get("roots") or excluded != manifest.get("excluded", [])
     restated = any(rows.record is not old_rows[key].record for key, rows in kept.items() if key in old_rows)
-    if previous and reusable and not chunked and not report.removed and not roots_changed and not restated:
+    recount = bool(previous) and bool(lexicon_reasons(manifest))
+    if previous and reusable and not chunked and not report.removed and not roots_changed and not restated \
+            and not recount:
         # A run killed after its generation became current left its journal.
         remove_journals(index_dir, journal_dir(index_dir, name, manifest["model"]["probe"]))
         report.unchanged = len(kept)
@@ -778,6 +788,7 @@ def _write(index_dir, manifest, documents, vectors, sentence_vectors, roots, exc
         "excluded": excluded,
         "documents": [d.record for d in documents],
         "n_passages": len(passages),
+        "terms": TERMS_VERSION,
     }
     lexicon = Lexicon.build([p.text for p in passages]).to_arrays()
     content = IndexContent(passages, vectors, [spans for d in documents for spans in d.sentence_spans],

@@ -18,39 +18,45 @@ _WORD = re.compile(r"\w+(?:[-']\w+)*", re.UNICODE)
 K1 = 1.2
 B = 0.75
 
-_EXTRA_STOPWORDS = {
-    "the", "a", "an", "of", "in", "on", "at", "to", "for", "and", "or", "is", "are", "was", "were",
-    "be", "been", "by", "with", "from", "as", "that", "this", "it", "its", "did", "do", "does",
-    "what", "which", "who", "whom", "whose", "when", "where", "why", "how", "will", "would",
-    "apa", "apakah", "siapa", "siapakah", "kapan", "kapankah", "dimana", "di", "mana", "manakah",
-    "bagaimana", "berapa", "berapakah", "mengapa", "kenapa", "yang", "dan", "ke", "dari",
-}
+# Words that carry no content in a question or a passage: function words and
+# question words of English and Indonesian. Sastrawi's own list (made for topic
+# classification) also drops words a factoid answer turns on ("masalah", "dua",
+# "pertama", "bulan", "jumlah"); BM25's IDF already discounts words that are merely
+# frequent, so those are kept. Checked on the valid splits with bench/tune.py.
+STOPWORDS = frozenset("""
+the a an of in on at to for and or is are was were be been by with from as that this it its
+did do does what which who whom whose when where why how will would
+yang dan di ke dari ini itu dengan untuk pada adalah dalam tidak akan juga oleh atau sebagai
+ada telah karena bahwa para tersebut saat bisa dapat sudah lebih hanya antara kepada sejak
+hingga setelah namun tetapi serta secara merupakan sebuah seorang ia dia mereka kami kita saya
+anda nya lah kah pun apa apakah siapa siapakah kapan kapankah dimana mana manakah bagaimana
+bagaimanakah berapa berapakah mengapa kenapa
+""".split())
+# Bumped whenever ``terms`` changes, so that indexes built with the old rules get
+# their BM25 statistics counted again (no re-embedding needed).
+TERMS_VERSION = 2
 
 
 @lru_cache(maxsize=1)
-def _stemmer_and_stopwords():
+def _stemmer():
     from Sastrawi.Stemmer.StemmerFactory import StemmerFactory
-    from Sastrawi.StopWordRemover.StopWordRemoverFactory import StopWordRemoverFactory
 
-    stopwords = set(StopWordRemoverFactory().get_stop_words()) | _EXTRA_STOPWORDS
-    return StemmerFactory().create_stemmer(), frozenset(stopwords)
+    return StemmerFactory().create_stemmer()
 
 
 @lru_cache(maxsize=200_000)
 def _stem(word: str) -> str:
-    stemmer, _ = _stemmer_and_stopwords()
     if any(ch.isdigit() for ch in word) or len(word) <= 3:
         return word
-    return stemmer.stem(word) or word
+    return _stemmer().stem(word) or word
 
 
 def terms(text: str) -> list[str]:
     """Return the BM25 terms of ``text``: lower-cased stemmed words, stopwords dropped."""
-    _, stopwords = _stemmer_and_stopwords()
     out = []
     for match in _WORD.finditer(text.lower()):
         word = match.group()
-        if word in stopwords:
+        if word in STOPWORDS:
             continue
         out.append(_stem(word))
     return out

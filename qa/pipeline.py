@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from qa.embedder import DEFAULT_MODEL, Embedder, load_embedder, load_query_embedder, model_probe
-from qa.indexer import PassageProgress, changed_documents, model_reasons, update_index
+from qa.indexer import PassageProgress, changed_documents, lexicon_reasons, model_reasons, update_index
 from qa.retriever import Retriever
 from qa.store import IndexBusy, IndexMissing, IndexOldFormat, read_index
 
@@ -69,12 +69,12 @@ def open_retriever(
 
 
 def _fresh_retriever(index_dir: Path, snapshot, embedder: Embedder, notify: Notify, progress) -> Retriever:
-    documents = changed_documents(snapshot.manifest)
+    documents = changed_documents(snapshot.manifest) + lexicon_reasons(snapshot.manifest)
     model = model_reasons(snapshot.manifest, embedder, model_probe(embedder))
     if not documents and not model:
         return Retriever(snapshot, embedder)
     notify(f"the index is out of date ({'; '.join(documents + model)}): updating it")
-    # Changed documents alone need no model check; anything else does, with the full model.
+    # Changed documents and BM25 rules need no model check; anything else does, with the full model.
     builder = load_embedder(embedder.name, progress=notify) if model else None
     try:
         update_index(index_dir, model=embedder.name, embedder=builder, notify=notify, progress=progress,

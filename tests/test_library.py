@@ -499,3 +499,29 @@ def test_cli_sources_without_an_index_and_replace_without_paths_are_one_line_err
         result = qa(*args)
         lines = result.stderr.strip().splitlines()
         assert result.exit_code == 1 and len(lines) == 1 and lines[0].startswith("Error: "), result.output
+
+
+def test_an_index_counted_with_old_term_rules_is_recounted_without_embedding(fake_model, library, monkeypatch):
+    folder, index_dir = library
+    monkeypatch.setattr(indexer, "TERMS_VERSION", 1)
+    update_index(index_dir, [folder], embedder=FakeEmbedder())
+    assert read_index(index_dir).manifest["terms"] == 1
+    monkeypatch.undo()
+    embedder = FakeEmbedder()
+    report = update_index(index_dir, [], embedder=embedder)
+    passages = {p.text for p in read_index(index_dir).passages}
+    assert report.written and report.embedded == 0 and not passages & set(embedder.embedded)
+    assert read_index(index_dir).manifest["terms"] == indexer.TERMS_VERSION
+    assert not update_index(index_dir, [], embedder=FakeEmbedder()).written
+
+
+def test_ask_recounts_old_term_rules_before_answering(fake_model, library, monkeypatch):
+    folder, index_dir = library
+    monkeypatch.setattr(indexer, "TERMS_VERSION", 1)
+    update_index(index_dir, [folder], embedder=FakeEmbedder())
+    monkeypatch.undo()
+    result = qa("ask", "--json", "where do kangaroos live", "--index-dir", str(index_dir))
+    assert result.exit_code == 0, result.output
+    passages = {p.text for p in read_index(index_dir).passages}
+    assert "BM25 terms" in result.stderr and not passages & set(fake_model.embedded)
+    assert read_index(index_dir).manifest["terms"] == indexer.TERMS_VERSION

@@ -3,7 +3,7 @@ import pytest
 
 from qa.documents import Passage
 from qa.retriever import ANSWER_MARGIN, QuestionError, Retriever, background_level, clean_question
-from qa.lexical import Lexicon
+from qa.lexical import Lexicon, terms
 from qa.store import IndexContent, read_index, write_index
 
 
@@ -180,3 +180,11 @@ def test_a_large_index_rescoring_faiss_candidates_answers_like_scoring_everythin
     assert retriever.candidates(embedder.embed_queries(["w1 w2"])[0], 5) is not None
     agree = sum(retriever.ask(q, top_k=1).passages[0].passage == e for q, e in zip(questions, exact))
     assert agree >= 38, agree
+
+
+def test_terms_drop_function_words_but_keep_words_an_answer_turns_on():
+    # Sastrawi's stopword list drops "masalah", "dua" and "pertama"; a factoid
+    # question about a problem, a count or an order needs them.
+    assert terms("Masalah apa yang dihadapi Rusia dengan dua drone pertama?") == \
+        ["masalah", "hadap", "rusia", "dua", "drone", "pertama"]
+    assert terms("What is the problem with the drones?") == ["problem", "drones"]
