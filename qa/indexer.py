@@ -236,8 +236,9 @@ def changed_documents(manifest: dict) -> list[str]:
 def stale_reasons(manifest: dict, embedder: Embedder, probe: np.ndarray | None = None) -> list[str]:
     """Return why the index described by ``manifest`` is out of date for ``embedder``.
 
-    Checks the documents on disk (:func:`changed_documents`), then the chunking
-    settings and the model (:func:`model_reasons`). An empty list means the index is fresh.
+    Checks the documents on disk (:func:`changed_documents`), the rules its BM25
+    statistics were counted with (:func:`lexicon_reasons`), then the chunking settings and
+    the model (:func:`model_reasons`). An empty list means the index is fresh.
     """
     return changed_documents(manifest) + lexicon_reasons(manifest) + model_reasons(manifest, embedder, probe)
 
@@ -449,9 +450,8 @@ def _update(index_dir, previous, inputs, model_name, embedder, remove, replace_a
 
     roots_changed = roots != manifest.get("roots") or excluded != manifest.get("excluded", [])
     restated = any(rows.record is not old_rows[key].record for key, rows in kept.items() if key in old_rows)
-    recount = bool(previous) and bool(lexicon_reasons(manifest))
     if previous and reusable and not chunked and not report.removed and not roots_changed and not restated \
-            and not recount:
+            and not lexicon_reasons(manifest):
         # A run killed after its generation became current left its journal.
         remove_journals(index_dir, journal_dir(index_dir, name, manifest["model"]["probe"]))
         report.unchanged = len(kept)

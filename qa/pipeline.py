@@ -41,8 +41,8 @@ def open_retriever(
     Takes the index directory, the model the user asked for (None: whichever built
     the index, or the default for a new one), the default index directory (to word
     hints), and callbacks for status lines and embedding progress. With no index
-    yet, the bundled article is indexed. An index whose documents, chunking or model
-    changed is brought up to date first (only what changed is embedded; deleted
+    yet, the bundled article is indexed. An index whose documents, chunking, model or
+    BM25 rules changed is brought up to date first (only what changed is embedded; deleted
     documents are dropped). A different model from the index's is a
     :class:`PipelineError` that says what to run.
     """
