@@ -9,6 +9,8 @@ Datasets (from ../shared/data, see its README):
 - nusax: NusaX, the English sentence as question, the Indonesian sentences as corpus.
 - idk: IDK-MRC, unanswerable questions: how many a configuration refuses, and how
   many answerable ones it wrongly refuses.
+- tydi+facqa, facqa+tydi: one dataset's paragraphs and questions plus the other's
+  questions, which those paragraphs don't answer (Wikipedia against news factoids).
 - article: eval/article.jsonl over the bundled article, through the real index.
 
 Passages are embedded with the sentence-transformers model (as ``qa index`` does) and
@@ -88,7 +90,21 @@ def load_nusax(split: str) -> Dataset:
     return Dataset("nusax", [r["indonesian"] for r in rows], [r["english"] for r in rows], list(range(len(rows))))
 
 
+def with_foreign_questions(own: Dataset, foreign: Dataset) -> Dataset:
+    """Return ``own``'s passages and answerable questions plus ``foreign``'s questions as
+    unanswerable ones: TyDi's Wikipedia paragraphs don't answer FacQA's news factoids, and
+    the reverse. This is how often "no answer" is said when the documents are about
+    something else, which IDK-MRC (questions on the paragraph's own topic) doesn't show."""
+    answerable = [(q, g) for q, g in zip(own.questions, own.gold) if g >= 0]
+    return Dataset(f"{own.name}+{foreign.name}-questions", own.passages,
+                   [q for q, _ in answerable] + foreign.questions,
+                   [g for _, g in answerable] + [-1] * len(foreign.questions))
+
+
 def load(name: str, split: str) -> Dataset:
+    if "+" in name:
+        own, foreign = name.split("+")
+        return with_foreign_questions(load(own, split), load(foreign, split))
     if name == "tydi":
         return load_squad_like(DATA / "tydiqa_id_goldp" / f"{split}.json", "tydi", False)
     if name == "idk":
@@ -227,7 +243,7 @@ def fmt(value) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--split", default="test", choices=["train", "valid", "test"])
-    parser.add_argument("--datasets", default="tydi,facqa,nusax,idk,article")
+    parser.add_argument("--datasets", default="tydi,facqa,nusax,idk,tydi+facqa,facqa+tydi,article")
     args = parser.parse_args()
     vectors = Vectors()
     background = background_for(vectors, "id")

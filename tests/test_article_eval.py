@@ -34,7 +34,7 @@ def test_article_eval_gate(tmp_path):
     result = runner.invoke(app, ["eval", "--json", "--index-dir", index_dir, str(EVAL_SET)])
     assert result.exit_code == 0, result.output
     m = json.loads(result.stdout)
-    assert m["hit@1"] >= 0.85, m
+    assert m["hit@1"] >= 0.90, m
     assert m["hit@5"] >= 0.97, m
     assert m["false_refusals"] <= 0.05 * m["n_answerable"], m
-    assert m["no_answer_correct"] >= 0.55 * m["n_unanswerable"], m
+    assert m["no_answer_correct"] >= 0.65 * m["n_unanswerable"], m
