@@ -272,14 +272,19 @@ class Retriever:
     def ask(self, question: str, top_k: int = 1, context: str | None = None) -> Answer:
         """Answer ``question`` with the ``top_k`` best passages and a found/not-found verdict.
 
-        ``context`` (an earlier question of the conversation) is prepended to the
-        question for retrieval, for follow-up questions that depend on it.
+        ``context`` (an earlier question of the conversation) is added after the
+        question for retrieval, for follow-up questions that depend on it; when the two
+        are longer than the model reads, the context is what gets cut.
         """
         from qa.lexical import terms
 
         cleaned = clean_question(question)
-        text = f"{normalize_for_model(context)} {cleaned}" if context else cleaned
-        truncated = self.embedder.count_tokens(text) > self.embedder.max_tokens
+        try:
+            context = clean_question(context) if context else None
+        except QuestionError:
+            context = None
+        text = f"{cleaned} {context}" if context else cleaned
+        truncated = self.embedder.count_tokens(cleaned) > self.embedder.max_tokens
         query = self.embedder.embed_queries([text])[0]
         passages, evidence = self.closest_passages(query, max(1, top_k), terms(text))
         margin = evidence - background_level(query, self.snapshot.background)

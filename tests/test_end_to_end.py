@@ -93,3 +93,21 @@ def test_chat_follow_up_question_uses_the_conversation(index_dir):
     assert result.exit_code == 0, result.output
     follow_up = result.stdout.split("Q: What will they be used for?")[1]
     assert "follow-up" in follow_up and "perang elektronik" in follow_up and "No answer" not in follow_up
+
+
+def test_follow_up_is_answered_by_its_own_sentence_not_the_topic_s(index_dir):
+    # The topic alone gets the same passage, highlighted at the Mohajer-6 sentence; only
+    # reading the follow-up itself lands on what the drones are for.
+    from qa.embedder import load_query_embedder
+    from qa.followup import Conversation
+    from qa.retriever import Retriever
+    from qa.store import read_index
+
+    retriever = Retriever(read_index(index_dir), load_query_embedder())
+    conversation = Conversation()
+    conversation.ask(retriever, "Which drones did Russia import?", 1)
+    answer = conversation.ask(retriever, "What will they be used for?", 1)
+    top = answer.passages[0]
+    start, end = top.highlight
+    assert answer.found and answer.context == "Which drones did Russia import?"
+    assert "perang elektronik" in top.passage.text[start:end]
