@@ -8,6 +8,7 @@ words are stemmed with Sastrawi, so "membeli" and "pembelian" meet at "beli".
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Sequence
@@ -15,6 +16,7 @@ from typing import Sequence
 import numpy as np
 
 _WORD = re.compile(r"\w+(?:[-']\w+)*", re.UNICODE)
+_LATIN_ACCENTS = re.compile(r"(?<=[a-z])[\u0300-\u036f]+")
 K1 = 1.2
 B = 0.75
 
@@ -34,7 +36,7 @@ bagaimanakah berapa berapakah mengapa kenapa
 """.split())
 # Bumped whenever ``terms`` changes, so that indexes built with the old rules get
 # their BM25 statistics counted again (no re-embedding needed).
-TERMS_VERSION = 2
+TERMS_VERSION = 3
 
 
 @lru_cache(maxsize=1)
@@ -46,16 +48,35 @@ def _stemmer():
 
 @lru_cache(maxsize=200_000)
 def _stem(word: str) -> str:
-    if any(ch.isdigit() for ch in word) or len(word) <= 3:
+    # Sastrawi knows Indonesian, which is written in ASCII letters; it deletes any other
+    # letter ("irán" would become "ir n").
+    if not (word.isascii() and word.isalpha()) or len(word) <= 3:
         return word
     return _stemmer().stem(word) or word
 
 
+def _unreduplicate(word: str) -> str:
+    """Return the base of an Indonesian reduplicated plural: "drone-drone" -> "drone"."""
+    head, sep, tail = word.partition("-")
+    return head if sep and head == tail else word
+
+
+def _fold(text: str) -> str:
+    """Return ``text`` lower-cased, with the accents of Latin letters dropped, so "Irán"
+    meets "Iran" and an NFD "café" meets an NFC one. Marks on other scripts (Japanese
+    voicing marks, Devanagari vowels) are part of the letter and stay."""
+    text = text.lower()
+    if text.isascii():
+        return text
+    return unicodedata.normalize("NFC", _LATIN_ACCENTS.sub("", unicodedata.normalize("NFD", text)))
+
+
 def terms(text: str) -> list[str]:
-    """Return the BM25 terms of ``text``: lower-cased stemmed words, stopwords dropped."""
+    """Return the BM25 terms of ``text``: lower-cased words without accents, stemmed,
+    stopwords dropped."""
     out = []
-    for match in _WORD.finditer(text.lower()):
-        word = match.group()
+    for match in _WORD.finditer(_fold(text)):
+        word = _unreduplicate(match.group())
         if word in STOPWORDS:
             continue
         out.append(_stem(word))

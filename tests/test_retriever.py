@@ -188,3 +188,36 @@ def test_terms_drop_function_words_but_keep_words_an_answer_turns_on():
     assert terms("Masalah apa yang dihadapi Rusia dengan dua drone pertama?") == \
         ["masalah", "hadap", "rusia", "dua", "drone", "pertama"]
     assert terms("What is the problem with the drones?") == ["problem", "drones"]
+
+
+def test_context_is_cleaned_like_a_question_and_comes_after_it(tmp_path):
+    snap = snapshot(tmp_path, [[1, 0, 0], [0, 1, 0]], [[0, 0, 1]])
+    seen = []
+
+    class Recording(FixedQueries):
+        def embed_queries(self, texts):
+            seen.extend(texts)
+            return super().embed_queries(texts)
+
+    answer = Retriever(snap, Recording([1, 0.05, 0.1])).ask("What are they for?", context="Which\x00 drones\udcff?")
+    assert seen == ["What are they for? Which drones??"] and answer.context == "Which drones??"
+    # A context with nothing left after cleaning is no context.
+    assert Retriever(snap, Recording([1, 0.05, 0.1])).ask("q", context="\x00\x01").context is None
+
+
+def test_only_the_question_counts_towards_truncation(tmp_path):
+    snap = snapshot(tmp_path, [[1, 0, 0], [0, 1, 0]], [[0, 0, 1]])
+    long_topic = " ".join(["drone"] * 100)
+    assert not Retriever(snap, FixedQueries([1, 0.05, 0.1])).ask("What for?", context=long_topic).truncated
+    assert Retriever(snap, FixedQueries([1, 0.05, 0.1])).ask(long_topic).truncated
+
+
+def test_terms_fold_accents_of_latin_letters_only_and_reduplication():
+    import unicodedata
+
+    assert terms("Irán Perú crème Việt") == ["iran", "peru", "creme", "viet"]
+    assert terms("Drone-drone Iran") == ["drone", "iran"]
+    assert terms("ドローン どの") == ["ドローン", "どの"]  # the voicing mark is part of the letter
+    nfd = unicodedata.normalize("NFD", "Le café crème à Zürich")
+    lexicon = Lexicon.build([nfd, "something else"])
+    assert lexicon.scores(terms("café crème Zürich"))[0] > 0 and lexicon.coverage(terms("café Zürich")) == 1
