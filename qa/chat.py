@@ -89,7 +89,7 @@ class ChatSession:
             self.last_answer = None
             self.console.print("Conversation forgotten.")
         elif command.kind == "unknown":
-            self.console.print(f"Unknown command {command.text}; type /help for the list.")
+            self.console.print(Text(f"Unknown command {command.text}; type /help for the list."))
         elif command.kind == "question":
             self.answer(command.text)
         return True

@@ -1,7 +1,7 @@
 """Measuring answer quality: Hit@1, Hit@5, MRR, and how well "no answer" works.
 
 An evaluation set is JSONL, one ``{"question": str, "answers": [str, ...]}`` a line
-(``"id"`` optional). A retrieved passage is a hit when it contains one of the
+(``"id"``, a string, optional). A retrieved passage is a hit when it contains one of the
 answer strings; an empty ``answers`` list means the corpus cannot answer.
 """
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from qa.retriever import Answer
+from qa.retriever import Answer, QuestionError, clean_question
 
 RANKED = 20
 
@@ -38,13 +38,19 @@ class QuestionResult:
     item: EvalItem
     rank: int | None
     found: bool
-    top_text: str
 
 
 def read_eval_set(path: Path) -> list[EvalItem]:
-    """Read a JSONL evaluation set, raising :class:`EvalSetError` on the first bad line."""
+    """Read a JSONL evaluation set, raising :class:`EvalSetError` on the first bad line.
+
+    Takes the file's path (UTF-8, a byte order mark allowed) and returns its items in
+    order. Every check happens here, so a bad line is reported with its number
+    before any question is asked.
+    """
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        # split on "\n" only: str.splitlines also breaks at U+2028 and others, which
+        # JSON allows unescaped inside strings
+        lines = path.read_text(encoding="utf-8-sig").split("\n")
     except FileNotFoundError:
         raise EvalSetError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -54,19 +60,32 @@ def read_eval_set(path: Path) -> list[EvalItem]:
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
-            question, answers = row["question"], row["answers"]
-            if not isinstance(question, str) or not question.strip():
-                raise ValueError("empty question")
-            if not isinstance(answers, list) or not all(isinstance(a, str) and a.strip() for a in answers):
-                raise ValueError('"answers" must be a list of non-empty strings')
-        except (ValueError, KeyError, TypeError) as exc:
-            reason = f"missing {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0]
+            items.append(_parse_item(line))
+        except (ValueError, KeyError, RecursionError) as exc:
+            reason = f"missing {exc}" if isinstance(exc, KeyError) else (str(exc).splitlines() or ["?"])[0]
             raise EvalSetError(f"{path}, line {number}: {reason}") from None
-        items.append(EvalItem(question, tuple(answers), row.get("id")))
     if not items:
         raise EvalSetError(f"{path}: no questions")
     return items
+
+
+def _parse_item(line: str) -> EvalItem:
+    """Return the item of one JSONL line, raising ValueError or KeyError saying what is wrong."""
+    row = json.loads(line)
+    if not isinstance(row, dict):
+        raise ValueError('expected a JSON object such as {"question": "...", "answers": ["..."]}')
+    question, answers, item_id = row["question"], row["answers"], row.get("id")
+    if not isinstance(question, str):
+        raise ValueError('"question" must be a string')
+    try:
+        clean_question(question)  # the check the retriever makes, so the error can name the line
+    except QuestionError:
+        raise ValueError("empty question") from None
+    if not isinstance(answers, list) or not all(isinstance(a, str) and a.strip() for a in answers):
+        raise ValueError('"answers" must be a list of non-empty strings')
+    if item_id is not None and not isinstance(item_id, str):
+        raise ValueError('"id" must be a string')
+    return EvalItem(question, tuple(answers), item_id)
 
 
 def _fold(text: str) -> str:
@@ -86,27 +105,28 @@ def judge(item: EvalItem, answer: Answer) -> QuestionResult:
         rank = next(
             (i for i, p in enumerate(answer.passages, start=1) if is_hit(p.passage.text, item.answers)), None
         )
-    top = answer.passages[0].passage.text if answer.passages else ""
-    return QuestionResult(item, rank, answer.found, top)
+    return QuestionResult(item, rank, answer.found)
 
 
 def metrics(results: Sequence[QuestionResult]) -> dict:
     """Summarise results: Hit@1, Hit@5 and MRR over answerable questions; no-answer counts.
 
-    ``no_answer_correct`` counts unanswerable questions answered "not found";
+    Hit@1, Hit@5 and MRR are None when no question is answerable: there is nothing
+    to measure, and 0.0 would read as total failure. ``no_answer_correct`` counts
+    unanswerable questions answered "not found";
     ``false_refusals`` counts answerable questions wrongly answered "not found".
     """
     answerable = [r for r in results if r.item.answers]
     unanswerable = [r for r in results if not r.item.answers]
     n = len(answerable)
 
-    def share(count: int) -> float:
-        return round(count / n, 4) if n else 0.0
+    def share(total: float) -> float | None:
+        return round(total / n, 4) if n else None
 
     return {
         "hit@1": share(sum(r.rank == 1 for r in answerable)),
         "hit@5": share(sum(r.rank is not None and r.rank <= 5 for r in answerable)),
-        "mrr": round(sum(1 / r.rank for r in answerable if r.rank) / n, 4) if n else 0.0,
+        "mrr": share(sum(1 / r.rank for r in answerable if r.rank)),
         "n_answerable": n,
         "n_unanswerable": len(unanswerable),
         "no_answer_correct": sum(not r.found for r in unanswerable),

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from qa.indexer import IndexReport
 
 NOT_FOUND = "No answer: nothing in the indexed documents answers this question."
+HIGHLIGHT_STYLE = "bold yellow"
 
 
 def make_console(stderr: bool = False) -> Console:
@@ -39,14 +40,18 @@ def source_label(item: RetrievedPassage) -> str:
 
 
 def passage_text(item: RetrievedPassage) -> Text:
-    """Return the passage's text for display, white space folded, its answer highlighted."""
+    """Return the passage's text for display, normalised and folded, its answer highlighted.
+
+    The highlight offsets index the raw passage text, so the text is cut there first
+    and each piece is normalised on its own, the same way as an unhighlighted passage.
+    """
     raw = item.passage.text
     if not item.highlight:
         return Text(normalize_for_model(raw))
     start, end = item.highlight
     text = Text()
-    for piece, style in ((raw[:start], None), (raw[start:end], "bold yellow"), (raw[end:], None)):
-        folded = " ".join(piece.split())
+    for piece, style in ((raw[:start], None), (raw[start:end], HIGHLIGHT_STYLE), (raw[end:], None)):
+        folded = normalize_for_model(piece)
         if not folded:
             continue
         if text.plain and not text.plain.endswith(" "):
@@ -100,6 +105,22 @@ def answer_json(answer: Answer) -> str:
     return json.dumps(answer.to_dict(), ensure_ascii=False)
 
 
+def is_expected(result: QuestionResult) -> bool:
+    """Return True when the bot did what an evaluation row expects.
+
+    An answerable question needs a hit at rank 1 and must not be refused (a refusal
+    counts as a false refusal even with the right passage first); an unanswerable
+    one must be refused. ``render_eval`` marks the other rows as misses.
+    """
+    if result.item.answers:
+        return result.rank == 1 and result.found
+    return not result.found
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
 def render_eval(console: Console, summary: dict, results: Sequence[QuestionResult] | None = None) -> None:
     """Print evaluation metrics, and with ``results`` one row per question."""
     from rich.table import Table
@@ -107,15 +128,15 @@ def render_eval(console: Console, summary: dict, results: Sequence[QuestionResul
     if results:
         table = Table("id", "question", "rank", "found", title="Questions", title_justify="left")
         for r in results:
-            expected = r.rank == 1 if r.item.answers else not r.found
-            style = None if expected else "red"
             rank = "-" if not r.item.answers else str(r.rank or "miss")
-            table.add_row(r.item.id or "", r.item.question, rank, "yes" if r.found else "no", style=style)
+            # questions and ids are the user's text: Text keeps them from being read as markup
+            table.add_row(Text(r.item.id or ""), Text(r.item.question), rank, "yes" if r.found else "no",
+                          style=None if is_expected(r) else "red")
         console.print(table)
     n, u = summary["n_answerable"], summary["n_unanswerable"]
     console.print(
-        f"answerable questions: {n}   Hit@1 {summary['hit@1']:.3f}   Hit@5 {summary['hit@5']:.3f}"
-        f"   MRR {summary['mrr']:.3f}   wrongly refused {summary['false_refusals']}"
+        f"answerable questions: {n}   Hit@1 {_share(summary['hit@1'])}   Hit@5 {_share(summary['hit@5'])}"
+        f"   MRR {_share(summary['mrr'])}   wrongly refused {summary['false_refusals']}"
     )
     console.print(f"unanswerable questions: {u}   correctly refused {summary['no_answer_correct']}")
 
@@ -133,15 +154,15 @@ def render_index_report(out: Console, err: Console, report: IndexReport) -> None
         f"{len(report.removed)} removed"
     )
     if not report.written:
-        out.print(f"The index in {report.directory} is up to date: {report.documents} document(s), "
-                  f"{report.passages} passages.")
+        out.print(Text(f"The index in {report.directory} is up to date: {report.documents} document(s), "
+                       f"{report.passages} passages."))
         return
     embedded = f"; embedded {report.embedded} texts" if report.embedded else ""
     resumed = f", {report.resumed} more from an interrupted run" if report.resumed else ""
-    out.print(
+    out.print(Text(
         f"Indexed {report.passages} passages from {report.documents} document(s) into {report.directory} "
         f"in {report.seconds:.1f} s ({changes}{embedded}{resumed})."
-    )
+    ))
 
 
 def render_sources_table(console: Console, documents: Sequence[dict]) -> None:
@@ -159,6 +180,7 @@ def render_sources_table(console: Console, documents: Sequence[dict]) -> None:
     )
     for record in documents:
         added = str(record.get("added") or "")[:16].replace("T", " ")
-        table.add_row(record.get("source", "?"), record.get("kind", "text"), str(record.get("passages", 0)),
-                      added, str(record.get("sha256", ""))[:12])
+        # file names are the user's text: Text keeps "[b]" in a name from being read as markup
+        table.add_row(Text(str(record.get("source", "?"))), Text(str(record.get("kind", "text"))),
+                      str(record.get("passages", 0)), Text(added), Text(str(record.get("sha256", ""))[:12]))
     console.print(table)

@@ -1,6 +1,15 @@
-import pytest
+import io
 
-from qa.chat import ChatCommand, parse_chat_line
+import pytest
+from rich.console import Console
+from typer.testing import CliRunner
+
+from qa.chat import ChatCommand, ChatSession, parse_chat_line
+from qa.cli import app
+
+from conftest import FAKE_MODEL
+
+runner = CliRunner()
 
 
 @pytest.mark.parametrize(
@@ -12,6 +21,8 @@ from qa.chat import ChatCommand, parse_chat_line
         ("  QUIT ", ChatCommand("exit")),
         ("/help", ChatCommand("help")),
         ("/sources", ChatCommand("sources")),
+        ("/reset", ChatCommand("reset")),
+        (" /RESET ", ChatCommand("reset")),
         ("/nope now", ChatCommand("unknown", "/nope")),
         ("  Which drones did Russia import? ", ChatCommand("question", "Which drones did Russia import?")),
         ("exit the market?", ChatCommand("question", "exit the market?")),
@@ -19,3 +30,34 @@ from qa.chat import ChatCommand, parse_chat_line
 )
 def test_parse_chat_line(line, expected):
     assert parse_chat_line(line) == expected
+
+
+def no_retriever():
+    raise AssertionError("a command must not load the retriever")
+
+
+def handled(*lines: str) -> str:
+    console = Console(file=io.StringIO(), width=200, highlight=False)
+    session = ChatSession(no_retriever, console)
+    for line in lines:
+        assert session.handle(line)
+    return console.file.getvalue()
+
+
+@pytest.mark.parametrize("command", ["/[/x]", "/[red]x", "/[bold]", "/a[/]"])
+def test_unknown_command_is_shown_verbatim(command):
+    assert handled(f"{command} more") == f"Unknown command {command}; type /help for the list.\n"
+
+
+def test_reset_is_a_known_command():
+    out = handled("/reset")
+    assert "Conversation forgotten." in out and "Unknown command" not in out
+
+
+def test_reset_forgets_the_last_answer(fake_model):
+    assert runner.invoke(app, ["index", "--model", FAKE_MODEL]).exit_code == 0
+    result = runner.invoke(app, ["chat"], input="Mohajer-6 drone Iran\n/sources\n/reset\n/sources\n")
+    assert result.exit_code == 0, result.output
+    before, after = result.stdout.split("Conversation forgotten.")
+    assert "[5]" in before and "No question asked yet" not in before
+    assert "No question asked yet" in after and "[1]" not in after

@@ -39,9 +39,15 @@ def test_judge_and_metrics():
     }
 
 
-def test_metrics_without_answerable_questions():
-    m = metrics([QuestionResult(EvalItem("c", ()), None, False, "")])
-    assert m["hit@1"] == 0.0 and m["n_unanswerable"] == 1 and m["no_answer_correct"] == 1
+def test_metrics_without_answerable_questions_are_none_not_zero():
+    m = metrics([QuestionResult(EvalItem("c", ()), None, False)])
+    assert m["hit@1"] is None and m["hit@5"] is None and m["mrr"] is None
+    assert m["n_unanswerable"] == 1 and m["no_answer_correct"] == 1
+
+
+def test_metrics_of_total_failure_are_zero():
+    m = metrics([QuestionResult(EvalItem("a", ("x",)), None, False)])
+    assert (m["hit@1"], m["hit@5"], m["mrr"]) == (0.0, 0.0, 0.0)
 
 
 @pytest.mark.parametrize(
@@ -54,6 +60,87 @@ def test_bad_eval_files(tmp_path, content, message):
     path.write_text(content, encoding="utf-8")
     with pytest.raises(EvalSetError, match=message):
         read_eval_set(path)
+
+
+def test_eval_set_with_a_byte_order_mark(tmp_path):
+    path = tmp_path / "set.jsonl"
+    path.write_text('{"question": "q", "answers": ["a"]}\n', encoding="utf-8-sig")
+    assert read_eval_set(path) == [EvalItem("q", ("a",))]
+
+
+def test_eval_set_lines_are_split_at_newlines_only(tmp_path):
+    """JSON allows U+2028 and U+0085 unescaped in strings; they don't end a line."""
+    path = tmp_path / "set.jsonl"
+    rows = [{"question": "first\u2028part", "answers": ["x\x85y"]}, {"question": "q2", "answers": []}]
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
+    assert [(i.question, i.answers) for i in read_eval_set(path)] == [("first\u2028part", ("x\x85y",)), ("q2", ())]
+
+
+GOOD_LINE = '{"question": "Mohajer-6 drone", "answers": ["Mohajer-6"]}'
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.exit_code != 0
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: ") and all(f in lines[0] for f in fragments), lines[0]
+
+
+@pytest.mark.parametrize(
+    "line, fragments",
+    [
+        ('{"id": 3, "question": "q", "answers": []}', ['"id" must be a string']),
+        ('{"id": 0, "question": "q", "answers": []}', ['"id" must be a string']),
+        ('{"question": "\\u0000", "answers": []}', ["empty question"]),
+        ('{"question": " \\u0007\\t\\u001f ", "answers": ["x"]}', ["empty question"]),
+        ('{"question": 5, "answers": []}', ['"question" must be a string']),
+        ('["q", ["a"]]', ["JSON object"]),
+        ("3", ["JSON object"]),
+        ('"question"', ["JSON object"]),
+        ("[" * 100_000, []),
+    ],
+)
+def test_bad_eval_line_is_a_one_line_error_naming_the_line(fake_model, tmp_path, line, fragments):
+    path = tmp_path / "set.jsonl"
+    path.write_text(f"{GOOD_LINE}\n\n{line}\n{GOOD_LINE}\n", encoding="utf-8")
+    result = runner.invoke(app, ["eval", "--details", str(path)])
+    assert_one_line_error(result, "line 3", *fragments)
+
+
+def test_eval_command_reads_a_file_with_a_byte_order_mark(fake_model, tmp_path):
+    path = tmp_path / "set.jsonl"
+    path.write_text(GOOD_LINE + "\n", encoding="utf-8-sig")
+    assert runner.invoke(app, ["index", "--model", FAKE_MODEL]).exit_code == 0
+    result = runner.invoke(app, ["eval", "--json", str(path)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["n_answerable"] == 1
+
+
+def test_eval_without_answerable_questions_prints_no_scores(fake_model, tmp_path):
+    path = tmp_path / "set.jsonl"
+    path.write_text('{"question": "zebra giraffe savanna", "answers": []}\n', encoding="utf-8")
+    assert runner.invoke(app, ["index", "--model", FAKE_MODEL]).exit_code == 0
+    data = json.loads(runner.invoke(app, ["eval", "--json", str(path)]).stdout)
+    assert data["hit@1"] is None and data["hit@5"] is None and data["mrr"] is None
+    result = runner.invoke(app, ["eval", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "Hit@1 -   Hit@5 -   MRR -" in result.stdout and "0.000" not in result.stdout
+
+
+def test_eval_details_show_markup_like_text_verbatim(fake_model, tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")  # no wrapping inside the table's cells
+    path = tmp_path / "set.jsonl"
+    rows = [{"id": "[i]one", "question": "Mohajer-6 [bold]this[/bold] drone", "answers": ["Mohajer-6"]},
+            {"id": "two[/i]", "question": "zebra [/b] savanna", "answers": []},
+            {"question": "giraffe [/] [red]x", "answers": []}]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    assert runner.invoke(app, ["index", "--model", FAKE_MODEL]).exit_code == 0
+    result = runner.invoke(app, ["eval", "--details", str(path)])
+    assert result.exit_code == 0, result.output
+    for text in ("[i]one", "Mohajer-6 [bold]this[/bold] drone", "two[/i]", "zebra [/b] savanna", "giraffe [/] [red]x"):
+        assert text in result.stdout
 
 
 def test_eval_command_json_and_details(fake_model, tmp_path):
