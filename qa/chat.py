@@ -99,7 +99,7 @@ class ChatSession:
         try:
             answer = self.conversation.ask(self.retriever, question, max(self.top_k, SOURCES_SHOWN))
         except QuestionError as exc:
-            self.console.print(f"Error: {exc}")
+            self.console.print(Text(f"Error: {exc}"))
             return
         self.last_answer = answer
         render_answer(self.console, answer, limit=self.top_k)

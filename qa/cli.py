@@ -77,8 +77,10 @@ class Status:
         self._task = None
 
     def notify(self, message: str) -> None:
-        """Print one status line, dimmed."""
-        self.console.print(f"[dim]{message}[/dim]")
+        """Print one status line, dimmed (as plain text: it can hold paths and file names)."""
+        from rich.text import Text
+
+        self.console.print(Text(message, style="dim"))
 
     def progress(self, done: int, total: int) -> None:
         """Advance the embedding progress bar: texts done, texts per second, time left."""

@@ -10,7 +10,7 @@ background by a margin.
 from __future__ import annotations
 
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
@@ -161,7 +161,6 @@ class Answer:
     margin: float
     context: str | None = None
     truncated: bool = False
-    extras: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """Return the answer as the ``qa ask --json`` object."""
@@ -172,7 +171,6 @@ class Answer:
             "passages": [p.to_dict() for p in self.passages],
             **({"context": self.context} if self.context else {}),
             **({"truncated": True} if self.truncated else {}),
-            **self.extras,
         }
 
 

@@ -82,6 +82,13 @@ def test_ask_builds_the_index_on_first_use(fake_model, isolated_dirs):
     assert (isolated_dirs / "index" / "CURRENT").exists()
 
 
+def test_status_lines_print_paths_as_written(fake_model, isolated_dirs):
+    index_dir = isolated_dirs / "a[/b] [bold]x"
+    result = qa("ask", "--model", FAKE_MODEL, "--index-dir", str(index_dir), "Mohajer-6 drone")
+    assert result.exit_code == 0, result.output
+    assert f"no index in {index_dir} yet" in result.stderr
+
+
 @pytest.mark.parametrize("question", ["", "   ", "\t\n"])
 def test_empty_question_is_a_one_line_error(indexed, question):
     before = index_state(indexed)
