@@ -36,6 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from qa.documents import split_sentences  # noqa: E402
+from qa.evaluate import EvalItem, QuestionResult, metrics  # noqa: E402
 from qa.lexical import Lexicon, terms  # noqa: E402
 from qa.retriever import RetrievalConfig, background_level, rank_passages  # noqa: E402
 
@@ -174,31 +175,24 @@ def run_dataset(ds: Dataset, vectors: Vectors, background: np.ndarray) -> list[d
     q_terms = [terms(q) for q in ds.questions]
     rows = []
     for name, config in CONFIGS.items():
-        hits1 = hits5 = 0
-        rr = 0.0
-        refused_unanswerable = refused_answerable = 0
+        results = []
         started = time.perf_counter()
-        for q, q_t, gold in zip(q_vecs, q_terms, ds.gold):
+        for question, q, q_t, gold in zip(ds.questions, q_vecs, q_terms, ds.gold):
             order, combined, evidence = rank_passages(q, p_vecs, s_vecs, owner, lexicon, q_t, config, k=20)
             found = evidence - background_level(q, background) >= config.answer_margin
-            if gold < 0:
-                refused_unanswerable += not found
-                continue
-            refused_answerable += not found
-            where = np.nonzero(order == gold)[0]
-            if where.size:
-                rank = int(where[0]) + 1
-                hits1 += rank == 1
-                hits5 += rank <= 5
-                rr += 1 / rank
+            where = np.nonzero(order == gold)[0] if gold >= 0 else []
+            # A hit is the question's own passage here, not an answer string: the item
+            # only needs to say whether the question is answerable.
+            item = EvalItem(question, ("(its own passage)",) if gold >= 0 else ())
+            results.append(QuestionResult(item, int(where[0]) + 1 if len(where) else None, found))
         per_query_ms = (time.perf_counter() - started) * 1000 / max(1, len(ds.questions))
-        n = sum(g >= 0 for g in ds.gold)
-        u = sum(g < 0 for g in ds.gold)
+        m = metrics(results)
+        n, u = m["n_answerable"], m["n_unanswerable"]
         rows.append({
             "dataset": ds.name, "config": name, "passages": len(ds.passages), "questions": len(ds.questions),
-            "hit@1": hits1 / n if n else None, "hit@5": hits5 / n if n else None, "mrr": rr / n if n else None,
-            "refused_unanswerable": f"{refused_unanswerable}/{u}" if u else "-",
-            "refused_answerable": f"{refused_answerable}/{n}",
+            "hit@1": m["hit@1"], "hit@5": m["hit@5"], "mrr": m["mrr"],
+            "refused_unanswerable": f"{m['no_answer_correct']}/{u}" if u else "-",
+            "refused_answerable": f"{m['false_refusals']}/{n}",
             "scoring_ms_per_query": per_query_ms,
         })
     return rows
