@@ -447,6 +447,9 @@ def _update(index_dir, previous, inputs, model_name, embedder, remove, replace_a
     if replace_all and report.failed_inputs:  # replacing the library by less than was named: refuse
         raise IndexingError("; ".join(f"{item.path}: {item.reason}" for item in report.failed_inputs)
                             + "; nothing was replaced")
+    if previous is None and not chunked and not kept:  # a first index with nothing in it
+        reasons = "; ".join(f"{item.path}: {item.reason}" for item in report.failed_inputs)
+        raise IndexingError(f"{reasons or 'nothing to index'}; no index was written")
 
     roots_changed = roots != manifest.get("roots") or excluded != manifest.get("excluded", [])
     restated = any(rows.record is not old_rows[key].record for key, rows in kept.items() if key in old_rows)

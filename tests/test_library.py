@@ -525,3 +525,13 @@ def test_ask_recounts_old_term_rules_before_answering(fake_model, library, monke
     passages = {p.text for p in read_index(index_dir).passages}
     assert "BM25 terms" in result.stderr and not passages & set(fake_model.embedded)
     assert read_index(index_dir).manifest["terms"] == indexer.TERMS_VERSION
+
+
+@pytest.mark.parametrize("make", [lambda d: d / "missing", lambda d: (d / "empty").mkdir() or d / "empty",
+                                  lambda d: write(d / "empty.txt", "")])
+def test_a_first_index_with_nothing_to_index_is_a_one_line_error(fake_model, tmp_path, make):
+    target = make(tmp_path)
+    result = qa("index", str(target), "--model", FAKE_MODEL, "--index-dir", str(tmp_path / "index"))
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    assert "no index was written" in lines[0] and not (tmp_path / "index" / "CURRENT").exists()
