@@ -58,10 +58,16 @@ def parse_chat_line(line: str) -> ChatCommand:
 
 
 class ChatSession:
-    """The state of one conversation: the retriever and the last answer."""
+    """The state of one conversation: the retriever and the last answer.
 
-    def __init__(self, get_retriever: Callable[[], Retriever], console: Console, top_k: int = 1):
+    ``refresh`` (optional) takes the retriever before each question after the first and
+    returns it, or one over an index updated because the documents changed meanwhile.
+    """
+
+    def __init__(self, get_retriever: Callable[[], Retriever], console: Console, top_k: int = 1,
+                 refresh: Callable[[Retriever], Retriever] | None = None):
         self._get_retriever = get_retriever
+        self._refresh = refresh
         self._retriever: Retriever | None = None
         self.console = console
         self.top_k = top_k
@@ -70,9 +76,11 @@ class ChatSession:
 
     @property
     def retriever(self) -> Retriever:
-        """The retriever, loaded on first use."""
+        """The retriever, loaded on first use and refreshed on every later one."""
         if self._retriever is None:
             self._retriever = self._get_retriever()
+        elif self._refresh is not None:
+            self._retriever = self._refresh(self._retriever)
         return self._retriever
 
     def handle(self, line: str) -> bool:

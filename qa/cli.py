@@ -121,6 +121,12 @@ def _open_retriever(index_dir: Optional[Path], model: Optional[str], status: Sta
     )
 
 
+def _keep_fresh(retriever, index_dir: Optional[Path], status: Status):
+    from qa.pipeline import keep_fresh
+
+    return keep_fresh(retriever, _resolve_index_dir(index_dir), status.notify, status.progress)
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"qa {__version__}")
@@ -170,7 +176,8 @@ def chat(
     with user_errors():
         status = Status()
         console = make_console()
-        session = ChatSession(lambda: _open_retriever(index_dir, model, status), console, top_k=top_k)
+        session = ChatSession(lambda: _open_retriever(index_dir, model, status), console, top_k=top_k,
+                              refresh=lambda retriever: _keep_fresh(retriever, index_dir, status))
         session.retriever  # load before the first prompt, so errors surface at once
         if sys.stdin.isatty() and sys.stdout.isatty():
             from platformdirs import user_state_path

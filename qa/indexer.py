@@ -233,14 +233,49 @@ def changed_documents(manifest: dict) -> list[str]:
     return reasons
 
 
+def new_documents(manifest: dict) -> list[str]:
+    """Return one reason per document file that appeared in the index's folders or globs
+    since it was written.
+
+    Files that gave nothing to index then (binary, empty...) are new again only once
+    they change. Walking the folders is cheap next to answering from a stale index.
+    """
+    # Sources are stored resolved, so a found path equal to one is known without
+    # resolving it again (resolving thousands of paths costs more than the walk).
+    known = {_record_key(record) for record in manifest.get("documents", [])}
+    passed_over = {item["key"]: (item["size"], item["mtime_ns"]) for item in manifest.get("passed_over", [])}
+    excluded = manifest.get("excluded", [])
+    reasons = []
+    for root in manifest.get("roots", []):
+        if root == BUNDLED_ROOT or not (_GLOB.search(root) or Path(root).is_dir()):
+            continue  # a file named as a root is a document of the manifest, or vanished
+        for path in find_documents([root]).files:
+            if str(path) in known:
+                continue
+            resolved = path.resolve()
+            key = document_key(resolved)
+            if key in known or any(_under(str(resolved), e) for e in excluded):
+                continue
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            if passed_over.get(key) != (stat.st_size, stat.st_mtime_ns):
+                reasons.append(f"{path} is new")
+                known.add(key)
+    return reasons
+
+
 def stale_reasons(manifest: dict, embedder: Embedder, probe: np.ndarray | None = None) -> list[str]:
     """Return why the index described by ``manifest`` is out of date for ``embedder``.
 
-    Checks the documents on disk (:func:`changed_documents`), the rules its BM25
+    Checks the documents on disk (:func:`changed_documents`), new files in its folders
+    (:func:`new_documents`), the rules its BM25
     statistics were counted with (:func:`lexicon_reasons`), then the chunking settings and
     the model (:func:`model_reasons`). An empty list means the index is fresh.
     """
-    return changed_documents(manifest) + lexicon_reasons(manifest) + model_reasons(manifest, embedder, probe)
+    return (changed_documents(manifest) + new_documents(manifest) + lexicon_reasons(manifest)
+            + model_reasons(manifest, embedder, probe))
 
 
 def lexicon_reasons(manifest: dict) -> list[str]:
@@ -453,8 +488,9 @@ def _update(index_dir, previous, inputs, model_name, embedder, remove, replace_a
 
     roots_changed = roots != manifest.get("roots") or excluded != manifest.get("excluded", [])
     restated = any(rows.record is not old_rows[key].record for key, rows in kept.items() if key in old_rows)
+    passed_over = _passed_over(files, kept, chunked)
     if previous and reusable and not chunked and not report.removed and not roots_changed and not restated \
-            and not lexicon_reasons(manifest):
+            and not lexicon_reasons(manifest) and passed_over == manifest.get("passed_over", []):
         # A run killed after its generation became current left its journal.
         remove_journals(index_dir, journal_dir(index_dir, name, manifest["model"]["probe"]))
         report.unchanged = len(kept)
@@ -478,7 +514,8 @@ def _update(index_dir, previous, inputs, model_name, embedder, remove, replace_a
     dim = model.embedder.dim if chunked or model.loaded else previous.content.vectors.shape[1]
     vectors, sentence_vectors = _vectors_of(index_dir, documents, old_rows if reusable else {}, model, dim,
                                             notify, progress, report)
-    _write(index_dir, manifest, documents, vectors, sentence_vectors, roots, excluded, model, previous, now)
+    _write(index_dir, manifest, documents, vectors, sentence_vectors, roots, excluded, passed_over, model,
+           previous, now)
     report.documents = len(documents)
     report.passages = len(vectors)
     report.written = True
@@ -539,6 +576,25 @@ def _find_files(roots: list[str], excluded: list[str], old_rows: dict, replace_a
         else:
             files[key] = path
     return files, root_files
+
+
+def _passed_over(files: dict[str, Path], kept: dict, chunked: dict) -> list[dict]:
+    """Return the files found under the roots that gave nothing to index (binary, empty
+    text, a scanned PDF...), with their size and modification time, sorted by key.
+
+    Recorded in the manifest so that :func:`new_documents` doesn't take them for new
+    documents before every question; a change to one makes it new again.
+    """
+    out = []
+    for key in sorted(files):
+        if key in kept or key in chunked:
+            continue
+        try:
+            stat = files[key].stat()
+        except OSError:
+            continue
+        out.append({"key": key, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns})
+    return out
 
 
 def _vanished(path: Path) -> bool:
@@ -768,7 +824,8 @@ def _vectors_of(index_dir, documents: list[DocumentRows | Chunked], old_rows: di
     return vectors, sentence_vectors
 
 
-def _write(index_dir, manifest, documents, vectors, sentence_vectors, roots, excluded, model: _Model, previous, now) -> None:
+def _write(index_dir, manifest, documents, vectors, sentence_vectors, roots, excluded, passed_over, model: _Model,
+           previous, now) -> None:
     passages = [p for d in documents for p in d.passages]
     if model.loaded:
         probe = model.probe
@@ -792,6 +849,7 @@ def _write(index_dir, manifest, documents, vectors, sentence_vectors, roots, exc
         "documents": [d.record for d in documents],
         "n_passages": len(passages),
         "terms": TERMS_VERSION,
+        "passed_over": passed_over,
     }
     lexicon = Lexicon.build([p.text for p in passages]).to_arrays()
     content = IndexContent(passages, vectors, [spans for d in documents for spans in d.sentence_spans],

@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Callable
 
 from qa.embedder import DEFAULT_MODEL, Embedder, load_embedder, load_query_embedder, model_probe
-from qa.indexer import PassageProgress, changed_documents, lexicon_reasons, model_reasons, update_index
+from qa.indexer import (
+    PassageProgress,
+    changed_documents,
+    lexicon_reasons,
+    model_reasons,
+    new_documents,
+    update_index,
+)
 from qa.retriever import Retriever
 from qa.store import IndexBusy, IndexMissing, IndexOldFormat, read_index
 
@@ -69,13 +76,37 @@ def open_retriever(
 
 
 def _fresh_retriever(index_dir: Path, snapshot, embedder: Embedder, notify: Notify, progress) -> Retriever:
-    documents = changed_documents(snapshot.manifest) + lexicon_reasons(snapshot.manifest)
+    documents = document_reasons(snapshot.manifest)
     model = model_reasons(snapshot.manifest, embedder, model_probe(embedder))
     if not documents and not model:
         return Retriever(snapshot, embedder)
-    notify(f"the index is out of date ({'; '.join(documents + model)}): updating it")
     # Changed documents and BM25 rules need no model check; anything else does, with the full model.
     builder = load_embedder(embedder.name, progress=notify) if model else None
+    return _updated(index_dir, snapshot, embedder, builder, documents + model, notify, progress)
+
+
+def document_reasons(manifest: dict) -> list[str]:
+    """Return why the index's documents are out of date: changed, vanished or new files,
+    or BM25 statistics counted with other rules. None of these needs the model checked."""
+    return changed_documents(manifest) + new_documents(manifest) + lexicon_reasons(manifest)
+
+
+def keep_fresh(retriever: Retriever, index_dir: Path, notify: Notify, progress: PassageProgress | None = None) -> Retriever:
+    """Return ``retriever``, or one over an updated index if its documents changed since.
+
+    For the chat, which keeps one retriever for many questions: before each question
+    the documents are checked again (file sizes and times, and the folders for new
+    files), so that no answer quotes text that is no longer in a file.
+    """
+    reasons = document_reasons(retriever.snapshot.manifest)
+    if not reasons:
+        return retriever
+    return _updated(index_dir, retriever.snapshot, retriever.embedder, None, reasons, notify, progress)
+
+
+def _updated(index_dir: Path, snapshot, embedder: Embedder, builder: Embedder | None, reasons: list[str],
+             notify: Notify, progress) -> Retriever:
+    notify(f"the index is out of date ({'; '.join(reasons)}): updating it")
     try:
         update_index(index_dir, model=embedder.name, embedder=builder, notify=notify, progress=progress,
                      lock_timeout=REFRESH_WAIT)

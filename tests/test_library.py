@@ -535,3 +535,37 @@ def test_a_first_index_with_nothing_to_index_is_a_one_line_error(fake_model, tmp
     lines = result.stderr.strip().splitlines()
     assert result.exit_code == 1 and len(lines) == 1 and lines[0].startswith("Error: "), result.output
     assert "no index was written" in lines[0] and not (tmp_path / "index" / "CURRENT").exists()
+
+
+def test_ask_picks_up_a_new_file_in_an_indexed_folder_and_passes_over_unindexable_ones(fake_model, library):
+    folder, index_dir = library
+    assert qa("index", str(folder), "--model", FAKE_MODEL, "--index-dir", str(index_dir)).exit_code == 0
+    write(folder / "narwhal.txt", "Narwhals\n\nThe narwhal has a long tusk that is a tooth.\n")
+    (folder / "noise.txt").write_bytes(b"\x00\x01\x02binary\x00" * 50)  # found, but gives nothing
+    result = qa("ask", "--json", "narwhal tusk tooth", "--index-dir", str(index_dir))
+    assert result.exit_code == 0, result.output
+    assert "narwhal.txt is new" in result.stderr
+    assert json.loads(result.stdout)["passages"][0]["source"].endswith("narwhal.txt")
+    # The binary file was recorded as passed over: the next question doesn't update again.
+    again = qa("ask", "narwhal tusk tooth", "--index-dir", str(index_dir))
+    assert again.exit_code == 0 and "out of date" not in again.stderr, again.stderr
+
+
+def test_chat_answers_from_the_documents_as_they_are_now(fake_model, library):
+    from rich.console import Console
+
+    from qa.chat import ChatSession
+    from qa.pipeline import keep_fresh, open_retriever
+
+    folder, index_dir = library
+    update_index(index_dir, [folder], embedder=FakeEmbedder())
+    notes = []
+    console = Console(record=True, width=200)
+    session = ChatSession(lambda: open_retriever(index_dir, FAKE_MODEL, index_dir, notes.append), console,
+                          refresh=lambda r: keep_fresh(r, index_dir, notes.append))
+    session.answer("eats")
+    assert "grass all day" in console.export_text()
+    write(folder / "zebra.txt", "Zebras\n\nThe zebra lives in Africa.\n\nThe zebra eats leaves at night.\n")
+    session.answer("eats")
+    assert "leaves at night" in console.export_text()
+    assert any("zebra.txt changed" in note for note in notes)
