@@ -9,6 +9,7 @@ sentence-transformers) are imported only when a model is actually loaded.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Callable, Protocol, Sequence
 
 import numpy as np
@@ -111,6 +112,22 @@ def same_model(probe_a: np.ndarray, probe_b: np.ndarray) -> bool:
     return float(np.dot(probe_a, probe_b)) >= 0.999
 
 
+def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
+    """Return True when the model hub answers a TCP connection within ``timeout`` seconds.
+
+    Only asked before loading a model by name that is not a local folder.
+    """
+    import socket
+
+    if os.environ.get("HF_HUB_OFFLINE") not in (None, "", "0"):
+        return False
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
 class SentenceTransformerEmbedder:
     """A sentence-transformers model, with its query/passage prompts.
 
@@ -122,6 +139,11 @@ class SentenceTransformerEmbedder:
     def __init__(self, name_or_path: str, name: str | None = None, batch_size: int = 32):
         self.name = name or name_or_path
         self.batch_size = batch_size
+        offline = not Path(name_or_path).exists() and not _hub_reachable()
+        if offline:
+            # huggingface_hub would retry for over a minute before failing; offline, it
+            # looks in its local cache only. It reads this when it is first imported.
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
         try:
             from qa import quiet
 
@@ -131,7 +153,8 @@ class SentenceTransformerEmbedder:
             self.model = SentenceTransformer(name_or_path, device="cpu")
         except Exception as exc:  # noqa: BLE001 - any loading failure is one message
             first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise EmbedderError(f"cannot load model '{self.name}': {first_line}") from None
+            where = " (the model hub is unreachable and the model is not in the local cache)" if offline else ""
+            raise EmbedderError(f"cannot load model '{self.name}'{where}: {first_line}") from None
         prompts = dict(getattr(self.model, "prompts", {}) or {})
         self.query_prompt = prompts.get("query", "")
         self.passage_prompt = prompts.get("passage", prompts.get("document", ""))

@@ -235,3 +235,24 @@ def test_overlong_question_is_answered_with_a_note(indexed):
     assert result.exit_code == 0, result.output
     assert "longer than the model reads" in result.stdout
     assert json.loads(qa("ask", "--json", "drone " * 200).stdout)["truncated"] is True
+
+
+def test_a_model_name_while_the_hub_is_unreachable_fails_at_once_with_why(monkeypatch):
+    import sys
+    import types
+
+    from qa import embedder as embedder_module
+
+    seen = {}
+
+    def fake_sentence_transformer(name, device=None):
+        seen["offline"] = os.environ.get("HF_HUB_OFFLINE")
+        raise OSError("We couldn't connect to the hub")
+
+    monkeypatch.setitem(sys.modules, "sentence_transformers",
+                        types.SimpleNamespace(SentenceTransformer=fake_sentence_transformer))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(embedder_module, "_hub_reachable", lambda: False)
+    with pytest.raises(embedder_module.EmbedderError, match="hub is unreachable and the model is not in the local"):
+        embedder_module.SentenceTransformerEmbedder("nobody/no-such-model")
+    assert seen["offline"] == "1"
