@@ -21,7 +21,10 @@ TokenCounter = Callable[[str], int]
 
 # Bump when splitting or chunking changes in a way that changes passages: indexes
 # built by an older chunker are then detected as stale and rebuilt.
-CHUNKER_VERSION = 1
+# 2: a title parted from the text only by blank lines starts the first passage;
+# sentences end after citation markers and at the ends of list items and of lines
+# ending a sentence; a list item is never a title.
+CHUNKER_VERSION = 2
 # Room a passage's own text keeps beside a title embedded as its context.
 MIN_BODY_TOKENS = 32
 
@@ -57,8 +60,9 @@ class Document:
 class Passage:
     """A span of a document that is embedded and returned as an answer.
 
-    ``title`` is the document's title, kept as context for the passage's embedding
-    (it is not part of ``text``). ``line`` (text files: the 1-based line where the
+    ``title`` is the document's title, kept as context for the passage's embedding;
+    its own text starts the first passage when only blank lines part it from the text
+    (see :func:`chunk_document`). ``line`` (text files: the 1-based line where the
     passage starts) or ``page`` (PDF: its 1-based page) tells a person where to look.
     """
 
@@ -224,8 +228,10 @@ def content_paragraphs(text: str) -> list[Span]:
 def find_title(text: str, paragraphs: list[Span]) -> Span | None:
     """Return the span of the document's title, or None when it has none.
 
-    The title is a short first paragraph on one line that doesn't end like a
-    sentence, followed by more content: the headline of an article.
+    Takes the document text and its :func:`content_paragraphs`. The title is a short
+    first paragraph on one line that doesn't end like a sentence and isn't a list
+    item, followed by more content: the headline of an article, a Markdown "# ..."
+    heading. See :func:`chunk_document` for what becomes of it.
     """
     if len(paragraphs) < 2:
         return None
@@ -234,6 +240,8 @@ def find_title(text: str, paragraphs: list[Span]) -> Span | None:
     if "\n" in first or "\r" in first or len(first) > 200:
         return None
     if first.rstrip()[-1:] in ".!?;:,":
+        return None
+    if _LIST_ITEM.match(text, start):
         return None
     return start, end
 
@@ -247,30 +255,38 @@ _ABBREVIATIONS = {
     "dll", "dsb", "dst", "jl", "jln", "rp", "hlm", "tel", "bpk", "sdr", "ir", "drs", "h",
     "hj", "kh", "s.h", "s.e", "m.si", "u.s", "u.k", "a.s",
 }
+_CLOSING = r"[\"'”’»)\]]"
+# A citation or footnote marker closing a sentence: "[3]", "[a]", "[note 1]".
+_CITATION = r"\[[^\[\]\r\n]{1,32}\]"
 # The lookbehind makes a run of dots one match attempt, not one per dot (quadratic).
-_SENTENCE_END = re.compile(r"(?<![.!?…])[.!?…]+[\"'”’»)\]]*(?=\s|$)")
+_SENTENCE_END = re.compile(rf"(?<![.!?…])[.!?…]+(?:{_CLOSING}|{_CITATION})*(?=\s|$)")
 _NEXT_STARTS_SENTENCE = re.compile(r"\s+[\"'“‘«(\[]?[\w\d]")
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_BEFORE_LINE_BREAK = re.compile(r"[^\S\r\n]*[\r\n]")
+# "- ", "* ", "+ ", "• ", "1. ", "1) " at the start of a line.
+_LIST_ITEM = re.compile(r"[ \t]*(?:[-*+•]|\d{1,3}[.)])[ \t]+\S")
+_MAX_INDENT = 64
 
 
 def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[Span]:
     """Split ``text[start:end]`` into sentences and return their trimmed spans.
 
-    A sentence ends at ``.``, ``!``, ``?`` or ``…`` (plus closing quotes or brackets)
-    followed by white space and a word that does not start in lower case, unless the
-    word before the dot is a known abbreviation or a single initial ("J. Biden").
-    Line breaks inside a paragraph are treated as white space. Every character of
-    the range other than white space belongs to exactly one sentence.
+    Takes the text and the range to split (a paragraph or a passage). A sentence
+    ends at ``.``, ``!``, ``?`` or ``…``, plus closing quotes, brackets and citation
+    markers ("… in 1904.[4][5]"), followed by white space and a word that does not
+    start in lower case, unless the word before the dot is a known abbreviation or
+    a single initial ("J. Biden"). A line break ends a sentence when the line ends
+    in such punctuation (whatever the next line starts with), when the next line is
+    a list item ("- ", "* ", "+ ", "1. ", "1) "), or after a list item unless the
+    next line is indented (the item goes on); other line breaks are white space, so
+    hard-wrapped prose stays one sentence. Returns spans in order; every character
+    of the range other than white space belongs to exactly one sentence.
     """
     end = len(text) if end is None else end
+    stops = sorted(set(_punctuation_ends(text, start, end)) | set(_list_item_ends(text, start, end)))
     spans: list[Span] = []
     sentence_start = start
-    for match in _SENTENCE_END.finditer(text, start, end):
-        stop = match.end()
-        follower = _NEXT_STARTS_SENTENCE.match(text, stop, end)
-        if stop < end and (follower is None or text[follower.end() - 1].islower()):
-            continue
-        if text[match.start()] == "." and _ends_with_abbreviation(text, sentence_start, match.start()):
-            continue
+    for stop in stops:
         s, e = _trim(text, sentence_start, stop)
         if s < e:
             spans.append((s, e))
@@ -281,11 +297,64 @@ def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[S
     return spans
 
 
-def _ends_with_abbreviation(text: str, sentence_start: int, dot: int) -> bool:
+def _punctuation_ends(text: str, start: int, end: int) -> Iterator[int]:
+    """Yield the ends of the sentences that end in punctuation inside the range."""
+    for match in _SENTENCE_END.finditer(text, start, end):
+        stop, ending = match.end(), match.group()
+        if stop == end:
+            continue
+        follower = _NEXT_STARTS_SENTENCE.match(text, stop, end)
+        next_lower = follower is not None and text[follower.end() - 1].islower()
+        word_start, word = _word_before(text, start, match.start())
+        if ending == "." and len(word) <= 3 and word.isdigit() and _starts_line(text, word_start):
+            continue  # the "1." of a numbered list item
+        # A citation marker after the dot shows that it ends a sentence, not an abbreviation.
+        abbreviation = ending[0] == "." and "[" not in ending and _is_abbreviation(word)
+        if _BEFORE_LINE_BREAK.match(text, stop, end):
+            # The end of a line ends the sentence whatever follows, unless an abbreviation
+            # or an ellipsis goes on in lower case on the next line: "10 a.m.\nwaktu".
+            ellipsis = ending[:2] == ".." or ending[0] == "…"
+            if abbreviation or (next_lower and (ellipsis or "." in word)):
+                continue
+        elif follower is None or next_lower or abbreviation:
+            continue
+        yield stop
+
+
+def _list_item_ends(text: str, start: int, end: int) -> Iterator[int]:
+    """Yield the content end of each line in the range whose line break ends a sentence
+    because of a list item (see :func:`split_sentences`)."""
+    previous_end, previous_item = None, False
+    line_start = start
+    for line_break in [*_LINE_BREAK.finditer(text, start, end), None]:
+        line_end = line_break.start() if line_break else end
+        s, e = _trim(text, line_start, line_end)
+        if s < e:
+            at_line_start = line_start != start or _starts_line(text, start)
+            item = at_line_start and _LIST_ITEM.match(text, line_start) is not None
+            indented = text[line_start].isspace()  # a list item going on
+            if previous_end is not None and (item or (previous_item and not indented)):
+                yield previous_end
+            previous_end, previous_item = e, item
+        line_start = line_break.end() if line_break else end
+
+
+def _starts_line(text: str, position: int) -> bool:
+    """Whether only spaces and tabs stand between ``position`` and the start of its line."""
+    lo = max(0, position - _MAX_INDENT)
+    while position > lo and text[position - 1] in " \t":
+        position -= 1
+    return position == 0 or text[position - 1] in "\r\n"
+
+
+def _word_before(text: str, sentence_start: int, dot: int) -> tuple[int, str]:
     word_start = dot
     while word_start > sentence_start and not text[word_start - 1].isspace():
         word_start -= 1
-    word = text[word_start:dot].lstrip("\"'“‘(«[").lower()
+    return word_start, text[word_start:dot].lstrip("\"'“‘(«[").lower()
+
+
+def _is_abbreviation(word: str) -> bool:
     if not word:
         return False
     if len(word) == 1 and word.isalpha():
@@ -398,9 +467,14 @@ def normalize_for_model(text: str) -> str:
 
 
 def passage_model_text(passage: Passage, settings: ChunkSettings) -> str:
-    """Return the text embedded for a passage: its title as context, then its text."""
+    """Return the text embedded for a passage: its title as context, then its text.
+
+    Takes the passage and the chunk settings (the title is context only when
+    ``settings.title_as_context`` is on). A passage that starts with the title
+    itself gets no second copy.
+    """
     body = normalize_for_model(passage.text)
-    if settings.title_as_context and passage.title:
+    if settings.title_as_context and passage.title and not passage.text.startswith(passage.title):
         return f"{normalize_for_model(passage.title)}. {body}"
     return body
 
@@ -410,9 +484,13 @@ def chunk_document(document: Document, count_tokens: TokenCounter, settings: Chu
 
     Takes the document, a function counting model tokens of a text (including the
     model's prompt and special tokens, so the budget is what the model sees), and the
-    chunk settings. Debris is dropped, the title becomes context of every passage
-    rather than a passage of its own, sentences stay whole, and passages never cross
-    paragraphs. Returns passages in document order.
+    chunk settings. Debris is dropped, sentences stay whole, and passages never cross
+    paragraphs. The title (see :func:`find_title`) is context of every passage rather
+    than a passage of its own; when only blank lines part it from the text, it also
+    starts the first passage, so a short first line ("The wifi password is hunter2")
+    is shown with the answer, not lost. A title followed by debris (a web page's
+    "1.234 views") stays context only, since a passage is one span and must not hold
+    debris. Returns passages in document order.
     """
     text = document.text
     paragraphs = content_paragraphs(text)
@@ -420,6 +498,7 @@ def chunk_document(document: Document, count_tokens: TokenCounter, settings: Chu
     title = text[title_span[0] : title_span[1]] if title_span else None
     if title_span:
         paragraphs = paragraphs[1:]
+    title_starts_text = bool(title_span) and not text[title_span[1] : paragraphs[0][0]].strip()
     prefix = f"{normalize_for_model(title)}. " if settings.title_as_context and title else ""
     if prefix and count_tokens(prefix) > settings.max_tokens - MIN_BODY_TOKENS:
         prefix, title = "", None  # a title this long can't be context: it would crowd the text out
@@ -428,8 +507,10 @@ def chunk_document(document: Document, count_tokens: TokenCounter, settings: Chu
         return count_tokens(prefix + normalize_for_model(piece))
 
     passages: list[Passage] = []
-    for p_start, p_end in paragraphs:
+    for i, (p_start, p_end) in enumerate(paragraphs):
         sentences = split_sentences(text, p_start, p_end)
+        if i == 0 and title_starts_text:
+            sentences[0] = (title_span[0], sentences[0][1])
         for start, end in pack_sentences(text, sentences, model_tokens, settings.max_tokens):
             passages.append(Passage(text[start:end], document.source, start, end, title))
     if not passages and title_span:

@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -57,11 +58,14 @@ def test_bundled_article_title_and_debris():
     doc = read_document(BUNDLED_ARTICLE)
     paragraphs = content_paragraphs(doc.text)
     title = find_title(doc.text, paragraphs)
-    assert doc.text[title[0]:title[1]] == "Rusia Akan Membeli Jutaan Roket-Peluru Artileri dari Korea Utara"
+    headline = "Rusia Akan Membeli Jutaan Roket-Peluru Artileri dari Korea Utara"
+    assert doc.text[title[0]:title[1]] == headline
     passages = chunk_document(doc, lambda t: words(t) + 2, ChunkSettings())
-    assert all("views" not in p.text for p in passages)
-    assert all(p.title == doc.text[title[0]:title[1]] for p in passages)
-    assert not any(p.text.startswith("Rusia Akan Membeli") for p in passages)
+    assert all(p.title == headline for p in passages)
+    # A counter line parts the headline from the lede, so the headline is context
+    # only: no passage holds it or the debris.
+    assert all("views" not in p.text and headline not in p.text for p in passages)
+    assert "Kementerian Pertahanan Rusia" in passages[0].text
     assert any("Mohajer-6" in p.text for p in passages)
 
 
@@ -113,10 +117,10 @@ def test_chunk_offsets_point_into_the_document_and_respect_the_token_budget():
     assert len(passages) > 10  # paragraphs over 37 words were split
 
 
-def test_passages_never_cross_paragraphs():
+def test_passages_never_cross_paragraphs_except_from_the_title():
     doc = document_from_bytes(b"Title line\n\nFirst para one. First para two.\n\nSecond para.", "t.txt")
     texts = [p.text for p in chunk_document(doc, words, ChunkSettings())]
-    assert texts == ["First para one. First para two.", "Second para."]
+    assert texts == ["Title line\n\nFirst para one. First para two.", "Second para."]
 
 
 def test_title_only_document_still_yields_a_passage():
@@ -127,8 +131,148 @@ def test_title_only_document_still_yields_a_passage():
 def test_offsets_survive_crlf_and_bom():
     doc = document_from_bytes("\ufeffHead\r\n\r\nBody one.\r\nBody two.\r\n".encode(), "crlf.txt")
     passages = chunk_document(doc, words, ChunkSettings())
-    assert [p.text for p in passages] == ["Body one.\r\nBody two."]
+    assert [p.text for p in passages] == ["Head\r\n\r\nBody one.\r\nBody two."]
     assert all(doc.text[p.start:p.end] == p.text for p in passages)
+    sentences = split_sentences(doc.text, passages[0].start, passages[0].end)
+    assert [doc.text[s:e] for s, e in sentences] == ["Head\r\n\r\nBody one.", "Body two."]
+
+
+def test_a_short_first_line_is_kept_with_the_text_after_it():
+    text = "The office wifi password is hunter2\n\nThe printer is on the third floor.\n"
+    passages = chunk_document(document_from_bytes(text.encode(), "notes.txt"), words, ChunkSettings())
+    assert [p.text for p in passages] == [text.strip()]
+    assert passages[0].start == 0 and passages[0].title == "The office wifi password is hunter2"
+
+
+def test_title_stays_with_the_first_sentence_when_the_paragraph_is_cut():
+    text = "Harbour news\n\nThe harbour opens on Monday. Ships queue at the gate. Fees rise in May."
+    passages = chunk_document(Document("d", text, ""), words, ChunkSettings(max_tokens=7))
+    assert [p.text for p in passages] == [
+        "Harbour news\n\nThe harbour opens on Monday.", "Ships queue at the gate.", "Fees rise in May."]
+
+
+def test_title_as_context_is_not_repeated_in_the_passage_that_starts_with_it():
+    settings = ChunkSettings(title_as_context=True)
+    doc = Document("d", "Harbour news\n\nShips queue.\n\nFees rise.", "")
+    first, second = chunk_document(doc, words, settings)
+    assert passage_model_text(first, settings) == "Harbour news Ships queue."
+    assert passage_model_text(second, settings) == "Harbour news. Fees rise."
+
+
+def test_a_title_parted_from_the_text_by_debris_is_context_only():
+    text = "Harbour to reopen\n\n1.234 views\n\nThe harbour opens on Monday.\n"
+    passages = chunk_document(Document("d", text, ""), words, ChunkSettings())
+    assert [(p.text, p.title) for p in passages] == [("The harbour opens on Monday.", "Harbour to reopen")]
+
+
+def test_a_list_item_is_not_a_title():
+    text = "- Alice phone 555-0101\n\n- Bob phone 555-0199\n"
+    assert find_title(text, content_paragraphs(text)) is None
+    assert find_title("# Notes\n\nText.", content_paragraphs("# Notes\n\nText.")) == (0, 7)
+
+
+WIKI = ("Fact 4: a survey of the valley counted eleven farms and two mills, according to the survey "
+        "published in 1904.[4][5] Fact 5: the mill burned down in 1911.[a] Fact 6: it was rebuilt "
+        "in stone by the same family.[note 1] \"It will stand,\" the owner said.\"[6] Fact 7: it did.")
+
+DOCUMENT_SHAPES = {
+    "title and paragraphs": "Harbour news\n\nThe harbour opens on Monday. Ships queue.\n\nFees rise in May.\n",
+    "notes": "The office wifi password is hunter2\n\nThe printer is on the third floor.\n",
+    "single short line": "door code 4711 kitchen",
+    "markdown with headings": ("# Office notes\n\n## Wifi\n\nThe password is hunter2.\n\n"
+                               "## Printer\nThird floor, ask Bob for toner\n\n### Misc\n\nNothing else\n"),
+    "markdown list": "- Alice phone 555-0101\n- Bob phone 555-0199\n* Carol phone 555-0123\n",
+    "list with blank lines": "- Alice phone 555-0101\n\n- Bob phone 555-0199\n\n- Carol phone 555-0123\n",
+    "numbered list under a heading": "Contacts\n\n1. Alice 555-0101\n2) Bob 555-0199\n10. Carol 555-0123\n",
+    "title, debris, text": "Harbour to reopen\n\n1.234 views\n\nThe harbour opens on Monday.\n",
+    "title, text": "Harbour to reopen\n\nThe harbour opens on Monday.\n",
+    "wikipedia": WIKI,
+}
+
+
+def assert_every_word_is_in_a_passage(text: str, passages) -> None:
+    """Every word of every line that is not debris lies inside some passage, or is
+    the title that every passage carries as context."""
+    covered = {i for p in passages for i in range(p.start, p.end)}
+    for line in re.finditer(r"[^\r\n]+", text):
+        if is_debris(line.group()) or all(p.title == line.group().strip() for p in passages):
+            continue
+        for word in re.finditer(r"\S+", line.group()):
+            start = line.start() + word.start()
+            assert set(range(start, start + len(word.group()))) <= covered, word.group()
+
+
+@pytest.mark.parametrize("max_tokens", [6, 160])
+@pytest.mark.parametrize("shape", sorted(DOCUMENT_SHAPES))
+def test_every_word_of_a_document_is_in_a_passage(shape, max_tokens):
+    text = DOCUMENT_SHAPES[shape]
+    passages = chunk_document(Document("d", text, ""), words, ChunkSettings(max_tokens=max_tokens))
+    assert_every_word_is_in_a_passage(text, passages)
+    assert all(p.text == text[p.start:p.end] for p in passages)
+
+
+def test_bundled_article_keeps_every_word_but_debris():
+    doc = read_document(BUNDLED_ARTICLE)
+    passages = chunk_document(doc, lambda t: words(t) + 2, ChunkSettings(max_tokens=40))
+    assert_every_word_is_in_a_passage(doc.text, passages)
+
+
+def test_citation_markers_close_the_sentence_before_them():
+    assert sentences_of(WIKI) == [
+        "Fact 4: a survey of the valley counted eleven farms and two mills, according to the survey "
+        "published in 1904.[4][5]",
+        "Fact 5: the mill burned down in 1911.[a]",
+        "Fact 6: it was rebuilt in stone by the same family.[note 1]",
+        "\"It will stand,\" the owner said.\"[6]",
+        "Fact 7: it did.",
+    ]
+    assert sentences_of("Apples, pears etc.[2] Then plums.") == ["Apples, pears etc.[2]", "Then plums."]
+    assert sentences_of("See [1] and [2]. [3] is older.") == ["See [1] and [2].", "[3] is older."]
+
+
+def test_passages_of_cited_text_end_at_sentence_ends():
+    text = " ".join(WIKI for _ in range(4))
+    passages = chunk_document(Document("d", text, ""), words, ChunkSettings(max_tokens=24))
+    assert len(passages) > 4
+    assert all(p.text.endswith(("]", "did.")) for p in passages), [p.text[-30:] for p in passages]
+
+
+@pytest.mark.parametrize("marker", ["- ", "* ", "+ ", "• ", "1. ", "1) "])
+def test_each_list_item_is_a_sentence(marker):
+    text = f"Contacts:\n{marker}Alice phone 555-0101\n{marker}Bob phone 555-0199\nCall before noon\n"
+    assert sentences_of(text) == [
+        "Contacts:", f"{marker}Alice phone 555-0101", f"{marker}Bob phone 555-0199", "Call before noon"]
+
+
+def test_a_list_item_goes_on_on_indented_lines():
+    text = "- Alice phone 555-0101, or her desk\n  phone when she is in\n- Bob phone 555-0199"
+    assert sentences_of(text) == ["- Alice phone 555-0101, or her desk\n  phone when she is in",
+                                  "- Bob phone 555-0199"]
+
+
+def test_numbered_items_in_prose_keep_their_number():
+    assert sentences_of("Steps:\n1. Open the lid.\n2. Pour.\n") == ["Steps:", "1. Open the lid.", "2. Pour."]
+    assert sentences_of("He was born in 1904. The next year he moved.") == [
+        "He was born in 1904.", "The next year he moved."]
+
+
+def test_a_line_ending_a_sentence_ends_it_at_the_line_break():
+    text = "The printer is on the third floor.\nthe wifi password is hunter2!\nask Bob for toner?\n- or Carol"
+    assert sentences_of(text) == [
+        "The printer is on the third floor.", "the wifi password is hunter2!", "ask Bob for toner?", "- or Carol"]
+
+
+def test_abbreviations_and_ellipses_at_a_line_break_go_on():
+    text = "Pukul 10 a.m.\nwaktu setempat, kata Dr.\nSmith. Kata dia...\nlalu pergi."
+    assert sentences_of(text) == ["Pukul 10 a.m.\nwaktu setempat, kata Dr.\nSmith.", "Kata dia...\nlalu pergi."]
+
+
+def test_hard_wrapped_prose_stays_one_sentence():
+    text = ("The committee met on the third floor of the old harbour office, where the\n"
+            "minutes of the previous meeting, which had been delayed by the storm, were\n"
+            "read aloud and approved without changes by all members present\n"
+            "at the time. Then it rained.\n")
+    assert sentences_of(text) == [text[: text.index(" Then")], "Then it rained."]
 
 
 def test_read_document_errors_are_one_line(tmp_path):

@@ -212,7 +212,7 @@ def test_passages_know_their_line(tmp_path):
     doc = write(tmp_path / "notes.txt", "Title\n\nfirst paragraph here.\n\n\nsecond one,\nover two lines.\n")
     update_index(tmp_path / "index", [doc], embedder=FakeEmbedder())
     lines = {p.text.split()[0]: p.line for p in read_index(tmp_path / "index").passages}
-    assert lines == {"first": 3, "second": 6}
+    assert lines == {"Title": 1, "second": 6}  # the title starts the first passage
 
 
 # ------------------------------------------------------------------ the command line
@@ -252,9 +252,9 @@ def test_cli_answer_gives_source_and_line(fake_model, library):
     assert qa("index", str(folder), "--model", FAKE_MODEL, "--index-dir", str(index_dir)).exit_code == 0
     data = json.loads(qa("ask", "--json", "where do kangaroos live", "--index-dir", str(index_dir)).stdout)
     top = data["passages"][0]
-    assert top["source"].endswith("kangaroo.txt") and top["line"] == 3
+    assert top["source"].endswith("kangaroo.txt") and top["line"] == 1
     text = qa("ask", "where do kangaroos live", "--index-dir", str(index_dir)).stdout
-    assert "kangaroo.txt, line 3" in text
+    assert "kangaroo.txt, line 1" in text
 
 
 def test_ask_drops_a_deleted_document(fake_model, library):

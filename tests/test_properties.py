@@ -172,10 +172,14 @@ def check_chunk_document(text: str, counter, settings_: ChunkSettings = ChunkSet
         assert p.text == text[p.start : p.end] and p.source == "doc.txt"
     paragraphs = content_paragraphs(text)
     title = find_title(text, paragraphs)
-    body = paragraphs[1:] if title and passages and passages[0].title is not None else paragraphs
     if title and passages and passages[0].title is None:  # the title alone is the only passage
         assert spans == [title]
         return passages
+    body = paragraphs
+    if title:
+        # the title starts the first passage when only white space parts it from the text
+        joined = not text[title[1] : paragraphs[1][0]].strip()
+        body = [(title[0], paragraphs[1][1])] + paragraphs[2:] if joined else paragraphs[1:]
     # passages never cross paragraphs, and keep every non-space character of them once
     for start, end in spans:
         assert any(ps <= start and end <= pe for ps, pe in body), (start, end, body)
