@@ -36,6 +36,8 @@ from qa.store import (
     IndexMissing,
     IndexOldFormat,
     Snapshot,
+    make_current,
+    newest_intact_generation,
     read_index,
     read_manifest,
     remove_leftovers,
@@ -373,9 +375,18 @@ class _Model:
         return self._probe
 
 
-def _previous_snapshot(index_dir: Path, notify: Notify) -> tuple[Snapshot | None, dict]:
-    """Return the current index (None if there is none or it is damaged), and the
-    manifest of an index in an older format (else empty), whose documents to index again."""
+def _previous_snapshot(index_dir: Path, notify: Notify, has_inputs: bool = False) -> tuple[Snapshot | None, dict]:
+    """Return the index to update (None if there is none or it can't be loaded), and the
+    manifest of an index that can't be loaded but whose documents can be indexed again
+    (older format, or damaged with a trustworthy manifest; else empty).
+
+    When ``CURRENT`` or the current manifest is damaged, the newest generation whose
+    manifest is intact supplies the document list: loaded whole (and made current)
+    when its files are intact too, so that only changed documents are embedded again.
+    With no intact manifest anywhere, the index is rebuilt only from paths the user
+    gave (``has_inputs``), never from the bundled article; without them this raises
+    :class:`IndexingError` saying how to rebuild it. The caller holds the writer lock.
+    """
     try:
         return read_index(index_dir), {}
     except IndexMissing:
@@ -384,8 +395,39 @@ def _previous_snapshot(index_dir: Path, notify: Notify) -> tuple[Snapshot | None
         notify("the index was written by an older qa: indexing its documents again")
         return None, exc.manifest
     except IndexCorrupt as exc:
-        notify(f"{exc}; building a new index from its documents")
-        return None, read_manifest(index_dir) or {}
+        manifest = read_manifest(index_dir)
+        if manifest is not None:  # a damaged data file; the document list is intact
+            notify(f"{exc}; building a new index from its documents")
+            return None, manifest
+        return _recovered(index_dir, exc, notify, has_inputs)
+
+
+def _recovered(index_dir: Path, exc: IndexCorrupt, notify: Notify, has_inputs: bool) -> tuple[Snapshot | None, dict]:
+    """What to rebuild from when ``CURRENT`` or the current manifest can't be trusted:
+    see :func:`_previous_snapshot`."""
+    intact = newest_intact_generation(index_dir)
+    if intact is None:
+        if not has_inputs:
+            raise IndexingError(f"{damaged_index_message(exc)}: `qa index PATH... --replace --index-dir {index_dir}` "
+                                "rebuilds it from the given paths")
+        notify(f"{damaged_index_message(exc)}: building a new index from the paths given")
+        return None, {}
+    documents = intact.manifest.get("documents")
+    count = len(documents) if isinstance(documents, list) else 0
+    written = intact.manifest.get("updated") or intact.manifest.get("created")
+    when = f", written {written}" if isinstance(written, str) else ""
+    notify(f"{exc}; rebuilding it from the document list of {intact.generation} "
+           f"({count} document{'s' * (count != 1)}{when}), the newest intact one")
+    if intact.snapshot is None:  # its data files are damaged too, or of an older format
+        return None, intact.manifest
+    make_current(index_dir, intact)
+    return intact.snapshot, {}
+
+
+def damaged_index_message(exc: IndexCorrupt) -> str:
+    """Return the one-line description of an index that can't be recovered: its damage
+    (``exc``), and that no intact document list is left in it. The caller adds what to run."""
+    return f"{exc}, and no intact list of its documents is left"
 
 
 def _carried_roots(manifest: dict) -> list[str]:
@@ -425,13 +467,15 @@ def update_index(
     document indexed before keeps its indexed version when it can't be read now.
     Vectors are journalled as they are embedded, so a rerun after an interruption
     resumes. The whole update holds the writer lock; the new generation replaces
-    the old atomically. Returns an :class:`IndexReport`.
+    the old atomically. An index that can't be read is rebuilt from its documents
+    as far as they are known (see :func:`_previous_snapshot`), never replaced by
+    the bundled article. Returns an :class:`IndexReport`.
     """
     started = time.perf_counter()
     notify = notify or (lambda _message: None)
     with writer_lock(index_dir, timeout=lock_timeout):
         remove_leftovers(index_dir)  # of a run killed while writing
-        previous, old_format = _previous_snapshot(index_dir, notify)
+        previous, old_format = _previous_snapshot(index_dir, notify, has_inputs=bool(inputs))
         carried = [] if replace_all else _carried_roots(old_format)
         old_model = old_format.get("model")
         if not model and isinstance(old_model, dict) and isinstance(old_model.get("name"), str):

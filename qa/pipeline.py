@@ -14,13 +14,22 @@ from qa.embedder import DEFAULT_MODEL, Embedder, load_embedder, load_query_embed
 from qa.indexer import (
     PassageProgress,
     changed_documents,
+    damaged_index_message,
     lexicon_reasons,
     model_reasons,
     new_documents,
     update_index,
 )
 from qa.retriever import Retriever
-from qa.store import IndexBusy, IndexMissing, IndexOldFormat, read_index
+from qa.store import (
+    IndexBusy,
+    IndexCorrupt,
+    IndexMissing,
+    IndexOldFormat,
+    newest_intact_generation,
+    read_index,
+    read_manifest,
+)
 
 Notify = Callable[[str], None]
 # How long a question waits for another process's index update before answering
@@ -48,7 +57,10 @@ def open_retriever(
     Takes the index directory, the model the user asked for (None: whichever built
     the index, or the default for a new one), the default index directory (to word
     hints), and callbacks for status lines and embedding progress. With no index
-    yet, the bundled article is indexed. An index whose documents, chunking, model or
+    yet, the bundled article is indexed. An index whose ``CURRENT`` or manifest is
+    damaged is rebuilt from the document list of its newest intact generation (never
+    replaced by the bundled article), and is a :class:`PipelineError` saying how to
+    rebuild it when there is none. An index whose documents, chunking, model or
     BM25 rules changed is brought up to date first (only what changed is embedded; deleted
     documents are dropped). A different model from the index's is a
     :class:`PipelineError` that says what to run.
@@ -58,6 +70,15 @@ def open_retriever(
         snapshot = read_index(index_dir)
     except IndexOldFormat:
         update_index(index_dir, model=model, notify=notify, progress=progress)  # indexes its documents again
+        snapshot = read_index(index_dir)
+    except IndexCorrupt as exc:
+        if read_manifest(index_dir) is not None:
+            raise  # a damaged file of an intact manifest: `qa index` rebuilds it from its documents
+        # CURRENT or its manifest is damaged: never the bundled article in the library's place.
+        if newest_intact_generation(index_dir, load=False) is None:
+            raise PipelineError(f"{damaged_index_message(exc)}: `qa index PATH... --replace{hint_dir}` "
+                                "rebuilds it from the given paths") from None
+        update_index(index_dir, model=model, notify=notify, progress=progress)  # from the newest intact generation
         snapshot = read_index(index_dir)
     except IndexMissing:
         embedder = load_embedder(model, progress=notify)

@@ -6,6 +6,8 @@ Layout of an index directory::
     .lock                taken by writers, so that two builds never interleave
     gen-<id>/            one complete, immutable generation of the index
         manifest.json    format version, model, chunking, documents, file checksums
+        manifest.sha256  the manifest's own checksum, to trust it when it is no longer
+                         current (recovering the document list of a damaged index)
         vectors.faiss    FAISS inner-product index of the passage vectors (qa/ann.py picks
                          exact or approximate by size; large files are memory-mapped)
         vectors.npy      the passage vectors themselves, unit rows, for exact re-scoring
@@ -17,8 +19,10 @@ Layout of an index directory::
 A build writes a new generation beside the old one and then swaps ``CURRENT``, so a
 reader (or a crash at any moment) only ever sees the old index or the new one. Every
 file is checked against the checksums in the manifest, and the manifest against
-``CURRENT``, before it is used. Nothing loaded from an index can execute code: JSON,
-FAISS's own format, and ``.npy`` with pickles disabled.
+``CURRENT``, before it is used. When ``CURRENT`` or the current manifest is damaged,
+:func:`newest_intact_generation` finds the newest generation whose manifest can still
+be trusted, so that the library's document list is not lost. Nothing loaded from an
+index can execute code: JSON, FAISS's own format, and ``.npy`` with pickles disabled.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ FORMAT_VERSION = 4
 CURRENT = "CURRENT"
 LOCK = ".lock"
 MANIFEST = "manifest.json"
+MANIFEST_SHA = "manifest.sha256"
 VECTORS = "vectors.faiss"
 VECTORS_NPY = "vectors.npy"
 # Arrays of at least this size are memory-mapped when an index is read, not loaded.
@@ -167,11 +172,37 @@ def _write_file(path: Path, data: bytes) -> None:
         os.fsync(handle.fileno())
 
 
+def _file_in_the_way(index_dir: Path) -> Path | None:
+    """Return ``index_dir``, or the ancestor of it, that exists as something other than a
+    directory (a regular file where the index should be); None if there is none."""
+    for path in (index_dir, *index_dir.parents):
+        try:
+            if path.exists():
+                return None if path.is_dir() else path
+        except OSError:
+            return None
+    return None
+
+
+def _not_a_directory(index_dir: Path, blocker: Path, doing: str) -> StoreError:
+    """The one-line error for an index directory that is a file, or lies under one."""
+    if blocker == index_dir:
+        return StoreError(f"{index_dir} is not a directory")
+    return StoreError(f"cannot {doing} the index directory {index_dir}: {blocker} is not a directory")
+
+
 def _read_current(index_dir: Path) -> tuple[str, str]:
     try:
         words = (index_dir / CURRENT).read_text(encoding="ascii").split()
     except FileNotFoundError:
+        if generations(index_dir):  # generations without a pointer: damaged, not new
+            raise IndexCorrupt(f"index at {index_dir} is damaged: {CURRENT} is missing") from None
         raise IndexMissing(f"no index in {index_dir} yet") from None
+    except NotADirectoryError as exc:
+        blocker = _file_in_the_way(index_dir)
+        if blocker is not None:
+            raise _not_a_directory(index_dir, blocker, "read") from None
+        raise IndexCorrupt(f"index at {index_dir} is damaged: cannot read {CURRENT} ({exc})") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise IndexCorrupt(f"index at {index_dir} is damaged: cannot read {CURRENT} ({exc})") from None
     if len(words) != 2 or not words[0].startswith("gen-") or "/" in words[0]:
@@ -213,10 +244,10 @@ def read_index(index_dir: Path) -> Snapshot:
     raise IndexCorrupt(f"index at {index_dir} keeps changing while being read")
 
 
-def _read_generation(index_dir: Path, generation: str, manifest_sha: str) -> Snapshot:
-    gen_dir = index_dir / generation
+def _check_manifest(index_dir: Path, manifest_bytes: bytes, manifest_sha: str) -> dict:
+    """Return the parsed manifest if it matches ``manifest_sha`` and is a manifest of this
+    qa's format; raise :class:`IndexCorrupt` (or :class:`IndexOldFormat`) otherwise."""
     damaged = f"index at {index_dir} is damaged"
-    manifest_bytes = (gen_dir / MANIFEST).read_bytes()
     if hashlib.sha256(manifest_bytes).hexdigest() != manifest_sha:
         raise IndexCorrupt(f"{damaged}: {MANIFEST} does not match its checksum")
     try:
@@ -236,6 +267,13 @@ def _read_generation(index_dir: Path, generation: str, manifest_sha: str) -> Sna
             f"index at {index_dir} has format version {version}; this qa reads version "
             f"{FORMAT_VERSION}: rebuild it with `qa index`"
         )
+    return manifest
+
+
+def _read_generation(index_dir: Path, generation: str, manifest_sha: str) -> Snapshot:
+    gen_dir = index_dir / generation
+    damaged = f"index at {index_dir} is damaged"
+    manifest = _check_manifest(index_dir, (gen_dir / MANIFEST).read_bytes(), manifest_sha)
     for name in DATA_FILES:
         entry = manifest["files"].get(name)
         expected = entry.get("sha256") if isinstance(entry, dict) else None
@@ -378,33 +416,156 @@ def write_index(index_dir: Path, manifest: dict, content: IndexContent) -> Path:
             },
         }
         manifest_bytes = json.dumps(manifest, ensure_ascii=False, indent=1).encode("utf-8")
+        manifest_sha = hashlib.sha256(manifest_bytes).hexdigest()
         _write_file(tmp / MANIFEST, manifest_bytes)
+        _write_file(tmp / MANIFEST_SHA, f"{manifest_sha}\n".encode())
         _fsync_dir(tmp)
         os.rename(tmp, index_dir / generation)
         _fsync_dir(index_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    current_tmp = index_dir / f".tmp-{CURRENT}-{os.getpid()}"
-    _write_file(current_tmp, f"{generation} {hashlib.sha256(manifest_bytes).hexdigest()}\n".encode())
-    os.replace(current_tmp, index_dir / CURRENT)
-    _fsync_dir(index_dir)
+    _swap_current(index_dir, generation, manifest_sha)
     _remove_old_generations(index_dir, generation)
     return index_dir / generation
+
+
+def _swap_current(index_dir: Path, generation: str, manifest_sha: str) -> None:
+    """Point ``CURRENT`` at ``generation`` (whose manifest has ``manifest_sha``), atomically."""
+    current_tmp = index_dir / f".tmp-{CURRENT}-{os.getpid()}"
+    _write_file(current_tmp, f"{generation} {manifest_sha}\n".encode())
+    os.replace(current_tmp, index_dir / CURRENT)
+    _fsync_dir(index_dir)
+
+
+def _generation_time(name: str) -> int:
+    """The time in a generation's name (``gen-<ns>-<pid>``), 0 if it has none."""
+    parts = name.split("-")
+    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+
+
+def generations(index_dir: Path) -> list[str]:
+    """Return the names of the generation directories in ``index_dir``, newest first.
+
+    Newest by the time in the name (``gen-<ns>-<pid>``); none for a missing directory.
+    What a damaged index is recovered from, and what clean-up chooses among.
+    """
+    try:
+        found = [p.name for p in index_dir.glob("gen-*") if p.is_dir()]
+    except OSError:
+        return []
+    return sorted(found, key=lambda name: (_generation_time(name), name), reverse=True)
+
+
+@dataclass
+class IntactGeneration:
+    """A generation whose manifest can be trusted (see :func:`newest_intact_generation`).
+
+    ``manifest`` is parsed (of this or an older format); ``snapshot`` is the whole
+    generation, loaded and verified, when its data files are intact and of this format
+    (else None: only its document list can be trusted).
+    """
+
+    generation: str
+    manifest: dict
+    manifest_sha: str
+    snapshot: Snapshot | None
+
+
+def _trusted_shas(index_dir: Path, generation: str) -> set[str]:
+    """The checksums a generation's manifest may match: its own record, and ``CURRENT``'s
+    when ``CURRENT`` names it. Empty for a generation written before qa recorded one."""
+    shas = set()
+    try:
+        words = (index_dir / generation / MANIFEST_SHA).read_text(encoding="ascii").split()
+        if len(words) == 1:
+            shas.add(words[0])
+        else:
+            shas.add("unreadable")  # a damaged record trusts nothing
+    except FileNotFoundError:
+        pass
+    except (OSError, UnicodeDecodeError):
+        shas.add("unreadable")
+    try:
+        current, sha = _read_current(index_dir)
+        if current == generation:
+            shas.add(sha)
+    except StoreError:
+        pass
+    return shas
+
+
+def _intact_manifest(index_dir: Path, generation: str) -> tuple[dict, str] | None:
+    """Return a generation's manifest and its checksum if it passes :func:`read_index`'s
+    manifest checks (checksum, JSON, shape, a format this qa knows), else None."""
+    try:
+        data = (index_dir / generation / MANIFEST).read_bytes()
+    except OSError:
+        return None
+    sha = hashlib.sha256(data).hexdigest()
+    trusted = _trusted_shas(index_dir, generation)
+    if trusted and sha not in trusted:
+        return None
+    try:
+        return _check_manifest(index_dir, data, sha), sha
+    except IndexOldFormat as exc:
+        return exc.manifest, sha
+    except IndexCorrupt:
+        return None
+
+
+def newest_intact_generation(index_dir: Path, load: bool = True) -> IntactGeneration | None:
+    """Return the newest generation in ``index_dir`` whose manifest can be trusted, or None.
+
+    For an index whose ``CURRENT`` or current manifest is damaged: the document list
+    (roots, exclusions, documents) of that generation is what the index is rebuilt
+    from, instead of losing the library. A manifest is trusted when it matches the
+    checksum recorded beside it (or ``CURRENT``'s, for the generation ``CURRENT``
+    names), and is valid JSON of a known format; a generation of an older qa, with no
+    record, is taken on the JSON checks alone. With ``load``, the generation's data
+    files are verified and loaded too (``snapshot``), for their vectors to be reused.
+    """
+    for generation in generations(index_dir):
+        found = _intact_manifest(index_dir, generation)
+        if found is None:
+            continue
+        manifest, sha = found
+        snapshot = None
+        if load and manifest.get("format_version") == FORMAT_VERSION:
+            try:
+                snapshot = _read_generation(index_dir, generation, sha)
+            except (StoreError, OSError):
+                snapshot = None
+        return IntactGeneration(generation, manifest, sha, snapshot)
+    return None
+
+
+def make_current(index_dir: Path, intact: IntactGeneration) -> None:
+    """Make a verified generation (``intact.snapshot`` is set) the current one, atomically.
+
+    For an index whose ``CURRENT`` or current manifest is damaged, recovered from an
+    older generation. The caller holds :func:`writer_lock`.
+    """
+    if intact.snapshot is None:
+        raise ValueError("only a generation whose files were verified can be made current")
+    _swap_current(index_dir, intact.generation, intact.manifest_sha)
 
 
 def _remove_old_generations(index_dir: Path, current: str) -> None:
     """Delete leftovers of crashed writes and all but the newest generations.
 
     The previous generation is kept so that a reader that has just read the old
-    ``CURRENT`` can still open it.
+    ``CURRENT`` can still open it, and so that a damaged index can be recovered from
+    it. Generations whose manifest is intact are kept in preference to damaged ones
+    (after a recovery, the damaged generation is the newest of the old ones).
     """
-    generations = sorted(
-        (p for p in index_dir.glob("gen-*") if p.name != current),
-        key=lambda p: int(p.name.split("-")[1]) if p.name.split("-")[1].isdigit() else 0,
-    )
-    for old in generations[: max(0, len(generations) - (GENERATIONS_KEPT - 1))]:
-        shutil.rmtree(old, ignore_errors=True)
+    others = [name for name in generations(index_dir) if name != current]  # newest first
+    if len(others) <= GENERATIONS_KEPT - 1:
+        _remove_tmp(index_dir)
+        return
+    ranked = sorted(others, key=lambda name: _intact_manifest(index_dir, name) is None)  # stable: newest first
+    for old in ranked[GENERATIONS_KEPT - 1:]:
+        shutil.rmtree(index_dir / old, ignore_errors=True)
     _remove_tmp(index_dir)
 
 
@@ -412,15 +573,17 @@ def remove_leftovers(index_dir: Path) -> None:
     """Delete what killed writes left in ``index_dir``: ``.tmp-*``, and generations past the
     two newest (a write killed between swapping ``CURRENT`` and its clean-up).
 
-    The caller holds :func:`writer_lock`.
+    Generations are left alone while the current manifest can't be trusted (or
+    ``CURRENT`` can't): the older ones are what the index is recovered from. The
+    caller holds :func:`writer_lock`.
     """
     try:
         current = _read_current(index_dir)[0]
     except StoreError:
         current = None
-    if current and (index_dir / current).is_dir():
-        generations = [p for p in index_dir.glob("gen-*") if p.name != current]
-        if len(generations) > GENERATIONS_KEPT - 1:
+    if current and (index_dir / current).is_dir() and read_manifest(index_dir) is not None:
+        others = [p for p in index_dir.glob("gen-*") if p.name != current]
+        if len(others) > GENERATIONS_KEPT - 1:
             _remove_old_generations(index_dir, current)
             return
     _remove_tmp(index_dir)
@@ -437,8 +600,12 @@ def _remove_tmp(index_dir: Path) -> None:
 def ensure_writable(index_dir: Path) -> None:
     """Create ``index_dir`` if needed and check that files can be written in it.
 
-    Raises :class:`StoreError` with a one-line reason otherwise.
+    Raises :class:`StoreError` with a one-line reason otherwise ("... is not a
+    directory" for a regular file in the way).
     """
+    blocker = _file_in_the_way(index_dir)
+    if blocker is not None:
+        raise _not_a_directory(index_dir, blocker, "write")
     try:
         index_dir.mkdir(parents=True, exist_ok=True)
         probe = index_dir / f".tmp-probe-{os.getpid()}"

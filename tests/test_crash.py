@@ -247,6 +247,32 @@ def test_index_killed_at_random_moments_is_old_or_new(tmp_path, corpora, referen
     assert_clean(index_dir)
 
 
+def test_first_index_killed_before_current_was_written_is_recovered_not_replaced(tmp_path, corpora, references,
+                                                                                monkeypatch):
+    """A first build killed after its generation was renamed into place but before
+    CURRENT was written leaves a complete generation and no CURRENT: the next run
+    makes that generation current (it is what was asked for), and never indexes the
+    bundled article in its place."""
+    index_dir = tmp_path / "first"
+    real_replace = os.replace
+
+    def killed_before_current(src, dst, *args, **kwargs):
+        if Path(dst).name == CURRENT:
+            raise KeyboardInterrupt
+        return real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", killed_before_current)
+    with pytest.raises(KeyboardInterrupt):
+        build_index(index_dir, corpora["b"], FakeEmbedder())
+    monkeypatch.undo()
+    assert not (index_dir / CURRENT).exists() and len(list(index_dir.glob("gen-*"))) == 1
+    done = run_qa("index", "--index-dir", str(index_dir))
+    assert done.returncode == 0, done.stderr
+    assert "CURRENT is missing" in done.stderr and "bundled" not in done.stderr
+    assert digest(index_dir) == references["b"]
+    assert_clean(index_dir)
+
+
 # --------------------------------------------------------------------------- hostile files
 
 

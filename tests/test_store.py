@@ -201,3 +201,112 @@ def test_lock_of_a_killed_process_does_not_block(tmp_path):
     proc.join(10)
     with writer_lock(tmp_path, timeout=2):
         pass
+
+
+# --------------------------------------------------------------------------- damaged CURRENT or manifest
+
+
+def _flip(path, at=None):
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2 if at is None else at] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def _point_current_at(index_dir, gen):
+    import hashlib
+
+    sha = hashlib.sha256((gen / MANIFEST).read_bytes()).hexdigest()
+    (index_dir / CURRENT).write_text(f"{gen.name} {sha}\n")
+
+
+def test_missing_current_beside_generations_is_damaged_not_missing(tmp_path):
+    write_index(tmp_path, *sample())
+    (tmp_path / CURRENT).unlink()
+    with pytest.raises(IndexCorrupt, match="damaged: CURRENT is missing"):
+        read_index(tmp_path)
+
+
+def test_a_regular_file_as_the_index_directory_is_not_a_directory(tmp_path):
+    from qa.store import ensure_writable
+
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for call in (read_index, ensure_writable):
+        with pytest.raises(StoreError) as info:
+            call(afile)
+        assert str(info.value) == f"{afile} is not a directory"
+        assert not isinstance(info.value, (IndexCorrupt, IndexMissing))
+    with pytest.raises(StoreError, match=f"cannot read the index directory .*: {re.escape(str(afile))} is not a directory"):
+        read_index(afile / "index")
+
+
+def test_each_generation_records_its_manifest_checksum(tmp_path):
+    import hashlib
+
+    from qa.store import MANIFEST_SHA
+
+    write_index(tmp_path, *sample())
+    gen = read_index(tmp_path).directory
+    expected = hashlib.sha256((gen / MANIFEST).read_bytes()).hexdigest()
+    assert (gen / MANIFEST_SHA).read_text().split() == [expected]
+    assert (tmp_path / CURRENT).read_text().split()[1] == expected
+
+
+def test_newest_intact_generation_skips_damaged_manifests(tmp_path):
+    from qa.store import newest_intact_generation
+
+    write_index(tmp_path, *sample(seed=1))
+    older = read_index(tmp_path).directory
+    write_index(tmp_path, *sample(seed=2))
+    newest = read_index(tmp_path).directory
+    assert newest_intact_generation(tmp_path).generation == newest.name
+    _flip(newest / MANIFEST)
+    found = newest_intact_generation(tmp_path)
+    assert found.generation == older.name and found.snapshot is not None
+    assert found.snapshot.passages == sample(seed=1)[1].passages
+    # Valid JSON, wrong content: only the checksum recorded beside it tells.
+    (older / MANIFEST).write_bytes((older / MANIFEST).read_bytes().replace(b"/docs/a.txt", b"/docs/b.txt"))
+    assert newest_intact_generation(tmp_path) is None
+
+
+def test_newest_intact_generation_keeps_the_manifest_of_damaged_data(tmp_path):
+    from qa.store import newest_intact_generation
+
+    write_index(tmp_path, *sample(seed=1))
+    older = read_index(tmp_path).directory
+    write_index(tmp_path, *sample(seed=2))
+    _flip(read_index(tmp_path).directory / MANIFEST)
+    _flip(older / VECTORS)
+    found = newest_intact_generation(tmp_path)
+    assert found.generation == older.name and found.snapshot is None
+    assert found.manifest["documents"] == sample()[0]["documents"]
+
+
+def test_leftovers_are_not_pruned_while_the_current_manifest_is_damaged(tmp_path):
+    import shutil
+
+    from qa.store import remove_leftovers
+
+    write_index(tmp_path, *sample(seed=1))
+    first = read_index(tmp_path).directory
+    write_index(tmp_path, *sample(seed=2))
+    current = read_index(tmp_path).directory
+    leftover = tmp_path / "gen-1-1"  # an older generation a killed write left behind
+    shutil.copytree(first, leftover)
+    _flip(first / MANIFEST)
+    _flip(current / MANIFEST)  # the leftover is the only intact generation
+    (tmp_path / ".tmp-gen-2-2").mkdir()
+    remove_leftovers(tmp_path)
+    assert leftover.exists() and first.exists() and current.exists()
+    assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_a_write_keeps_an_intact_previous_generation_rather_than_a_newer_damaged_one(tmp_path):
+    write_index(tmp_path, *sample(seed=1))
+    intact = read_index(tmp_path).directory
+    write_index(tmp_path, *sample(seed=2))
+    damaged = read_index(tmp_path).directory
+    _flip(damaged / MANIFEST)
+    _point_current_at(tmp_path, intact)  # what a recovery does
+    write_index(tmp_path, *sample(seed=3))
+    assert intact.exists() and not damaged.exists()
