@@ -120,9 +120,23 @@ class Snapshot:
 
     @property
     def index(self):
-        """The FAISS index of the passage vectors (verified against its checksum when read)."""
+        """The FAISS index of the passage vectors (verified against its checksum when read).
+
+        When the generation has been deleted since it was read (two later writes), an
+        exact index is rebuilt from ``content.vectors``, verified when the snapshot was
+        read: it holds the same vectors. An approximate index is always read with the
+        snapshot, so it can't go missing here.
+        """
         if self._index is None:
-            self._index = _read_faiss(self.directory, self.manifest, self.content)
+            try:
+                self._index = _read_faiss(self.directory, self.manifest, self.content)
+            except IndexCorrupt:
+                from qa import ann
+
+                n = len(self.content.passages)
+                if (self.directory / VECTORS).exists() or ann.index_kind(n) != ann.FLAT:
+                    raise
+                self._index = ann.build_vector_index(self.content.vectors)
         return self._index
 
     @property

@@ -310,3 +310,26 @@ def test_a_write_keeps_an_intact_previous_generation_rather_than_a_newer_damaged
     _point_current_at(tmp_path, intact)  # what a recovery does
     write_index(tmp_path, *sample(seed=3))
     assert intact.exists() and not damaged.exists()
+
+
+def test_a_snapshot_whose_generation_was_deleted_after_reading_still_searches(tmp_path):
+    """Two later writes delete the generation a reader holds; its FAISS index is read
+    lazily, and must then come from the vectors verified when the snapshot was read."""
+    manifest, content = sample(20)
+    write_index(tmp_path, manifest, content)
+    snap = read_index(tmp_path)
+    write_index(tmp_path, *sample(20, seed=3))
+    write_index(tmp_path, *sample(20, seed=4))
+    assert not snap.directory.exists()
+    assert np.array_equal(snap.index.reconstruct_n(0, 20), content.vectors)
+    queries = unit_rows(3, seed=9)
+    scores, ids = snap.search(queries, 3)
+    assert (ids == np.argsort(-(queries @ content.vectors.T), axis=1)[:, :3]).all()
+
+
+def test_a_vectors_file_changed_after_reading_is_still_damage(tmp_path):
+    write_index(tmp_path, *sample(20))
+    snap = read_index(tmp_path)
+    (snap.directory / "vectors.faiss").write_bytes(b"garbage")
+    with pytest.raises(IndexCorrupt):
+        snap.index
