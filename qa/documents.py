@@ -21,8 +21,8 @@ TokenCounter = Callable[[str], int]
 
 # Bump when splitting or chunking changes in a way that changes passages: indexes
 # built by an older chunker are then detected as stale and rebuilt.
-# 2: a title parted from the text only by blank lines starts the first passage;
-# sentences end after citation markers and at the ends of list items and of lines
+# 2: a heading (the title too) parted from the text only by blank lines starts the
+# next paragraph; number lines among lines of text are kept; sentences end after citation markers and at the ends of list items and of lines
 # ending a sentence; a list item is never a title.
 CHUNKER_VERSION = 2
 # Room a passage's own text keeps beside a title embedded as its context.
@@ -174,10 +174,12 @@ _DEBRIS_PATTERNS = [
 
 
 def is_debris(line: str) -> bool:
-    """Return True for a line that is web-page debris, not content.
+    """Return True for a line that is web-page debris, not content, seen on its own.
 
     Catches view and share counters ("Internasional057 views"), "Baca juga" links,
-    advertisement markers, and lines without a single letter.
+    advertisement markers, and lines without a single letter. A line of digits
+    without letters ("4711", "555-0101") is debris alone but content next to lines
+    of text: :func:`is_number_line` and :func:`content_paragraphs` keep it there.
     """
     stripped = line.strip()
     if not stripped:
@@ -185,6 +187,16 @@ def is_debris(line: str) -> bool:
     if not any(ch.isalpha() for ch in stripped):
         return True
     return any(p.match(stripped) for p in _DEBRIS_PATTERNS)
+
+
+def is_number_line(line: str) -> bool:
+    """Return True for a line with digits and no letters: "4711", "+62 812 3456", "10:30".
+
+    Such a line is a page number or a counter when it stands alone, and part of what
+    is said ("Door code" / "4711") when it is written under or between lines of text.
+    """
+    stripped = line.strip()
+    return any(ch.isdigit() for ch in stripped) and not any(ch.isalpha() for ch in stripped)
 
 
 def _lines(text: str) -> Iterator[Span]:
@@ -203,47 +215,107 @@ def _trim(text: str, start: int, end: int) -> Span:
     return start, end
 
 
+def content_lines(text: str) -> list[Span]:
+    """Return the spans of the lines of ``text`` that are content, in order.
+
+    A line is content unless it is debris (see :func:`is_debris`); a number line
+    (see :func:`is_number_line`) is content when a line of content text stands in
+    the same block of lines (no blank line between). Spans are whole lines, untrimmed.
+    """
+    lines = list(_lines(text))
+    kept: list[Span] = []
+    block: list[tuple[Span, str]] = []  # (line, "text" | "number" | "debris")
+
+    def close_block() -> None:
+        has_text = any(kind == "text" for _, kind in block)
+        kept.extend(span for span, kind in block if kind == "text" or (kind == "number" and has_text))
+        block.clear()
+
+    for start, end in lines:
+        line = text[start:end]
+        if not line.strip():
+            close_block()
+        elif not is_debris(line):
+            block.append(((start, end), "text"))
+        elif is_number_line(line):
+            block.append(((start, end), "number"))
+        else:
+            block.append(((start, end), "debris"))
+    close_block()
+    return kept
+
+
 def content_paragraphs(text: str) -> list[Span]:
     """Split a document into paragraphs of content, dropping debris lines.
 
-    Paragraphs are separated by blank lines. Debris lines (see :func:`is_debris`)
-    are dropped and also end a paragraph. Returns trimmed ``(start, end)`` spans.
+    Paragraphs are separated by blank lines. Lines that are not content (see
+    :func:`content_lines`) are dropped and also end a paragraph. Returns trimmed
+    ``(start, end)`` spans.
     """
     paragraphs: list[Span] = []
     current: Span | None = None
-    for start, end in _lines(text):
-        line = text[start:end]
-        if is_debris(line):
+    previous_end = None
+    for start, end in content_lines(text):
+        s, e = _trim(text, start, end)
+        adjacent = previous_end is not None and _LINE_BREAK.fullmatch(text, previous_end, start) is not None
+        if current and adjacent:
+            current = (current[0], e)
+        else:
             if current:
                 paragraphs.append(current)
-            current = None
-            continue
-        s, e = _trim(text, start, end)
-        current = (current[0], e) if current else (s, e)
+            current = (s, e)
+        previous_end = end
     if current:
         paragraphs.append(current)
     return paragraphs
 
 
+def is_heading(text: str, span: Span) -> bool:
+    """Return True when the paragraph ``text[span]`` reads as a heading.
+
+    A heading is short, on one line, doesn't end like a sentence and isn't a list
+    item: an article's headline, a Markdown "## Wifi", a "Contacts" above a list.
+    """
+    start, end = span
+    line = text[start:end]
+    if "\n" in line or "\r" in line or len(line) > 200:
+        return False
+    if line.rstrip()[-1:] in ".!?;:,":
+        return False
+    return _LIST_ITEM.match(text, start) is None
+
+
 def find_title(text: str, paragraphs: list[Span]) -> Span | None:
     """Return the span of the document's title, or None when it has none.
 
-    Takes the document text and its :func:`content_paragraphs`. The title is a short
-    first paragraph on one line that doesn't end like a sentence and isn't a list
-    item, followed by more content: the headline of an article, a Markdown "# ..."
-    heading. See :func:`chunk_document` for what becomes of it.
+    Takes the document text and its :func:`content_paragraphs`. The title is a first
+    paragraph that is a heading (see :func:`is_heading`), followed by more content.
+    See :func:`chunk_document` for what becomes of it.
     """
-    if len(paragraphs) < 2:
+    if len(paragraphs) < 2 or not is_heading(text, paragraphs[0]):
         return None
-    start, end = paragraphs[0]
-    first = text[start:end]
-    if "\n" in first or "\r" in first or len(first) > 200:
-        return None
-    if first.rstrip()[-1:] in ".!?;:,":
-        return None
-    if _LIST_ITEM.match(text, start):
-        return None
-    return start, end
+    return paragraphs[0]
+
+
+def paragraph_groups(text: str, paragraphs: list[Span]) -> list[Span]:
+    """Join each heading to the paragraph after it, returning the spans passages are cut from.
+
+    Takes the document text and its content paragraphs. A heading (see
+    :func:`is_heading`) parted from the next paragraph only by blank lines starts
+    that paragraph, so "## Wifi" is shown with the text it names instead of being a
+    passage of its own; a heading followed by debris, or by nothing, stays alone.
+    Returns ``(start, end)`` spans covering the paragraphs, in order.
+    """
+    groups: list[Span] = []
+    pending: int | None = None
+    for i, (start, end) in enumerate(paragraphs):
+        follows = i + 1 < len(paragraphs) and not text[end : paragraphs[i + 1][0]].strip()
+        if follows and is_heading(text, (start, end)):
+            pending = start if pending is None else pending
+            continue
+        groups.append((start if pending is None else pending, end))
+        pending = None
+    return groups
 
 
 # --- sentences ------------------------------------------------------------------
@@ -485,20 +557,19 @@ def chunk_document(document: Document, count_tokens: TokenCounter, settings: Chu
     Takes the document, a function counting model tokens of a text (including the
     model's prompt and special tokens, so the budget is what the model sees), and the
     chunk settings. Debris is dropped, sentences stay whole, and passages never cross
-    paragraphs. The title (see :func:`find_title`) is context of every passage rather
-    than a passage of its own; when only blank lines part it from the text, it also
-    starts the first passage, so a short first line ("The wifi password is hunter2")
-    is shown with the answer, not lost. A title followed by debris (a web page's
-    "1.234 views") stays context only, since a passage is one span and must not hold
-    debris. Returns passages in document order.
+    paragraphs, except that a heading starts the paragraph after it (see
+    :func:`paragraph_groups`): "The wifi password is hunter2" or "## Wifi" is shown
+    with the text it heads, not lost or returned alone. The title (see
+    :func:`find_title`) is also carried by every passage; a title parted from the
+    text by debris (a web page's "1.234 views") is that context only, since a passage
+    is one span and must not hold debris. Returns passages in document order.
     """
     text = document.text
     paragraphs = content_paragraphs(text)
     title_span = find_title(text, paragraphs)
     title = text[title_span[0] : title_span[1]] if title_span else None
-    if title_span:
+    if title_span and text[title_span[1] : paragraphs[1][0]].strip():
         paragraphs = paragraphs[1:]
-    title_starts_text = bool(title_span) and not text[title_span[1] : paragraphs[0][0]].strip()
     prefix = f"{normalize_for_model(title)}. " if settings.title_as_context and title else ""
     if prefix and count_tokens(prefix) > settings.max_tokens - MIN_BODY_TOKENS:
         prefix, title = "", None  # a title this long can't be context: it would crowd the text out
@@ -507,10 +578,8 @@ def chunk_document(document: Document, count_tokens: TokenCounter, settings: Chu
         return count_tokens(prefix + normalize_for_model(piece))
 
     passages: list[Passage] = []
-    for i, (p_start, p_end) in enumerate(paragraphs):
-        sentences = split_sentences(text, p_start, p_end)
-        if i == 0 and title_starts_text:
-            sentences[0] = (title_span[0], sentences[0][1])
+    for g_start, g_end in paragraph_groups(text, paragraphs):
+        sentences = split_sentences(text, g_start, g_end)
         for start, end in pack_sentences(text, sentences, model_tokens, settings.max_tokens):
             passages.append(Passage(text[start:end], document.source, start, end, title))
     if not passages and title_span:

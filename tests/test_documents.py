@@ -165,6 +165,27 @@ def test_a_title_parted_from_the_text_by_debris_is_context_only():
     assert [(p.text, p.title) for p in passages] == [("The harbour opens on Monday.", "Harbour to reopen")]
 
 
+def test_a_number_written_under_text_is_kept():
+    text = "Door code\n4711\n\nPhone\n+62 812-3456\n\nThe wifi is down.\n\n12\n"
+    passages = chunk_document(Document("d", text, ""), words, ChunkSettings())
+    # the page number alone is debris
+    assert [p.text for p in passages] == ["Door code\n4711", "Phone\n+62 812-3456", "The wifi is down."]
+
+
+def test_a_heading_starts_the_paragraph_it_heads():
+    text = "# Office notes\n\n## Wifi\n\nThe password is hunter2.\n\n## Printer\n\nThird floor.\n"
+    passages = chunk_document(Document("d", text, ""), words, ChunkSettings())
+    assert [p.text for p in passages] == [
+        "# Office notes\n\n## Wifi\n\nThe password is hunter2.", "## Printer\n\nThird floor."]
+    assert all(p.title == "# Office notes" for p in passages)
+
+
+def test_a_heading_followed_by_debris_or_nothing_stays_alone():
+    text = "Some text here.\n\nSection two\n\nAdvertisement\n\nMore text.\n\nThe end"
+    passages = chunk_document(Document("d", text, ""), words, ChunkSettings())
+    assert [p.text for p in passages] == ["Some text here.", "Section two", "More text.", "The end"]
+
+
 def test_a_list_item_is_not_a_title():
     text = "- Alice phone 555-0101\n\n- Bob phone 555-0199\n"
     assert find_title(text, content_paragraphs(text)) is None

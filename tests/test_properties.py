@@ -38,6 +38,9 @@ from qa.documents import (
     content_paragraphs,
     find_title,
     is_debris,
+    is_heading,
+    is_number_line,
+    paragraph_groups,
     normalize_for_model,
     pack_sentences,
     passage_model_text,
@@ -74,7 +77,7 @@ PIECES = [
     # words, names, abbreviations, numbers, page debris
     "Rusia", "membeli", "roket", "Korea", "Utara", "drone", "Mohajer-6", "the", "quick",
     "Dr.", "J.", "U.S.", "e.g.", "No.", "Rp.", "3.5", "1.000", "2022", "Internasional057 views",
-    "Baca juga:", "1.2K dibaca", "Iklan", "Share", "Scroll to continue with content", "x",
+    "Baca juga:", "1.2K dibaca", "4711", "+62 812-3456", "Iklan", "Share", "Scroll to continue with content", "x",
     # right-to-left text and direction marks
     "مرحبا بالعالم", "שלום", "\u200f", "\u200e", "\u202e", "\u2066",
     # emoji, ZWJ sequences, flags, variation selectors
@@ -148,11 +151,23 @@ def check_content_paragraphs(text: str) -> list[tuple[int, int]]:
     paragraphs = content_paragraphs(text)
     assert_spans(text, paragraphs)
     inside = set(covered(paragraphs))
+    # blocks of lines without a blank one between: a number line is content in a block with text
+    blocks, block = [], []
     for start, end in lines(text):
-        keep = not is_debris(text[start:end])
-        for i in non_space(text, start, end):
-            # a character is kept iff its line is content, not debris
-            assert (i in inside) == keep, (i, text[start:end])
+        if text[start:end].strip():
+            block.append((start, end))
+        else:
+            blocks.append(block)
+            block = []
+    blocks.append(block)
+    for block in blocks:
+        has_text = any(not is_debris(text[s:e]) for s, e in block)
+        for start, end in block:
+            line = text[start:end]
+            keep = not is_debris(line) or (has_text and is_number_line(line))
+            for i in non_space(text, start, end):
+                # a character is kept iff its line is content
+                assert (i in inside) == keep, (i, line)
     return paragraphs
 
 
@@ -175,11 +190,9 @@ def check_chunk_document(text: str, counter, settings_: ChunkSettings = ChunkSet
     if title and passages and passages[0].title is None:  # the title alone is the only passage
         assert spans == [title]
         return passages
-    body = paragraphs
-    if title:
-        # the title starts the first passage when only white space parts it from the text
-        joined = not text[title[1] : paragraphs[1][0]].strip()
-        body = [(title[0], paragraphs[1][1])] + paragraphs[2:] if joined else paragraphs[1:]
+    if title and text[title[1] : paragraphs[1][0]].strip():
+        paragraphs = paragraphs[1:]  # a title parted from the text by debris is context only
+    body = paragraph_groups(text, paragraphs)
     # passages never cross paragraphs, and keep every non-space character of them once
     for start, end in spans:
         assert any(ps <= start and end <= pe for ps, pe in body), (start, end, body)
@@ -219,6 +232,20 @@ def test_find_title_is_the_first_short_one_line_paragraph(text):
         assert title == paragraphs[0] and len(paragraphs) >= 2
         assert "\n" not in text[title[0] : title[1]] and "\r" not in text[title[0] : title[1]]
         assert title[1] - title[0] <= 200
+
+
+@PROPERTY
+@given(any_text)
+def test_paragraph_groups_join_only_headings_to_what_follows_them(text):
+    paragraphs = content_paragraphs(text)
+    groups = paragraph_groups(text, paragraphs)
+    assert_spans(text, groups)
+    for g_start, g_end in groups:
+        members = [p for p in paragraphs if g_start <= p[0] and p[1] <= g_end]
+        assert members[0][0] == g_start and members[-1][1] == g_end
+        for (start, end), (next_start, _) in zip(members, members[1:]):
+            assert is_heading(text, (start, end)) and not text[end:next_start].strip()
+    assert sum(1 for p in paragraphs for g in groups if g[0] <= p[0] and p[1] <= g[1]) == len(paragraphs)
 
 
 @PROPERTY
@@ -300,7 +327,8 @@ def test_clean_question_is_normalized_or_a_question_error(question):
     except QuestionError as exc:
         assert "\n" not in str(exc)
         visible = "".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in question)
-        assert not unicodedata.normalize("NFC", visible).split()  # only space and control characters
+        visible = unicodedata.normalize("NFC", visible.encode("utf-8", "replace").decode("utf-8"))
+        assert not any(ch.isalnum() for ch in visible)  # no word: space, control characters, symbols
         return
     assert cleaned and cleaned == cleaned.strip() and "  " not in cleaned
     assert not any(ch.isspace() and ch != " " for ch in cleaned)
