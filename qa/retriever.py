@@ -175,7 +175,9 @@ class Answer:
 
 
 def clean_question(question: str) -> str:
-    """Return the question ready for the model, or raise :class:`QuestionError` if empty.
+    """Return the question ready for the model, or raise :class:`QuestionError` if it
+    is empty or has no word (a letter or digit in any script: "?" or "..." asks nothing,
+    and would only be answered with whatever passage happens to score highest).
 
     Bytes that were not valid UTF-8 (which Python hands over as lone surrogates) become
     "?", and control characters such as NUL become spaces: the model's engine takes
@@ -186,6 +188,8 @@ def clean_question(question: str) -> str:
     cleaned = normalize_for_model(question)
     if not cleaned:
         raise QuestionError("the question is empty")
+    if not any(ch.isalnum() for ch in cleaned):
+        raise QuestionError("the question has no words: ask it in words")
     return cleaned
 
 

@@ -96,6 +96,12 @@ def test_empty_question_is_a_one_line_error(indexed, question):
     assert index_state(indexed) == before
 
 
+def test_a_question_without_words_is_a_one_line_error(indexed):
+    before = index_state(indexed)
+    assert_one_line_error(qa("ask", "?"), "no words")
+    assert index_state(indexed) == before
+
+
 def test_index_missing_file_leaves_index_untouched(indexed, tmp_path):
     before = index_state(indexed)
     assert_one_line_error(qa("index", "--model", FAKE_MODEL, str(tmp_path / "nope.txt")), "no such file")

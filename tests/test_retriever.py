@@ -37,6 +37,10 @@ def test_clean_question():
     for empty in ("", " ", "\n\t"):
         with pytest.raises(QuestionError, match="empty"):
             clean_question(empty)
+    for wordless in ("?", "...", " ?! ", "😀"):
+        with pytest.raises(QuestionError, match="no words"):
+            clean_question(wordless)
+    assert clean_question("2022?") == "2022?" and clean_question("无人机?") == "无人机?"
 
 
 def test_background_level_is_mean_of_top_scores():
