@@ -53,8 +53,12 @@ def read_eval_set(path: Path) -> list[EvalItem]:
         lines = path.read_text(encoding="utf-8-sig").split("\n")
     except FileNotFoundError:
         raise EvalSetError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise EvalSetError(f"{path}: cannot read as UTF-8 text ({exc})") from None
+    except IsADirectoryError:
+        raise EvalSetError(f"{path} is a folder: give a JSONL file of questions") from None
+    except UnicodeDecodeError as exc:
+        raise EvalSetError(f"{path}: cannot read as UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise EvalSetError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     items = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():

@@ -160,6 +160,17 @@ def test_eval_command_json_and_details(fake_model, tmp_path):
     assert "Hit@1 1.000" in text.stdout and "zebra giraffe savanna" in text.stdout
 
 
+@pytest.mark.parametrize("make, message", [
+    (lambda path: path.mkdir(), "is a folder: give a JSONL file"),
+    (lambda path: path.write_bytes(b'{"question": "caf\xe9", "answers": []}\n'), "cannot read as UTF-8 text (invalid"),
+])
+def test_eval_file_that_is_not_utf8_text_is_one_line_error(fake_model, tmp_path, make, message):
+    path = tmp_path / "set.jsonl"
+    make(path)
+    result = runner.invoke(app, ["eval", str(path)])
+    assert result.exit_code != 0 and result.stderr.strip().count("\n") == 0 and message in result.stderr
+
+
 def test_eval_missing_file_is_one_line_error(fake_model, tmp_path):
     result = runner.invoke(app, ["eval", str(tmp_path / "none.jsonl")])
     assert result.exit_code != 0 and result.stderr.strip().count("\n") == 0 and "no such file" in result.stderr
