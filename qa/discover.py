@@ -39,7 +39,8 @@ def find_documents(inputs: Sequence[str | Path]) -> Discovery:
       suffix (or none) and its first bytes look like text.
     - A directory is walked recursively, in sorted order. Files with a supported
       suffix are taken; other files are listed as skipped with the reason. Hidden
-      files and directories (name starting with ".") are passed over silently.
+      files and directories (name starting with ".") and qa's own index
+      directories (see :func:`is_index_dir`) are passed over silently.
       Symbolic links are followed, but each real directory is walked at most once,
       so link loops end.
     - An input that doesn't exist but holds ``*``, ``?`` or ``[`` is a glob pattern
@@ -109,7 +110,7 @@ class _Finder:
             if isinstance(info, OSError):
                 self.skip(path, _stat_reason(path, info, missing="disappeared while indexing"))
             elif stat.S_ISDIR(info.st_mode):
-                if self.first_visit(info):
+                if not is_index_dir(path) and self.first_visit(info):
                     stack.append(self.entries(path))
             else:
                 self.add_file(path, info, explicit=False)
@@ -144,6 +145,22 @@ class _Finder:
                 self.skipped.remove(self.passed_over.pop(key))
         elif key not in self.passed_over:
             self.passed_over[key] = self.skip(path, reason)
+
+
+def is_index_dir(directory: Path) -> bool:
+    """Return True when ``directory`` holds a qa index (a ``CURRENT`` file and a
+    ``gen-*`` directory, the layout of :mod:`qa.store`).
+
+    A folder being indexed may hold its own index (``--index-dir docs/index``), or
+    another one; their files are not documents, and listing each as skipped on every
+    run would bury what matters.
+    """
+    if not (directory / "CURRENT").is_file():
+        return False
+    try:
+        return any(name.startswith("gen-") for name in os.listdir(directory))
+    except OSError:
+        return False
 
 
 def _file_problem(path: Path, info: os.stat_result, explicit: bool) -> str | None:

@@ -47,6 +47,15 @@ def test_directories_are_walked_recursively_in_sorted_order(tree):
     assert found.files[0] == tree / "a.txt"  # paths as spelled from the input
 
 
+def test_an_index_inside_a_walked_folder_is_passed_over_silently(tmp_path):
+    make(tmp_path, {"a.txt": "A", "idx/CURRENT": "gen-1-1 abc\n", "idx/gen-1-1/manifest.json": "{}",
+                    "idx/gen-1-1/notes.txt": "looks like a document", "not-index/CURRENT": "x",
+                    "not-index/b.txt": "B"})
+    found = find_documents([tmp_path])
+    assert names(found, tmp_path) == ["a.txt", "not-index/b.txt"]
+    assert set(reasons(found, tmp_path)) == {"not-index/CURRENT"}  # a CURRENT without generations is no index
+
+
 def test_unsupported_files_are_listed_and_hidden_ones_passed_over_silently(tree):
     assert reasons(find_documents([tree]), tree) == {
         "data.csv": "unsupported format '.csv'",

@@ -208,6 +208,17 @@ def test_model_change_embeds_everything_again(library):
     assert report.written and report.embedded > 0 and len(report.updated) == 3
 
 
+def test_an_index_kept_inside_the_indexed_folder_is_not_indexed_or_listed(fake_model, library):
+    folder, _ = library
+    index_dir = folder / "index"
+    for _ in range(2):
+        result = qa("index", str(folder), "--model", FAKE_MODEL, "--index-dir", str(index_dir))
+        assert result.exit_code == 0, result.output
+        assert "skipped" not in result.stderr and str(index_dir) not in result.stderr.replace(
+            f"into {index_dir}", "")
+    assert not any(s.startswith(str(index_dir)) for s in sources(index_dir))
+
+
 def test_passages_know_their_line(tmp_path):
     doc = write(tmp_path / "notes.txt", "Title\n\nfirst paragraph here.\n\n\nsecond one,\nover two lines.\n")
     update_index(tmp_path / "index", [doc], embedder=FakeEmbedder())
