@@ -155,11 +155,9 @@ def is_index_dir(directory: Path) -> bool:
     another one; their files are not documents, and listing each as skipped on every
     run would bury what matters.
     """
-    if not (directory / "CURRENT").is_file():
-        return False
     try:
-        return any(name.startswith("gen-") for name in os.listdir(directory))
-    except OSError:
+        return (directory / "CURRENT").is_file() and any(name.startswith("gen-") for name in os.listdir(directory))
+    except OSError:  # unreadable: the walk reports it
         return False
 
 
