@@ -201,6 +201,7 @@ def index_command(
     replace_all: bool = typer.Option(False, "--replace", help="Index exactly PATHS, dropping every other document."),
     index_dir: Optional[Path] = IndexDirOption,
     model: Optional[str] = ModelOption,
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="List every skipped file, not only newly skipped ones."),
 ) -> None:
     """Add documents to the index, or bring it up to date: only changed documents are embedded.
 
@@ -223,7 +224,7 @@ def index_command(
         )
     from qa.render import make_console, render_index_report
 
-    render_index_report(make_console(), make_console(stderr=True), report)
+    render_index_report(make_console(), make_console(stderr=True), report, verbose=verbose)
     if report.failed_inputs:
         fail("; ".join(f"{item.path}: {item.reason}" for item in report.failed_inputs))
 

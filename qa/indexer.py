@@ -79,6 +79,7 @@ class IndexReport:
     removed: list[str] = field(default_factory=list)
     unchanged: int = 0
     skipped: list[Skipped] = field(default_factory=list)
+    skipped_before: set[tuple[str, str]] = field(default_factory=set)
     failed_inputs: list[Skipped] = field(default_factory=list)
     notes: list[Skipped] = field(default_factory=list)
     embedded: int = 0
@@ -452,6 +453,7 @@ def update_index(
     notify: Notify | None = None,
     progress: PassageProgress | None = None,
     lock_timeout: float = 600.0,
+    skips_shown: bool = True,
 ) -> IndexReport:
     """Bring the index in ``index_dir`` up to date with its documents, embedding only what changed.
 
@@ -459,8 +461,11 @@ def update_index(
     join the roots remembered from earlier runs, which are scanned again); the model
     name (None: the index's own, else the default) or an already loaded
     ``embedder``; paths to ``remove`` from the index; ``replace_all`` to index
-    exactly ``inputs`` and drop the rest; and callbacks for status lines and
-    embedding progress.
+    exactly ``inputs`` and drop the rest; callbacks for status lines and
+    embedding progress; and whether the caller shows the user the files skipped
+    (``skips_shown``: ``qa index`` does, ``ask`` and ``chat`` don't). The manifest
+    records the skipped files shown, so that the next run can tell which are new
+    (``report.skipped_before``).
 
     A document is re-embedded only when its content hash changed; deleted documents
     are dropped; unreadable or unsupported files are skipped with a reason, and a
@@ -481,7 +486,7 @@ def update_index(
         if not model and isinstance(old_model, dict) and isinstance(old_model.get("name"), str):
             model = old_model["name"]
         report = _update(index_dir, previous, list(inputs), model, embedder, list(remove), replace_all, notify,
-                         progress, carried)
+                         progress, carried, skips_shown)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -501,7 +506,7 @@ def build_index(
 
 
 def _update(index_dir, previous, inputs, model_name, embedder, remove, replace_all, notify, progress,
-            carried: Sequence[str] = ()) -> IndexReport:
+            carried: Sequence[str] = (), skips_shown: bool = True) -> IndexReport:
     manifest = previous.manifest if previous else {}
     built_with = manifest.get("model", {}).get("name")
     name = embedder.name if embedder is not None else (model_name or built_with or DEFAULT_MODEL)
@@ -533,8 +538,13 @@ def _update(index_dir, previous, inputs, model_name, embedder, remove, replace_a
     roots_changed = roots != manifest.get("roots") or excluded != manifest.get("excluded", [])
     restated = any(rows.record is not old_rows[key].record for key, rows in kept.items() if key in old_rows)
     passed_over = _passed_over(files, kept, chunked)
+    failed = {item.path for item in report.failed_inputs}  # errors, shown every time
+    shown = [item for item in report.skipped if item.path not in failed]
+    skipped = skipped_record(shown) if skips_shown else manifest.get("skipped", [])
+    report.skipped_before = {tuple(item) for item in manifest.get("skipped", []) if isinstance(item, list)}
     if previous and reusable and not chunked and not report.removed and not roots_changed and not restated \
-            and not lexicon_reasons(manifest) and passed_over == manifest.get("passed_over", []):
+            and not lexicon_reasons(manifest) and passed_over == manifest.get("passed_over", []) \
+            and skipped == manifest.get("skipped", []):
         # A run killed after its generation became current left its journal.
         remove_journals(index_dir, journal_dir(index_dir, name, manifest["model"]["probe"]))
         report.unchanged = len(kept)
@@ -558,8 +568,8 @@ def _update(index_dir, previous, inputs, model_name, embedder, remove, replace_a
     dim = model.embedder.dim if chunked or model.loaded else previous.content.vectors.shape[1]
     vectors, sentence_vectors = _vectors_of(index_dir, documents, old_rows if reusable else {}, model, dim,
                                             notify, progress, report)
-    _write(index_dir, manifest, documents, vectors, sentence_vectors, roots, excluded, passed_over, model,
-           previous, now)
+    _write(index_dir, manifest, documents, vectors, sentence_vectors, roots, excluded,
+           {"passed_over": passed_over, "skipped": skipped}, model, previous, now)
     report.documents = len(documents)
     report.passages = len(vectors)
     report.written = True
@@ -699,6 +709,15 @@ def _read_and_chunk(files, kept, pending, old_rows, model: _Model, manifest, reu
             report.notes.append(Skipped(str(path), document.note))
         del document
     return chunked, reusable
+
+
+def skipped_record(skipped: list[Skipped]) -> list[list[str]]:
+    """Return what the manifest keeps of a run's skipped files: sorted ``[path, reason]`` pairs.
+
+    The next run compares its own with it, so that ``qa index`` lists in full only the
+    files skipped for a new reason, not the same ones on every run.
+    """
+    return [list(pair) for pair in sorted({(item.path, item.reason) for item in skipped})]
 
 
 def _drop_failed_inputs(roots, new_roots, root_files, kept, chunked, report: IndexReport) -> list[str]:
@@ -868,8 +887,8 @@ def _vectors_of(index_dir, documents: list[DocumentRows | Chunked], old_rows: di
     return vectors, sentence_vectors
 
 
-def _write(index_dir, manifest, documents, vectors, sentence_vectors, roots, excluded, passed_over, model: _Model,
-           previous, now) -> None:
+def _write(index_dir, manifest, documents, vectors, sentence_vectors, roots, excluded, skip_records: dict,
+           model: _Model, previous, now) -> None:
     passages = [p for d in documents for p in d.passages]
     if model.loaded:
         probe = model.probe
@@ -893,7 +912,7 @@ def _write(index_dir, manifest, documents, vectors, sentence_vectors, roots, exc
         "documents": [d.record for d in documents],
         "n_passages": len(passages),
         "terms": TERMS_VERSION,
-        "passed_over": passed_over,
+        **skip_records,  # "passed_over" and "skipped"
     }
     lexicon = Lexicon.build([p.text for p in passages]).to_arrays()
     content = IndexContent(passages, vectors, [spans for d in documents for spans in d.sentence_spans],

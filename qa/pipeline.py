@@ -69,7 +69,8 @@ def open_retriever(
     try:
         snapshot = read_index(index_dir)
     except IndexOldFormat:
-        update_index(index_dir, model=model, notify=notify, progress=progress)  # indexes its documents again
+        # indexes its documents again
+        update_index(index_dir, model=model, notify=notify, progress=progress, skips_shown=False)
         snapshot = read_index(index_dir)
     except IndexCorrupt as exc:
         if read_manifest(index_dir) is not None:
@@ -78,12 +79,13 @@ def open_retriever(
         if newest_intact_generation(index_dir, load=False) is None:
             raise PipelineError(f"{damaged_index_message(exc)}: `qa index PATH... --replace{hint_dir}` "
                                 "rebuilds it from the given paths") from None
-        update_index(index_dir, model=model, notify=notify, progress=progress)  # from the newest intact generation
+        # from the newest intact generation
+        update_index(index_dir, model=model, notify=notify, progress=progress, skips_shown=False)
         snapshot = read_index(index_dir)
     except IndexMissing:
         embedder = load_embedder(model, progress=notify)
         notify(f"no index in {index_dir} yet: indexing the bundled article")
-        update_index(index_dir, embedder=embedder, notify=notify, progress=progress)
+        update_index(index_dir, embedder=embedder, notify=notify, progress=progress, skips_shown=False)
         return Retriever(read_index(index_dir), embedder)
 
     built_with = snapshot.manifest.get("model", {}).get("name", DEFAULT_MODEL)
@@ -130,7 +132,7 @@ def _updated(index_dir: Path, snapshot, embedder: Embedder, builder: Embedder | 
     notify(f"the index is out of date ({'; '.join(reasons)}): updating it")
     try:
         update_index(index_dir, model=embedder.name, embedder=builder, notify=notify, progress=progress,
-                     lock_timeout=REFRESH_WAIT)
+                     lock_timeout=REFRESH_WAIT, skips_shown=False)
     except IndexBusy:
         notify("another qa process is updating the index: answering from the index as it is")
         return Retriever(snapshot, embedder)

@@ -141,12 +141,21 @@ def render_eval(console: Console, summary: dict, results: Sequence[QuestionResul
     console.print(f"unanswerable questions: {u}   correctly refused {summary['no_answer_correct']}")
 
 
-def render_index_report(out: Console, err: Console, report: IndexReport) -> None:
-    """Print what ``qa index`` did: skipped files (to ``err``), then one summary line."""
+def render_index_report(out: Console, err: Console, report: IndexReport, verbose: bool = False) -> None:
+    """Print what ``qa index`` did: skipped files (to ``err``), then one summary line.
+
+    Files skipped for the same reason as on the last run are counted in one line
+    rather than listed again, unless ``verbose``.
+    """
     failed = {item.path for item in report.failed_inputs}
-    for item in report.skipped:
-        if item.path not in failed:
+    shown = [item for item in report.skipped if item.path not in failed]
+    repeated = [] if verbose else [item for item in shown if (item.path, item.reason) in report.skipped_before]
+    for item in shown:
+        if item not in repeated:
             err.print(Text(f"skipped {item.path}: {item.reason}", style="yellow"))
+    if repeated:
+        files = f"{len(repeated)} file{'s' * (len(repeated) != 1)}"
+        err.print(Text(f"skipped {files} as on the last run (--verbose lists them)", style="yellow"))
     for item in report.notes:
         err.print(Text(f"note: {item.path}: {item.reason}", style="dim"))
     changes = (

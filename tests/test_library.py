@@ -219,6 +219,37 @@ def test_an_index_kept_inside_the_indexed_folder_is_not_indexed_or_listed(fake_m
     assert not any(s.startswith(str(index_dir)) for s in sources(index_dir))
 
 
+def test_files_skipped_as_before_are_counted_not_listed_again(fake_model, library):
+    folder, index_dir = library
+    (folder / "data.csv").write_text("a,b\n1,2\n")
+
+    def index(*extra):
+        result = qa("index", str(folder), "--model", FAKE_MODEL, "--index-dir", str(index_dir), *extra)
+        assert result.exit_code == 0, result.output
+        return result.stderr
+
+    first = index()
+    assert f"skipped {folder / 'data.csv'}: unsupported format '.csv'" in first
+    again = index()
+    assert "data.csv" not in again and "skipped 1 file as on the last run (--verbose lists them)" in again
+    assert "data.csv" in index("--verbose")
+    (folder / "log.json").write_text("{}")
+    third = index()
+    assert f"skipped {folder / 'log.json'}" in third and "data.csv" not in third
+    assert "skipped 1 file as on the last run" in third
+    assert "skipped 2 files as on the last run" in index()
+
+
+def test_files_skipped_while_asking_are_still_listed_by_the_next_index(fake_model, library):
+    folder, index_dir = library
+    assert qa("index", str(folder), "--model", FAKE_MODEL, "--index-dir", str(index_dir)).exit_code == 0
+    (folder / "data.csv").write_text("a,b\n1,2\n")
+    (folder / "new.txt").write_text("Otters live in rivers.\n")  # ask updates the index for this one
+    asked = qa("ask", "where do otters live", "--index-dir", str(index_dir))
+    assert asked.exit_code == 0 and "updating" in asked.stderr
+    assert f"skipped {folder / 'data.csv'}" in qa("index", "--index-dir", str(index_dir)).stderr
+
+
 def test_passages_know_their_line(tmp_path):
     doc = write(tmp_path / "notes.txt", "Title\n\nfirst paragraph here.\n\n\nsecond one,\nover two lines.\n")
     update_index(tmp_path / "index", [doc], embedder=FakeEmbedder())
