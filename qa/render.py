@@ -175,11 +175,24 @@ def render_index_report(out: Console, err: Console, report: IndexReport, verbose
 
 
 def render_sources_table(console: Console, documents: Sequence[dict]) -> None:
-    """Print the indexed documents (``qa sources``): path, format, passages, added, hash."""
+    """Print the indexed documents (``qa sources``): path, format, passages, added, hash.
+
+    A terminal gets a table; a pipe gets one tab-separated line per document, whole
+    paths unwrapped, for ``cut``, ``grep`` and ``sort``.
+    """
     from rich.table import Table
 
     if not documents:
         console.print("The index holds no documents.")
+        return
+    rows = [
+        (str(record.get("source", "?")), str(record.get("kind", "text")), str(record.get("passages", 0)),
+         str(record.get("added") or "")[:16].replace("T", " "), str(record.get("sha256", ""))[:12])
+        for record in documents
+    ]
+    if not console.is_terminal:
+        for row in rows:  # written past rich, which would expand the tabs
+            console.file.write("\t".join(field.replace("\t", " ").replace("\n", " ") for field in row) + "\n")
         return
     from rich.table import Column
 
@@ -187,9 +200,7 @@ def render_sources_table(console: Console, documents: Sequence[dict]) -> None:
         Column("document", overflow="fold", ratio=1), "format", Column("passages", justify="right"),
         Column("added", no_wrap=True), Column("sha256", no_wrap=True),
     )
-    for record in documents:
-        added = str(record.get("added") or "")[:16].replace("T", " ")
+    for row in rows:
         # file names are the user's text: Text keeps "[b]" in a name from being read as markup
-        table.add_row(Text(str(record.get("source", "?"))), Text(str(record.get("kind", "text"))),
-                      str(record.get("passages", 0)), Text(added), Text(str(record.get("sha256", ""))[:12]))
+        table.add_row(*(Text(field) for field in row))
     console.print(table)

@@ -267,7 +267,11 @@ def test_cli_index_directory_then_sources(fake_model, library):
     assert result.exit_code == 0, result.output
     assert "3 new" in result.stdout and "photo.png" in result.stderr and "unsupported" in result.stderr
     listed = qa("sources", "--index-dir", str(index_dir))
-    assert listed.exit_code == 0 and "kangaroo.txt" in listed.stdout and "penguin.md" in listed.stdout
+    assert listed.exit_code == 0
+    # piped: a tab-separated line per document, whole paths however long
+    lines = [line.split("\t") for line in listed.stdout.splitlines()]
+    assert {row[0] for row in lines} == {str(p.resolve()) for p in folder.rglob("*") if p.suffix in (".txt", ".md")}
+    assert all(len(row) == 5 and row[1] == "text" and int(row[2]) >= 1 and len(row[4]) == 12 for row in lines)
     rows = [json.loads(line) for line in qa("sources", "--json", "--index-dir", str(index_dir)).stdout.splitlines()]
     assert {r["source"].rsplit("/", 1)[1] for r in rows} == {"zebra.txt", "penguin.md", "kangaroo.txt"}
     assert all(len(r["sha256"]) == 64 and r["passages"] >= 1 and r["added"] for r in rows)
