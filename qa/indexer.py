@@ -114,7 +114,7 @@ def background_vectors(embedder: Embedder, probe: np.ndarray) -> dict[str, np.nd
     sets = background_sets()
     names = sorted(sets)
     texts = [t for name in names for t in sets[name]]
-    key = hashlib.sha256(probe.astype(np.float32).tobytes() + "\n".join(texts).encode()).hexdigest()[:24]
+    key = hashlib.sha256(_recorded(probe).tobytes() + "\n".join(texts).encode()).hexdigest()[:24]
     path = cache_dir() / "background" / f"{key}.npy"
     try:
         vectors = np.load(path, allow_pickle=False)
@@ -128,6 +128,12 @@ def background_vectors(embedder: Embedder, probe: np.ndarray) -> dict[str, np.nd
         out[name] = vectors[start : start + len(sets[name])]
         start += len(sets[name])
     return out
+
+
+def _recorded(probe: np.ndarray) -> np.ndarray:
+    """The probe as the manifest records it (6 decimals): the same key whether it was
+    just computed or read back from an index."""
+    return np.asarray([round(float(x), 6) for x in probe], dtype=np.float32)
 
 
 def _save_cache(path: Path, vectors: np.ndarray) -> None:
@@ -891,7 +897,12 @@ def _write(index_dir, manifest, documents, vectors, sentence_vectors, roots, exc
            model: _Model, previous, now) -> None:
     passages = [p for d in documents for p in d.passages]
     if model.loaded:
-        probe = model.probe
+        probe = _recorded(model.probe)
+        stored = np.asarray(manifest.get("model", {}).get("probe", []), dtype=np.float32)
+        if manifest.get("model", {}).get("name") == model.name and same_model(stored, probe):
+            # The fingerprint stays the one recorded first: another engine of the same
+            # model (the torch-free one of small updates) must not rewrite it.
+            probe = stored
         backgrounds = background_vectors(model.embedder, probe)
         background_name = closest_background(vectors, backgrounds)
         background = backgrounds[background_name]

