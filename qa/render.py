@@ -148,13 +148,16 @@ def render_index_report(out: Console, err: Console, report: IndexReport, verbose
     rather than listed again, unless ``verbose``.
     """
     failed = {item.path for item in report.failed_inputs}
-    shown = [item for item in report.skipped if item.path not in failed]
-    repeated = [] if verbose else [item for item in shown if (item.path, item.reason) in report.skipped_before]
-    for item in shown:
-        if item not in repeated:
+    repeated = 0
+    for item in report.skipped:
+        if item.path in failed:
+            continue
+        if not verbose and (item.path, item.reason) in report.skipped_before:
+            repeated += 1
+        else:
             err.print(Text(f"skipped {item.path}: {item.reason}", style="yellow"))
     if repeated:
-        files = f"{len(repeated)} file{'s' * (len(repeated) != 1)}"
+        files = f"{repeated} file{'s' * (repeated != 1)}"
         err.print(Text(f"skipped {files} as on the last run (--verbose lists them)", style="yellow"))
     for item in report.notes:
         err.print(Text(f"note: {item.path}: {item.reason}", style="dim"))
