@@ -40,7 +40,8 @@ def find_documents(inputs: Sequence[str | Path]) -> Discovery:
     - A directory is walked recursively, in sorted order. Files with a supported
       suffix are taken; other files are listed as skipped with the reason. Hidden
       files and directories (name starting with ".") and qa's own index
-      directories (see :func:`is_index_dir`) are passed over silently.
+      directories (see :func:`is_index_dir`) are passed over silently; so are
+      index directories under a glob. An index directory named itself is skipped.
       Symbolic links are followed, but each real directory is walked at most once,
       so link loops end.
     - An input that doesn't exist but holds ``*``, ``?`` or ``[`` is a glob pattern
@@ -86,7 +87,10 @@ class _Finder:
             else:
                 self.skip(path, _stat_reason(path, info))
         elif stat.S_ISDIR(info.st_mode):
-            self.walk(path, info)
+            if is_index_dir(path):
+                self.skip(path, "a qa index, not documents")
+            else:
+                self.walk(path, info)
         else:
             self.add_file(path, info, explicit=True)
 
@@ -147,16 +151,21 @@ class _Finder:
             self.passed_over[key] = self.skip(path, reason)
 
 
+_GENERATION = re.compile(r"gen-\d+-\d+")
+
+
 def is_index_dir(directory: Path) -> bool:
-    """Return True when ``directory`` holds a qa index (a ``CURRENT`` file and a
-    ``gen-*`` directory, the layout of :mod:`qa.store`).
+    """Return True when ``directory`` holds a qa index: a ``CURRENT`` file and a
+    ``gen-<time>-<pid>`` directory, the layout of :mod:`qa.store`.
 
     A folder being indexed may hold its own index (``--index-dir docs/index``), or
     another one; their files are not documents, and listing each as skipped on every
-    run would bury what matters.
+    run would bury what matters. Folder walks and globs pass over it; naming it is
+    an error.
     """
     try:
-        return (directory / "CURRENT").is_file() and any(name.startswith("gen-") for name in os.listdir(directory))
+        return (directory / "CURRENT").is_file() and any(
+            _GENERATION.fullmatch(name) and (directory / name).is_dir() for name in os.listdir(directory))
     except OSError:  # unreadable: the walk reports it
         return False
 
@@ -208,6 +217,8 @@ def _match(directory: Path, parts: tuple[str, ...], relative: bool,
 
     if not parts:
         yield directory
+        return
+    if is_index_dir(directory):
         return
     head, rest = parts[0], parts[1:]
     if head == "**":

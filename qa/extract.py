@@ -67,15 +67,16 @@ def extract_text(data: bytes, suffix: str, name: str) -> Extracted:
 
 
 def too_large(size: int) -> str | None:
-    """Return why a file of ``size`` bytes is refused ("100 MB or larger (123 MB)"), or None.
+    """Return why a file of ``size`` bytes is refused ("100 MB or larger"), or None.
 
     Files of :data:`MAX_FILE_BYTES` or more are never read: their text would not fit
-    the index in reasonable time, and reading them costs as much memory.
+    the index in reasonable time, and reading them costs as much memory. The reason
+    leaves the size out: it is recorded to tell a file skipped again from a new one,
+    and a growing log file must not look new (and rewrite the index) on every run.
     """
     if size < MAX_FILE_BYTES:
         return None
-    mb = 1024 * 1024
-    return f"{MAX_FILE_BYTES // mb} MB or larger ({size / mb:.0f} MB)"
+    return f"{MAX_FILE_BYTES // (1024 * 1024)} MB or larger"
 
 
 def looks_binary(data: bytes) -> bool:

@@ -105,11 +105,13 @@ def background_sets() -> dict[str, list[str]]:
     return sets
 
 
-def background_vectors(embedder: Embedder, probe: np.ndarray) -> dict[str, np.ndarray]:
+def background_vectors(embedder: Embedder, probe: np.ndarray,
+                       embed_missing: bool = True) -> dict[str, np.ndarray] | None:
     """Embed every background set with ``embedder``; cached per model on disk.
 
     The cache key is the model's probe vector and the texts, so another model, or
-    other texts, never reuse a stale cache entry. Returns vectors by language.
+    other texts, never reuse a stale cache entry. Returns vectors by language; None
+    when they are not cached and ``embed_missing`` is off.
     """
     sets = background_sets()
     names = sorted(sets)
@@ -121,6 +123,8 @@ def background_vectors(embedder: Embedder, probe: np.ndarray) -> dict[str, np.nd
         if vectors.shape != (len(texts), probe.shape[0]):
             raise ValueError("cache entry of the wrong shape")
     except (OSError, ValueError):
+        if not embed_missing:
+            return None
         vectors = embedder.embed_passages(texts) if texts else np.zeros((0, probe.shape[0]), np.float32)
         _save_cache(path, vectors)
     out, start = {}, 0
@@ -381,6 +385,19 @@ class _Model:
             self._probe = model_probe(self.embedder)
         return self._probe
 
+    def fingerprint(self, manifest: dict) -> np.ndarray:
+        """The probe the index records for this model (and names its journal after).
+
+        The one already recorded when this model embeds the probe alike (another
+        engine of the same model, such as the torch-free one of small updates, must
+        not rewrite it), else this model's own, rounded as the manifest keeps it.
+        """
+        probe = _recorded(self.probe)
+        stored = np.asarray(manifest.get("model", {}).get("probe", []), dtype=np.float32)
+        if manifest.get("model", {}).get("name") == self.name and same_model(stored, probe):
+            return stored
+        return probe
+
 
 def _previous_snapshot(index_dir: Path, notify: Notify, has_inputs: bool = False) -> tuple[Snapshot | None, dict]:
     """Return the index to update (None if there is none or it can't be loaded), and the
@@ -547,7 +564,10 @@ def _update(index_dir, previous, inputs, model_name, embedder, remove, replace_a
     failed = {item.path for item in report.failed_inputs}  # errors, shown every time
     shown = [item for item in report.skipped if item.path not in failed]
     skipped = skipped_record(shown) if skips_shown else manifest.get("skipped", [])
-    report.skipped_before = {tuple(item) for item in manifest.get("skipped", []) if isinstance(item, list)}
+    report.skipped_before = {
+        (item[0], item[1]) for item in manifest.get("skipped", [])
+        if isinstance(item, list) and len(item) == 2 and all(isinstance(x, str) for x in item)
+    }
     if previous and reusable and not chunked and not report.removed and not roots_changed and not restated \
             and not lexicon_reasons(manifest) and passed_over == manifest.get("passed_over", []) \
             and skipped == manifest.get("skipped", []):
@@ -572,8 +592,8 @@ def _update(index_dir, previous, inputs, model_name, embedder, remove, replace_a
             report.unchanged += 1
             documents.append(kept[key])
     dim = model.embedder.dim if chunked or model.loaded else previous.content.vectors.shape[1]
-    vectors, sentence_vectors = _vectors_of(index_dir, documents, old_rows if reusable else {}, model, dim,
-                                            notify, progress, report)
+    vectors, sentence_vectors = _vectors_of(index_dir, documents, old_rows if reusable else {}, model, manifest,
+                                            dim, notify, progress, report)
     _write(index_dir, manifest, documents, vectors, sentence_vectors, roots, excluded,
            {"passed_over": passed_over, "skipped": skipped}, model, previous, now)
     report.documents = len(documents)
@@ -813,7 +833,7 @@ def _check_model(model: _Model, manifest: dict, reusable: bool, notify: Notify) 
 
 
 def _vectors_of(index_dir, documents: list[DocumentRows | Chunked], old_rows: dict[str, DocumentRows],
-                model: _Model, dim: int, notify, progress, report) -> tuple[np.ndarray, np.ndarray]:
+                model: _Model, manifest: dict, dim: int, notify, progress, report) -> tuple[np.ndarray, np.ndarray]:
     """Return the passage and sentence vectors of ``documents``, in order, embedding only new texts.
 
     Vectors of kept documents are copied from the previous index; a text seen before
@@ -867,7 +887,7 @@ def _vectors_of(index_dir, documents: list[DocumentRows | Chunked], old_rows: di
             for sentence in _sentence_texts(passage, spans):
                 place(text_key(sentence), old.sentence_vectors[old_sentence])
                 old_sentence += 1
-    journal = EmbeddingJournal(journal_dir(index_dir, model.name, model.probe), dim)
+    journal = EmbeddingJournal(journal_dir(index_dir, model.name, model.fingerprint(manifest)), dim)
     for keys, batch in journal.batches():
         report.resumed += sum(place(key, vector) for key, vector in zip(keys, batch))
 
@@ -897,15 +917,17 @@ def _write(index_dir, manifest, documents, vectors, sentence_vectors, roots, exc
            model: _Model, previous, now) -> None:
     passages = [p for d in documents for p in d.passages]
     if model.loaded:
-        probe = _recorded(model.probe)
-        stored = np.asarray(manifest.get("model", {}).get("probe", []), dtype=np.float32)
-        if manifest.get("model", {}).get("name") == model.name and same_model(stored, probe):
-            # The fingerprint stays the one recorded first: another engine of the same
-            # model (the torch-free one of small updates) must not rewrite it.
-            probe = stored
-        backgrounds = background_vectors(model.embedder, probe)
-        background_name = closest_background(vectors, backgrounds)
-        background = backgrounds[background_name]
+        probe = model.fingerprint(manifest)
+        same = previous is not None and np.array_equal(
+            probe, np.asarray(manifest.get("model", {}).get("probe", []), dtype=np.float32))
+        # An update by the model that built the index keeps its background when the sets
+        # are not cached: embedding them is 400 texts, 15 s on the torch-free engine.
+        backgrounds = background_vectors(model.embedder, probe, embed_missing=not same)
+        if backgrounds is None:
+            background_name, background = manifest["background"], previous.background
+        else:
+            background_name = closest_background(vectors, backgrounds)
+            background = backgrounds[background_name]
         model_entry = {"name": model.name, "probe": [round(float(x), 6) for x in probe],
                        "max_tokens": int(model.embedder.max_tokens)}
         chunking = chunk_settings_for(model.embedder).to_dict()

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from conftest import FAKE_MODEL, FakeEmbedder
-from qa.indexer import build_index
+from qa.indexer import build_index, update_index
 from qa.paths import BUNDLED_ARTICLE
 from qa.store import (
     CURRENT,
@@ -365,6 +365,14 @@ def test_forged_manifest_with_bad_documents_is_a_one_line_error(built):
     manifest["documents"] = "not a list"
     forge(built, MANIFEST, manifest=manifest)
     assert_one_line_corrupt(built)
+
+
+def test_a_forged_skipped_record_is_ignored_not_a_traceback(built):
+    manifest = json.loads((read_index(built).directory / MANIFEST).read_bytes())
+    manifest["skipped"] = [[["x"]], "y", [1, 2], ["a", "b", "c"], {"p": "r"}]
+    forge(built, MANIFEST, manifest=manifest)
+    report = update_index(built, [], embedder=FakeEmbedder())
+    assert report.skipped_before == set()
 
 
 @pytest.mark.parametrize("name", [*DATA_FILES, MANIFEST])

@@ -50,10 +50,17 @@ def test_directories_are_walked_recursively_in_sorted_order(tree):
 def test_an_index_inside_a_walked_folder_is_passed_over_silently(tmp_path):
     make(tmp_path, {"a.txt": "A", "idx/CURRENT": "gen-1-1 abc\n", "idx/gen-1-1/manifest.json": "{}",
                     "idx/gen-1-1/notes.txt": "looks like a document", "not-index/CURRENT": "x",
-                    "not-index/b.txt": "B"})
+                    "not-index/b.txt": "B", "notes/CURRENT": "x", "notes/gen-notes.txt": "C"})
     found = find_documents([tmp_path])
-    assert names(found, tmp_path) == ["a.txt", "not-index/b.txt"]
-    assert set(reasons(found, tmp_path)) == {"not-index/CURRENT"}  # a CURRENT without generations is no index
+    assert names(found, tmp_path) == ["a.txt", "not-index/b.txt", "notes/gen-notes.txt"]
+    # a CURRENT without generation folders is no index
+    assert set(reasons(found, tmp_path)) == {"not-index/CURRENT", "notes/CURRENT"}
+    for pattern in ("**/*.txt", "*/*", "idx/**/*.txt"):
+        globbed = find_documents([str(tmp_path / pattern)])
+        assert not any("idx" in name for name in names(globbed, tmp_path)), pattern
+        assert not any("idx" in name for name in reasons(globbed, tmp_path) if name != "idx/**/*.txt"), pattern
+    named = find_documents([tmp_path / "idx"])
+    assert names(named, tmp_path) == [] and reasons(named, tmp_path) == {"idx": "a qa index, not documents"}
 
 
 def test_unsupported_files_are_listed_and_hidden_ones_passed_over_silently(tree):
@@ -170,9 +177,9 @@ def test_huge_and_empty_files_are_skipped(tmp_path):
     found = find_documents([tmp_path])
     assert names(found, tmp_path) == ["ok.txt", "under.txt"]
     assert reasons(found, tmp_path) == {
-        "bigger.txt": "100 MB or larger (123 MB)",
+        "bigger.txt": "100 MB or larger",
         "empty.txt": "empty file",
-        "limit.pdf": "100 MB or larger (100 MB)",
+        "limit.pdf": "100 MB or larger",
     }
     assert find_documents([tmp_path / "empty.txt"]).skipped == [Skipped(str(tmp_path / "empty.txt"), "empty file")]
 

