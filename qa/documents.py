@@ -215,20 +215,34 @@ def _trim(text: str, start: int, end: int) -> Span:
     return start, end
 
 
+_FULL_STOPS = (".", "!", "?", "…")
+_CLOSERS = "\"'”’»)]"
+
+
 def content_lines(text: str) -> list[Span]:
     """Return the spans of the lines of ``text`` that are content, in order.
 
-    A line is content unless it is debris (see :func:`is_debris`); a number line
-    (see :func:`is_number_line`) is content when a line of content text stands in
-    the same block of lines (no blank line between). Spans are whole lines, untrimmed.
+    A line is content unless it is debris (see :func:`is_debris`). A number line
+    (see :func:`is_number_line`) is content when written under a label: the line
+    above it in the same block (no blank line between) is text that doesn't end a
+    sentence ("Door code" / "4711", "Phone:" / "+62 812"), or a number line kept so
+    ("Revenue" / "1,234" / "5,678"). A number under a finished sentence, or alone, is
+    a page number or a counter. Spans are whole lines, untrimmed.
     """
     lines = list(_lines(text))
     kept: list[Span] = []
     block: list[tuple[Span, str]] = []  # (line, "text" | "number" | "debris")
 
     def close_block() -> None:
-        has_text = any(kind == "text" for _, kind in block)
-        kept.extend(span for span, kind in block if kind == "text" or (kind == "number" and has_text))
+        label = False  # whether the line above is a label a number line may stand under
+        for span, kind in block:
+            if kind == "text":
+                kept.append(span)
+                label = text[span[0] : span[1]].rstrip().rstrip(_CLOSERS)[-1:] not in _FULL_STOPS
+            elif kind == "number" and label:
+                kept.append(span)
+            else:
+                label = False
         block.clear()
 
     for start, end in lines:
@@ -542,11 +556,13 @@ def passage_model_text(passage: Passage, settings: ChunkSettings) -> str:
     """Return the text embedded for a passage: its title as context, then its text.
 
     Takes the passage and the chunk settings (the title is context only when
-    ``settings.title_as_context`` is on). A passage that starts with the title
-    itself gets no second copy.
+    ``settings.title_as_context`` is on). The passage the title heads (the title,
+    then a line break) gets no second copy; one that merely starts with the same
+    words does.
     """
     body = normalize_for_model(passage.text)
-    if settings.title_as_context and passage.title and not passage.text.startswith(passage.title):
+    title = passage.title
+    if settings.title_as_context and title and not passage.text.startswith((f"{title}\n", f"{title}\r")):
         return f"{normalize_for_model(passage.title)}. {body}"
     return body
 

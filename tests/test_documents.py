@@ -157,6 +157,9 @@ def test_title_as_context_is_not_repeated_in_the_passage_that_starts_with_it():
     first, second = chunk_document(doc, words, settings)
     assert passage_model_text(first, settings) == "Harbour news Ships queue."
     assert passage_model_text(second, settings) == "Harbour news. Fees rise."
+    later = Document("d", "Harbour news\n\nShips queue.\n\nHarbour news travels fast.", "")
+    assert passage_model_text(chunk_document(later, words, settings)[1], settings) == (
+        "Harbour news. Harbour news travels fast.")
 
 
 def test_a_title_parted_from_the_text_by_debris_is_context_only():
@@ -170,6 +173,11 @@ def test_a_number_written_under_text_is_kept():
     passages = chunk_document(Document("d", text, ""), words, ChunkSettings())
     # the page number alone is debris
     assert [p.text for p in passages] == ["Door code\n4711", "Phone\n+62 812-3456", "The wifi is down."]
+    text = "Revenue\n1,234\n5,678\n\nThe page ends with this sentence.\n12\n\n7\nThe next page starts.\n"
+    passages = chunk_document(Document("d", text, ""), words, ChunkSettings())
+    # numbers under a label are kept; a page number under a finished sentence or above text is not
+    assert [p.text for p in passages] == ["Revenue\n1,234\n5,678", "The page ends with this sentence.",
+                                          "The next page starts."]
 
 
 def test_a_heading_starts_the_paragraph_it_heads():

@@ -161,13 +161,17 @@ def check_content_paragraphs(text: str) -> list[tuple[int, int]]:
             block = []
     blocks.append(block)
     for block in blocks:
-        has_text = any(not is_debris(text[s:e]) for s, e in block)
+        under_label = False  # the line above is text not ending a sentence, or a number kept so
         for start, end in block:
             line = text[start:end]
-            keep = not is_debris(line) or (has_text and is_number_line(line))
+            keep = not is_debris(line) or (under_label and is_number_line(line))
             for i in non_space(text, start, end):
                 # a character is kept iff its line is content
                 assert (i in inside) == keep, (i, line)
+            if not is_debris(line):
+                under_label = line.rstrip().rstrip("\"'”’»)]")[-1:] not in (".", "!", "?", "…")
+            elif not keep:
+                under_label = False
     return paragraphs
 
 
