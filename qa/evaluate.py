@@ -83,8 +83,8 @@ def _parse_item(line: str) -> EvalItem:
         raise ValueError('"question" must be a string')
     try:
         clean_question(question)  # the check the retriever makes, so the error can name the line
-    except QuestionError:
-        raise ValueError("empty question") from None
+    except QuestionError as exc:
+        raise ValueError(str(exc)) from None
     if not isinstance(answers, list) or not all(isinstance(a, str) and a.strip() for a in answers):
         raise ValueError('"answers" must be a list of non-empty strings')
     if item_id is not None and not isinstance(item_id, str):

@@ -53,7 +53,8 @@ def test_metrics_of_total_failure_are_zero():
 @pytest.mark.parametrize(
     "content, message",
     [("", "no questions"), ("{not json", "line 1"), ('{"question": "q"}', "line 1: missing"),
-     ('{"question": "", "answers": []}', "empty question"), ('{"question": "q", "answers": "x"}', "list")],
+     ('{"question": "", "answers": []}', "question is empty"), ('{"question": "?", "answers": []}', "no words"),
+     ('{"question": "q", "answers": "x"}', "list")],
 )
 def test_bad_eval_files(tmp_path, content, message):
     path = tmp_path / "set.jsonl"
@@ -93,8 +94,8 @@ def assert_one_line_error(result, *fragments):
     [
         ('{"id": 3, "question": "q", "answers": []}', ['"id" must be a string']),
         ('{"id": 0, "question": "q", "answers": []}', ['"id" must be a string']),
-        ('{"question": "\\u0000", "answers": []}', ["empty question"]),
-        ('{"question": " \\u0007\\t\\u001f ", "answers": ["x"]}', ["empty question"]),
+        ('{"question": "\\u0000", "answers": []}', ["question is empty"]),
+        ('{"question": " \\u0007\\t\\u001f ", "answers": ["x"]}', ["question is empty"]),
         ('{"question": 5, "answers": []}', ['"question" must be a string']),
         ('["q", ["a"]]', ["JSON object"]),
         ("3", ["JSON object"]),
