@@ -238,10 +238,16 @@ def sources_command(
     import json
 
     from qa.render import make_console, render_sources_table
-    from qa.store import read_index
+    from qa.store import IndexCorrupt, read_index
 
+    directory = _resolve_index_dir(index_dir)
     with user_errors():
-        snapshot = read_index(_resolve_index_dir(index_dir))
+        try:
+            snapshot = read_index(directory)
+        except IndexCorrupt as exc:
+            from qa.pipeline import repair_message
+
+            fail(repair_message(exc, directory, default_index_dir()))
     documents = snapshot.manifest.get("documents", [])
     if as_json:
         for record in documents:

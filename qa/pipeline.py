@@ -52,6 +52,24 @@ def _index_option(index_dir: Path, default_dir: Path) -> str:
     return "" if index_dir == default_dir else f" --index-dir {index_dir}"
 
 
+def repair_message(exc: IndexCorrupt, index_dir: Path, default_dir: Path) -> str:
+    """Return the one-line error for the damaged index in ``index_dir``: the damage, and
+    the command that repairs it.
+
+    Takes the error, the index directory and the default one (to leave ``--index-dir``
+    out of the command when it is the default). A damaged data file is rebuilt from
+    the documents its manifest lists; a damaged ``CURRENT`` or manifest is recovered
+    from the newest intact generation; without either, only the user's paths can
+    rebuild it.
+    """
+    option = _index_option(index_dir, default_dir)
+    if read_manifest(index_dir) is not None:
+        return f"{exc}: `qa index{option}` rebuilds it from its documents"
+    if newest_intact_generation(index_dir, load=False) is not None:
+        return f"{exc}: `qa index{option}` recovers it from its newest intact generation"
+    return f"{damaged_index_message(exc)}: `qa index PATH... --replace{option}` rebuilds it from the given paths"
+
+
 def open_retriever(
     index_dir: Path,
     model: str | None,
@@ -80,12 +98,10 @@ def open_retriever(
         update_index(index_dir, model=model, notify=notify, progress=progress, skips_shown=False)
         snapshot = read_index(index_dir)
     except IndexCorrupt as exc:
-        if read_manifest(index_dir) is not None:
-            raise  # a damaged file of an intact manifest: `qa index` rebuilds it from its documents
-        # CURRENT or its manifest is damaged: never the bundled article in the library's place.
-        if newest_intact_generation(index_dir, load=False) is None:
-            raise PipelineError(f"{damaged_index_message(exc)}: `qa index PATH... --replace{hint_dir}` "
-                                "rebuilds it from the given paths") from None
+        # A damaged data file of an intact manifest, or nothing intact left: say what repairs it.
+        # A damaged CURRENT or manifest is recovered below, never replaced by the bundled article.
+        if read_manifest(index_dir) is not None or newest_intact_generation(index_dir, load=False) is None:
+            raise PipelineError(repair_message(exc, index_dir, default_dir)) from None
         # from the newest intact generation
         update_index(index_dir, model=model, notify=notify, progress=progress, skips_shown=False)
         snapshot = read_index(index_dir)

@@ -254,3 +254,26 @@ def test_a_regular_file_as_the_index_dir_is_not_a_directory(fake_model, tmp_path
                            input="")
     assert_one_line_error(result, f"{afile} is not a directory")
     assert afile.read_text() == "not an index"
+
+
+# --------------------------------------------------------------------------- what each command says
+
+
+def test_sources_on_a_damaged_index_names_the_command_that_repairs_it(fake_model, library):
+    folder, index_dir, older = library
+    flip_byte(current_gen(index_dir) / VECTORS_NPY)
+    before = index_state(index_dir)
+    assert_one_line_error(qa("sources", "--index-dir", index_dir), "damaged",
+                          f"`qa index --index-dir {index_dir}` rebuilds it from its documents")
+    assert_one_line_error(qa("ask", "where do owls hunt", "--index-dir", index_dir), "damaged",
+                          f"`qa index --index-dir {index_dir}` rebuilds it from its documents")
+    (index_dir / CURRENT).unlink()
+    assert_one_line_error(qa("sources", "--index-dir", index_dir), "CURRENT is missing",
+                          f"`qa index --index-dir {index_dir}` recovers it from its newest intact generation")
+    for name in generations(index_dir):
+        flip_byte(index_dir / name / MANIFEST)
+    assert_one_line_error(qa("sources", "--index-dir", index_dir), "no intact list of its documents",
+                          f"`qa index PATH... --replace --index-dir {index_dir}`")
+    del before[CURRENT]
+    assert {k: v for k, v in index_state(index_dir).items() if not k.endswith(MANIFEST)} == {
+        k: v for k, v in before.items() if not k.endswith(MANIFEST)}
