@@ -67,6 +67,8 @@ def main() -> None:
 
     files, questions = paragraphs_and_questions(args.limit)
     corpus, index_dir = WORK / "corpus", WORK / "index"
+    if args.keep and not (index_dir / "CURRENT").exists():
+        raise SystemExit(f"--keep: no index of an earlier run in {index_dir}; run without --keep first")
     if not args.keep:
         shutil.rmtree(WORK, ignore_errors=True)
         corpus.mkdir(parents=True)
