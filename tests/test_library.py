@@ -307,6 +307,28 @@ def test_an_update_by_the_same_model_keeps_the_background_when_it_is_not_cached(
     assert len(other.embedded) > 100
 
 
+def test_ask_after_an_edit_embeds_it_with_the_loaded_model_not_a_second_copy(library):
+    from qa.embedder import register_embedder, unregister_embedder
+
+    folder, index_dir = library
+    loads = []
+
+    def load():
+        loads.append(FakeEmbedder())
+        return loads[-1]
+
+    register_embedder(FAKE_MODEL, load)
+    try:
+        assert qa("index", str(folder), "--model", FAKE_MODEL, "--index-dir", str(index_dir)).exit_code == 0
+        (folder / "zebra.txt").write_text("The zebra lives in Africa and eats grass.\n")
+        loads.clear()
+        asked = qa("ask", "what do zebras eat", "--index-dir", str(index_dir))
+        assert asked.exit_code == 0 and "zebra.txt changed" in asked.stderr
+        assert len(loads) == 1 and loads[0].embedded  # the question's model embedded the edit
+    finally:
+        unregister_embedder(FAKE_MODEL)
+
+
 def test_passages_know_their_line(tmp_path):
     doc = write(tmp_path / "notes.txt", "Title\n\nfirst paragraph here.\n\n\nsecond one,\nover two lines.\n")
     update_index(tmp_path / "index", [doc], embedder=FakeEmbedder())
