@@ -22,8 +22,9 @@ TokenCounter = Callable[[str], int]
 # Bump when splitting or chunking changes in a way that changes passages: indexes
 # built by an older chunker are then detected as stale and rebuilt.
 # 2: a heading (the title too) parted from the text only by blank lines starts the
-# next paragraph; number lines among lines of text are kept; sentences end after citation markers and at the ends of list items and of lines
-# ending a sentence; a list item is never a title.
+# next paragraph; number lines under a label are kept; sentences end after citation
+# markers and at the ends of list items and of lines ending a sentence; a list item
+# is never a title.
 CHUNKER_VERSION = 2
 # Room a passage's own text keeps beside a title embedded as its context.
 MIN_BODY_TOKENS = 32
@@ -199,9 +200,12 @@ def is_number_line(line: str) -> bool:
     return any(ch.isdigit() for ch in stripped) and not any(ch.isalpha() for ch in stripped)
 
 
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
 def _lines(text: str) -> Iterator[Span]:
     start = 0
-    for match in re.finditer(r"\r\n|\r|\n", text):
+    for match in _LINE_BREAK.finditer(text):
         yield start, match.start()
         start = match.end()
     yield start, len(text)
@@ -341,13 +345,12 @@ _ABBREVIATIONS = {
     "dll", "dsb", "dst", "jl", "jln", "rp", "hlm", "tel", "bpk", "sdr", "ir", "drs", "h",
     "hj", "kh", "s.h", "s.e", "m.si", "u.s", "u.k", "a.s",
 }
-_CLOSING = r"[\"'”’»)\]]"
+_CLOSING = f"[{re.escape(_CLOSERS)}]"
 # A citation or footnote marker closing a sentence: "[3]", "[a]", "[note 1]".
 _CITATION = r"\[[^\[\]\r\n]{1,32}\]"
 # The lookbehind makes a run of dots one match attempt, not one per dot (quadratic).
 _SENTENCE_END = re.compile(rf"(?<![.!?…])[.!?…]+(?:{_CLOSING}|{_CITATION})*(?=\s|$)")
 _NEXT_STARTS_SENTENCE = re.compile(r"\s+[\"'“‘«(\[]?[\w\d]")
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _BEFORE_LINE_BREAK = re.compile(r"[^\S\r\n]*[\r\n]")
 # "- ", "* ", "+ ", "• ", "1. ", "1) " at the start of a line.
 _LIST_ITEM = re.compile(r"[ \t]*(?:[-*+•]|\d{1,3}[.)])[ \t]+\S")
