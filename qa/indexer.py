@@ -86,6 +86,12 @@ class IndexReport:
     resumed: int = 0
     written: bool = False
 
+    def listed_skips(self) -> list[Skipped]:
+        """The skipped files ``qa index`` lists: all but the named inputs that failed,
+        which are the run's error instead."""
+        failed = {item.path for item in self.failed_inputs}
+        return [item for item in self.skipped if item.path not in failed]
+
 
 def chunk_settings_for(embedder: Embedder) -> ChunkSettings:
     """Return the chunk settings used with ``embedder``: defaults, capped by its window."""
@@ -132,6 +138,12 @@ def background_vectors(embedder: Embedder, probe: np.ndarray,
         out[name] = vectors[start : start + len(sets[name])]
         start += len(sets[name])
     return out
+
+
+def recorded_probe(manifest: dict) -> np.ndarray:
+    """Return the probe vector an index's manifest records for its model (empty if none):
+    what the model's vectors are checked against, and what its journal is named after."""
+    return np.asarray(manifest.get("model", {}).get("probe", []), dtype=np.float32)
 
 
 def _recorded(probe: np.ndarray) -> np.ndarray:
@@ -305,9 +317,8 @@ def model_reasons(manifest: dict, embedder: Embedder, probe: np.ndarray | None =
     reasons = []
     if manifest.get("chunking") != chunk_settings_for(embedder).to_dict():
         reasons.append("the chunking settings changed")
-    stored = np.asarray(manifest.get("model", {}).get("probe", []), dtype=np.float32)
     probe = model_probe(embedder) if probe is None else probe
-    if not same_model(stored, probe):
+    if not same_model(recorded_probe(manifest), probe):
         reasons.append(f"the model '{embedder.name}' now gives different vectors")
     return reasons
 
@@ -393,7 +404,7 @@ class _Model:
         not rewrite it), else this model's own, rounded as the manifest keeps it.
         """
         probe = _recorded(self.probe)
-        stored = np.asarray(manifest.get("model", {}).get("probe", []), dtype=np.float32)
+        stored = recorded_probe(manifest)
         if manifest.get("model", {}).get("name") == self.name and same_model(stored, probe):
             return stored
         return probe
@@ -561,9 +572,7 @@ def _update(index_dir, previous, inputs, model_name, embedder, remove, replace_a
     roots_changed = roots != manifest.get("roots") or excluded != manifest.get("excluded", [])
     restated = any(rows.record is not old_rows[key].record for key, rows in kept.items() if key in old_rows)
     passed_over = _passed_over(files, kept, chunked)
-    failed = {item.path for item in report.failed_inputs}  # errors, shown every time
-    shown = [item for item in report.skipped if item.path not in failed]
-    skipped = skipped_record(shown) if skips_shown else manifest.get("skipped", [])
+    skipped = skipped_record(report.listed_skips()) if skips_shown else manifest.get("skipped", [])
     report.skipped_before = {
         (item[0], item[1]) for item in manifest.get("skipped", [])
         if isinstance(item, list) and len(item) == 2 and all(isinstance(x, str) for x in item)
@@ -572,7 +581,7 @@ def _update(index_dir, previous, inputs, model_name, embedder, remove, replace_a
             and not lexicon_reasons(manifest) and passed_over == manifest.get("passed_over", []) \
             and skipped == manifest.get("skipped", []):
         # A run killed after its generation became current left its journal.
-        remove_journals(index_dir, journal_dir(index_dir, name, manifest["model"]["probe"]))
+        remove_journals(index_dir, journal_dir(index_dir, name, recorded_probe(manifest)))
         report.unchanged = len(kept)
         report.documents = len(previous.manifest.get("documents", []))
         report.passages = len(previous.passages)
@@ -826,7 +835,7 @@ def _check_model(model: _Model, manifest: dict, reusable: bool, notify: Notify) 
     """Load the model and return whether the previous index's vectors are still its vectors."""
     if not reusable:
         return False
-    if same_model(np.asarray(manifest["model"]["probe"], np.float32), model.probe):
+    if same_model(recorded_probe(manifest), model.probe):
         return True
     notify(f"the model '{model.name}' now gives different vectors: embedding every document again")
     return False
@@ -918,8 +927,7 @@ def _write(index_dir, manifest, documents, vectors, sentence_vectors, roots, exc
     passages = [p for d in documents for p in d.passages]
     if model.loaded:
         probe = model.fingerprint(manifest)
-        same = previous is not None and np.array_equal(
-            probe, np.asarray(manifest.get("model", {}).get("probe", []), dtype=np.float32))
+        same = previous is not None and np.array_equal(probe, recorded_probe(manifest))
         # An update by the model that built the index keeps its background when the sets
         # are not cached: embedding them is 400 texts, 15 s on the torch-free engine.
         backgrounds = background_vectors(model.embedder, probe, embed_missing=not same)

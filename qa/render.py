@@ -147,11 +147,8 @@ def render_index_report(out: Console, err: Console, report: IndexReport, verbose
     Files skipped for the same reason as on the last run are counted in one line
     rather than listed again, unless ``verbose``.
     """
-    failed = {item.path for item in report.failed_inputs}
     repeated = 0
-    for item in report.skipped:
-        if item.path in failed:
-            continue
+    for item in report.listed_skips():
         if not verbose and (item.path, item.reason) in report.skipped_before:
             repeated += 1
         else:
@@ -183,8 +180,6 @@ def render_sources_table(console: Console, documents: Sequence[dict]) -> None:
     A terminal gets a table; a pipe gets one tab-separated line per document, whole
     paths unwrapped, for ``cut``, ``grep`` and ``sort``.
     """
-    from rich.table import Table
-
     if not documents:
         console.print("The index holds no documents.")
         return
@@ -197,7 +192,7 @@ def render_sources_table(console: Console, documents: Sequence[dict]) -> None:
         for row in rows:  # written past rich, which would expand the tabs
             console.file.write("\t".join(field.replace("\t", " ").replace("\n", " ") for field in row) + "\n")
         return
-    from rich.table import Column
+    from rich.table import Column, Table
 
     table = Table(
         Column("document", overflow="fold", ratio=1), "format", Column("passages", justify="right"),
