@@ -237,7 +237,7 @@ def sources_command(
     """List the indexed documents: passages, format, when added, content hash."""
     import json
 
-    from qa.render import make_console, render_sources_table
+    from qa.render import make_console, render_sources_table, source_record
     from qa.store import IndexCorrupt, read_index
 
     directory = _resolve_index_dir(index_dir)
@@ -251,12 +251,72 @@ def sources_command(
     documents = snapshot.manifest.get("documents", [])
     if as_json:
         for record in documents:
-            typer.echo(json.dumps(
-                {key: record.get(key) for key in ("source", "kind", "passages", "added", "sha256", "title", "note")},
-                ensure_ascii=False,
-            ))
+            typer.echo(json.dumps(source_record(record), ensure_ascii=False))
     else:
         render_sources_table(make_console(), documents)
+
+
+@app.command()
+def serve(
+    host: str = typer.Option(
+        "127.0.0.1", "--host",
+        help="Address to listen on. Any but loopback needs an API token: $QA_SERVE_TOKEN, else one is made and printed.",
+    ),
+    port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port to listen on (0: any free port)."),
+    index_dir: Optional[Path] = IndexDirOption,
+    model: Optional[str] = ModelOption,
+) -> None:
+    """Serve a chat page and an HTTP API for the documents, on this machine (Ctrl-C stops it).
+
+    The page is at http://127.0.0.1:8000/; the API is POST /api/ask, GET /api/sources,
+    GET /api/health (schema: /openapi.json). The model and index are loaded once.
+    """
+    import os
+
+    try:
+        from qa import server
+    except ImportError as exc:
+        fail(f"qa serve needs FastAPI and uvicorn, which are not installed ({exc.name}): pip install 'qa[serve]'")
+    with user_errors():
+        loopback = server.is_loopback(host)
+        token = server.choose_token(loopback, os.environ)
+        try:
+            sock = server.bind(host, port)
+        except server.ServeError as exc:
+            fail(str(exc))
+        service = _answer_service(index_dir, model, Status())
+        app_ = server.create_app(service, token=token, loopback=loopback)
+        server.announce(server.url_of(sock), token, lambda line: typer.echo(line))
+        try:
+            server.run(app_, sock)
+        except KeyboardInterrupt:
+            pass
+    typer.echo("qa serve: stopped")
+
+
+def _answer_service(index_dir: Optional[Path], model: Optional[str], status: Status):
+    from qa.retriever import Retriever
+    from qa.service import AnswerService
+
+    directory = _resolve_index_dir(index_dir)
+    return AnswerService(
+        directory,
+        open_retriever=lambda: _open_retriever(index_dir, model, status),
+        keep_fresh=lambda retriever: _keep_fresh(retriever, index_dir, status),
+        reload=lambda retriever: Retriever(_read_index_or_repair(directory), retriever.embedder),
+    )
+
+
+def _read_index_or_repair(directory: Path):
+    """Return the index in ``directory``, or raise a PipelineError naming the command that
+    repairs it, as ``ask`` and ``sources`` say."""
+    from qa.pipeline import PipelineError, repair_message
+    from qa.store import IndexCorrupt, read_index
+
+    try:
+        return read_index(directory)
+    except IndexCorrupt as exc:
+        raise PipelineError(repair_message(exc, directory, default_index_dir())) from None
 
 
 @app.command("eval")

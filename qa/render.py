@@ -174,6 +174,17 @@ def render_index_report(out: Console, err: Console, report: IndexReport, verbose
     ))
 
 
+SOURCE_FIELDS = ("source", "kind", "passages", "added", "sha256", "title", "note")
+
+
+def source_record(record: dict) -> dict:
+    """Return one indexed document (a manifest record) as ``qa sources --json`` prints it.
+
+    Shared with ``GET /api/sources``, so both list a document with the same fields.
+    """
+    return {key: record.get(key) for key in SOURCE_FIELDS}
+
+
 def render_sources_table(console: Console, documents: Sequence[dict]) -> None:
     """Print the indexed documents (``qa sources``): path, format, passages, added, hash.
 
