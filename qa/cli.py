@@ -284,6 +284,7 @@ def serve(
             sock = server.bind(host, port)
         except server.ServeError as exc:
             fail(str(exc))
+        # Bound first, so a taken port fails at once; clients that come early wait in its backlog.
         service = _answer_service(index_dir, model, Status())
         app_ = server.create_app(service, token=token, loopback=loopback)
         server.announce(server.url_of(sock), token, lambda line: typer.echo(line))

@@ -378,7 +378,7 @@ def create_app(service: AnswerService, token: str | None = None, loopback: bool 
 
 
 def bind(host: str, port: int) -> socket.socket:
-    """Return a listening-ready TCP socket bound to ``host``:``port`` (0: any free port).
+    """Return a TCP socket listening on ``host``:``port`` (0: any free port).
 
     Binding here, before uvicorn starts, turns "address in use" and unknown hosts
     into one-line :class:`ServeError`\\ s instead of uvicorn's log lines.
@@ -396,7 +396,7 @@ def bind(host: str, port: int) -> socket.socket:
         sock.close()
         reason = exc.strerror or str(exc)
         raise ServeError(f"cannot listen on {host} port {port}: {reason}") from None
-    sock.set_inheritable(True)
+    sock.listen(2048)  # connections wait in the backlog until uvicorn accepts them
     return sock
 
 
