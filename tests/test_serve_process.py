@@ -220,6 +220,7 @@ def test_qa_index_beside_the_server_never_gives_a_client_an_error_or_a_mixed_ans
         for thread in threads:
             thread.join(timeout=120)
         out, err = server.stop()
+    print(f"{len(answers)} answers during {rebuilds[0]} qa index runs; {len(generations)} generations seen")
     assert server.process.returncode == 0, err
     assert "Traceback" not in err
     assert not failures, failures[:5]
