@@ -27,8 +27,30 @@ def make_console(stderr: bool = False) -> Console:
     return console
 
 
+TITLE_SHOWN_MAX = 80
+
+
+def display_title(title: str | None) -> str | None:
+    """Return a document title as shown beside an answer, or None when there is none.
+
+    Markdown heading marks are dropped, white space folded, and a title longer than
+    :data:`TITLE_SHOWN_MAX` characters is cut with an ellipsis, so that the header of an
+    answer stays one line.
+    """
+    if not title:
+        return None
+    shown = " ".join(title.lstrip("#").split())
+    if len(shown) > TITLE_SHOWN_MAX:
+        shown = shown[: TITLE_SHOWN_MAX - 1].rstrip() + "\u2026"
+    return shown or None
+
+
 def source_label(item: RetrievedPassage) -> str:
-    """Return where a passage comes from: file name, and its page, line or characters."""
+    """Return where a passage comes from: its document's title, then file and page, line or characters.
+
+    ``Rusia Akan Membeli ... (000_007ef922b28a0a10.txt, line 17)``; a document without a
+    title is named by its file alone (``notes.txt, line 3``).
+    """
     p = item.passage
     if p.page:
         where = f"page {p.page}"
@@ -36,7 +58,9 @@ def source_label(item: RetrievedPassage) -> str:
         where = f"line {p.line}"
     else:
         where = f"characters {p.start}-{p.end}"
-    return f"{Path(p.source).name}, {where}"
+    location = f"{Path(p.source).name}, {where}"
+    title = display_title(p.title)
+    return f"{title} ({location})" if title else location
 
 
 def passage_text(item: RetrievedPassage) -> Text:
