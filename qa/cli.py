@@ -228,7 +228,8 @@ def index_command(
         )
     from qa.render import make_console, render_index_report
 
-    render_index_report(make_console(), make_console(stderr=True), report, verbose=verbose)
+    if report.written or not report.failed_inputs:  # an error that changed nothing is printed alone
+        render_index_report(make_console(), make_console(stderr=True), report, verbose=verbose)
     if report.failed_inputs:
         fail("; ".join(f"{item.path}: {item.reason}" for item in report.failed_inputs))
 
@@ -242,12 +243,17 @@ def sources_command(
     import json
 
     from qa.render import make_console, render_sources_table
-    from qa.store import IndexCorrupt, read_index
+    from qa.store import IndexCorrupt, IndexMissing, read_index
 
     directory = _resolve_index_dir(index_dir)
     with user_errors():
         try:
             snapshot = read_index(directory)
+        except IndexMissing as exc:
+            from qa.pipeline import index_option
+
+            option = index_option(directory, default_index_dir())
+            fail(f"{exc}: `qa index PATH...{option}` makes one (`qa index{option}` alone indexes the bundled article)")
         except IndexCorrupt as exc:
             from qa.pipeline import repair_message
 

@@ -647,9 +647,10 @@ def _find_files(roots: list[str], excluded: list[str], old_rows: dict, replace_a
 
     files: dict[str, Path] = {}
     root_files: dict[str, list[str]] = {}
+    walk_skips: list[Skipped] = []
     for root in roots:
         found = find_documents([_root_path(root)])
-        report.skipped.extend(found.skipped)
+        walk_skips.extend(found.skipped)
         root_files[root] = []
         for path in found.files:
             resolved = path.resolve()
@@ -664,6 +665,9 @@ def _find_files(roots: list[str], excluded: list[str], old_rows: dict, replace_a
             report.removed.append(rows.record["source"])
         else:
             files[key] = path
+    # A file a folder walk passes over (an unlisted suffix) but that was named and indexed
+    # before is a document of the index, not a skipped file.
+    report.skipped.extend(item for item in walk_skips if document_key(Path(item.path).resolve()) not in files)
     return files, root_files
 
 
@@ -760,7 +764,7 @@ def _drop_failed_inputs(roots, new_roots, root_files, kept, chunked, report: Ind
     for root in new_roots:
         if not any(key in kept or key in chunked for key in root_files.get(root, ())):
             path = _root_path(root)
-            reasons = [item.reason for item in report.skipped if _under(item.path, path)]
+            reasons = sorted({item.reason for item in report.skipped if _under(item.path, path)})
             report.failed_inputs.append(Skipped(path, reasons[0] if len(reasons) == 1 else "no documents to index"))
     failed = {item.path for item in report.failed_inputs}
     return [r for r in roots if _root_path(r) not in failed]

@@ -262,3 +262,9 @@ def test_a_model_name_while_the_hub_is_unreachable_fails_at_once_with_why(monkey
     with pytest.raises(embedder_module.EmbedderError, match="hub is unreachable and the model is not in the local"):
         embedder_module.SentenceTransformerEmbedder("nobody/no-such-model")
     assert seen["offline"] == "1"
+
+
+def test_sources_without_an_index_names_the_command_that_makes_one(isolated_dirs):
+    index_dir = isolated_dirs / "elsewhere"
+    result = qa("sources", "--index-dir", str(index_dir))
+    assert_one_line_error(result, f"no index in {index_dir} yet: `qa index PATH... --index-dir {index_dir}` makes one")

@@ -694,3 +694,33 @@ def test_chat_answers_from_the_documents_as_they_are_now(fake_model, library):
     session.answer("eats")
     assert "leaves at night" in console.export_text()
     assert any("zebra.txt changed" in note for note in notes)
+
+
+def test_a_named_path_that_fails_is_reported_alone(fake_model, library):
+    folder, index_dir = library
+    assert qa("index", str(folder), "--model", FAKE_MODEL, "--index-dir", str(index_dir)).exit_code == 0
+    result = qa("index", str(folder / "nope.txt"), "--index-dir", str(index_dir))
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr.strip().splitlines() == [f"Error: {folder / 'nope.txt'}: no such file or directory"]
+
+
+def test_a_named_file_of_an_unsupported_format_says_why_every_time(fake_model, library):
+    folder, index_dir = library
+    (folder / "pic.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    assert qa("index", str(folder), "--model", FAKE_MODEL, "--index-dir", str(index_dir)).exit_code == 0
+    for _ in range(2):
+        result = qa("index", str(folder / "pic.png"), "--index-dir", str(index_dir))
+        assert result.exit_code == 1
+        assert result.stderr.strip().splitlines()[-1] == f"Error: {folder / 'pic.png'}: unsupported format '.png'"
+
+
+def test_a_file_indexed_by_name_is_not_listed_as_skipped_by_a_folder_walk(fake_model, library):
+    folder, index_dir = library
+    write(folder / "data.csv", "animal,home\nwombat,burrow\n")
+    assert qa("index", str(folder / "data.csv"), "--model", FAKE_MODEL, "--index-dir", str(index_dir)).exit_code == 0
+    result = qa("index", str(folder), "--verbose", "--index-dir", str(index_dir))
+    assert result.exit_code == 0, result.output
+    assert "data.csv" not in result.stderr
+    sources = qa("sources", "--index-dir", str(index_dir)).stdout
+    assert "data.csv" in sources
