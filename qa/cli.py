@@ -143,9 +143,26 @@ def main_options(
     """Ask questions, in any language, about your documents. Runs entirely on this machine."""
 
 
+STDIN_QUESTION_MAX = 1 << 20
+"""Characters of standard input read as a question at most; a question is cut to the model's window anyway."""
+
+
+def _question_from(argument: Optional[str]) -> str:
+    """Return the question: the argument, or standard input for ``-`` or no argument with a pipe."""
+    if argument is not None and argument != "-":
+        return argument
+    if argument is None and sys.stdin.isatty():
+        fail("give a question (qa ask \"...\"), or pipe one in (echo \"...\" | qa ask -)", code=2)
+    return sys.stdin.read(STDIN_QUESTION_MAX).strip()
+
+
 @app.command()
 def ask(
-    question: str = typer.Argument(..., metavar="QUESTION", help="The question, in any language."),
+    question: Optional[str] = typer.Argument(
+        None, metavar="QUESTION",
+        help="The question, in any language; - (or none, with a pipe) reads it from standard input.",
+        show_default=False,
+    ),
     top_k: int = typer.Option(1, "--top-k", "-k", min=1, max=100, metavar="N", help="How many passages to show."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of text."),
     index_dir: Optional[Path] = IndexDirOption,
@@ -155,6 +172,7 @@ def ask(
     from qa.render import answer_json, make_console, render_answer
     from qa.retriever import clean_question
 
+    question = _question_from(question)
     with user_errors():
         clean_question(question)
         status = Status()
