@@ -70,46 +70,82 @@ def user_errors() -> Iterator[None]:
 
 
 class Status:
-    """Status lines and an embedding progress bar on stderr."""
+    """What a long command is doing, on stderr: status lines, and a live line below them.
+
+    Every :meth:`notify` message is printed as a line. In a terminal, from the first
+    message on, a spinner line below repeats the latest one with the time it has taken,
+    so a step that takes seconds (loading the model, reading files) never leaves the
+    screen silent; :meth:`progress` adds a bar per step (texts done, texts per second,
+    time left), shown from 0. Nothing live is drawn when stderr is not a terminal.
+    Use it as a context manager: the live line is removed when the command is done.
+    """
 
     def __init__(self):
         from qa.render import make_console
 
         self.console = make_console(stderr=True)
-        self._progress = None
-        self._task = None
+        self._live = None
+        self._spinner = None
+        self._bars: dict[str, object] = {}
+
+    def __enter__(self) -> "Status":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Remove the live line, if any (the printed status lines stay); a later message starts a new one."""
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+            self._spinner = None
+            self._bars.clear()
+
+    def _display(self):
+        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        if self._live is None:
+            self._live = Progress(
+                SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[detail]}"),
+                TimeElapsedColumn(), console=self.console, transient=True,
+            )
+            self._live.start()
+        return self._live
 
     def notify(self, message: str) -> None:
         """Print one status line, dimmed (as plain text: it can hold paths and file names)."""
         from rich.text import Text
 
         self.console.print(Text(message, style="dim"))
-
-    def progress(self, done: int, total: int) -> None:
-        """Advance the embedding progress bar: texts done, texts per second, time left."""
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
         if not self.console.is_terminal:
             return
-        if self._progress is None:
-            self._progress = Progress(
-                TextColumn("embedding"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]}"),
-                TimeRemainingColumn(),
-                console=self.console,
-                transient=True,
-            )
-            self._progress.start()
-            self._task = self._progress.add_task("embedding", total=total, rate="")
-        task = self._progress.tasks[0]
-        speed = task.speed
-        self._progress.update(self._task, completed=done, total=total,
-                              rate=f"{speed:.1f} texts/s" if speed else "")
+        live = self._display()
+        description = Text(message if len(message) <= 60 else message[:59] + "\u2026", style="dim")
+        if self._spinner is None:
+            self._spinner = live.add_task(description, total=None, detail="")
+        else:
+            live.reset(self._spinner, description=description, total=None, detail="")
+
+    def progress(self, done: int, total: int, step: str = "embedding") -> None:
+        """Show a bar for ``step``: ``done`` of ``total`` texts (or files), the rate and the time left."""
+        if not self.console.is_terminal:
+            return
+        live = self._display()
+        if step not in self._bars:
+            self._bars[step] = live.add_task(step, total=total, detail="")
+        task_id = self._bars[step]
+        live.update(task_id, completed=done, total=total)
+        task = live.tasks[[t.id for t in live.tasks].index(task_id)]
+        detail = f"{done}/{total}"
+        if task.speed:
+            detail += f"  {task.speed:.1f}/s"
+        if task.time_remaining is not None and done < total:
+            detail += f"  {int(task.time_remaining) // 60}:{int(task.time_remaining) % 60:02d} left"
+        live.update(task_id, detail=detail)
         if done >= total:
-            self._progress.stop()
-            self._progress = None
+            live.remove_task(task_id)
+            del self._bars[step]
 
 
 def _resolve_index_dir(index_dir: Optional[Path]) -> Path:
@@ -119,15 +155,17 @@ def _resolve_index_dir(index_dir: Optional[Path]) -> Path:
 def _open_retriever(index_dir: Optional[Path], model: Optional[str], status: Status):
     from qa.pipeline import open_retriever
 
-    return open_retriever(
-        _resolve_index_dir(index_dir), model, default_index_dir(), status.notify, status.progress
-    )
+    with status:
+        return open_retriever(
+            _resolve_index_dir(index_dir), model, default_index_dir(), status.notify, status.progress
+        )
 
 
 def _keep_fresh(retriever, index_dir: Optional[Path], status: Status):
     from qa.pipeline import keep_fresh
 
-    return keep_fresh(retriever, _resolve_index_dir(index_dir), status.notify, status.progress)
+    with status:
+        return keep_fresh(retriever, _resolve_index_dir(index_dir), status.notify, status.progress)
 
 
 def _version(value: bool) -> None:
@@ -239,11 +277,11 @@ def index_command(
         from qa.store import ensure_writable
 
         ensure_writable(directory)
-        status = Status()
-        report = update_index(
-            directory, paths or [], model=model, remove=remove or [], replace_all=replace_all,
-            notify=status.notify, progress=status.progress,
-        )
+        with Status() as status:
+            report = update_index(
+                directory, paths or [], model=model, remove=remove or [], replace_all=replace_all,
+                notify=status.notify, progress=status.progress,
+            )
     from qa.render import make_console, render_index_report
 
     if report.written or not report.failed_inputs:  # an error that changed nothing is printed alone

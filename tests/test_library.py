@@ -507,9 +507,18 @@ def test_progress_counts_the_texts_to_embed_up_to_their_total(library, monkeypat
     folder, index_dir = library
     monkeypatch.setattr(indexer, "EMBED_BATCH", 2)
     calls = []
-    report = update_index(index_dir, [folder], embedder=FakeEmbedder(), progress=lambda d, t: calls.append((d, t)))
+    steps = []
+
+    def progress(done, total, step="embedding"):
+        steps.append((step, done, total))
+        if step == "embedding":
+            calls.append((done, total))
+
+    report = update_index(index_dir, [folder], embedder=FakeEmbedder(), progress=progress)
     done = [d for d, _ in calls]
     assert done == sorted(done) and calls[-1] == (report.embedded, report.embedded) and len(set(done)) >= 3
+    reading = [(d, t) for step, d, t in steps if step == "reading files"]
+    assert reading[0] == (0, 3) and reading[-1] == (3, 3)  # the library's three notes, counted from 0
 
 
 def test_a_run_with_nothing_to_do_still_clears_what_a_killed_run_left(library):
