@@ -733,3 +733,16 @@ def test_a_file_indexed_by_name_is_not_listed_as_skipped_by_a_folder_walk(fake_m
     assert "data.csv" not in result.stderr
     sources = qa("sources", "--index-dir", str(index_dir)).stdout
     assert "data.csv" in sources
+
+
+def test_an_answer_from_a_pdf_names_its_metadata_title(fake_model, tmp_path):
+    from test_extract import pdf_with_info
+
+    folder = tmp_path / "pdfs"
+    folder.mkdir()
+    (folder / "scan01.pdf").write_bytes(pdf_with_info("The harbour opens at dawn.", "Harbour Rules 2024"))
+    index_dir = tmp_path / "index"
+    assert qa("index", str(folder), "--model", FAKE_MODEL, "--index-dir", str(index_dir)).exit_code == 0
+    result = runner.invoke(app, ["ask", "when does the harbour open", "--index-dir", str(index_dir)], terminal_width=300)
+    header = next(line for line in result.stdout.splitlines() if line.startswith("[1]"))
+    assert header.startswith("[1] Harbour Rules 2024 (scan01.pdf, page 1)")
