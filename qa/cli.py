@@ -44,8 +44,14 @@ ModelOption = typer.Option(
 
 
 def fail(message: str, code: int = 1) -> None:
-    """Print a one-line error to stderr and exit with ``code``."""
-    typer.echo(f"Error: {message}", err=True)
+    """Print a one-line error to stderr and exit with ``code``.
+
+    Control characters in it (a file name can hold any) are shown escaped: the error
+    stays one line, and nothing in it reaches the terminal as a command.
+    """
+    from qa.terminal import one_line
+
+    typer.echo(f"Error: {one_line(message)}", err=True)
     raise typer.Exit(code)
 
 
@@ -117,6 +123,9 @@ class Status:
         """Print one status line, dimmed (as plain text: it can hold paths and file names)."""
         from rich.text import Text
 
+        from qa.terminal import one_line
+
+        message = one_line(message)
         self.console.print(Text(message, style="dim"))
         if not self.console.is_terminal:
             return
@@ -300,6 +309,7 @@ def sources_command(
 
     from qa.render import make_console, render_sources_table
     from qa.store import IndexCorrupt, IndexMissing, read_index
+    from qa.terminal import json_safe
 
     directory = _resolve_index_dir(index_dir)
     with user_errors():
@@ -317,10 +327,10 @@ def sources_command(
     documents = snapshot.manifest.get("documents", [])
     if as_json:
         for record in documents:
-            typer.echo(json.dumps(
+            typer.echo(json_safe(json.dumps(
                 {key: record.get(key) for key in ("source", "kind", "passages", "added", "sha256", "title", "note")},
-                ensure_ascii=False,
-            ))
+                ensure_ascii=False, allow_nan=False,
+            )))
     else:
         render_sources_table(make_console(), documents)
 
@@ -343,6 +353,7 @@ def eval_command(
 
     from qa.evaluate import evaluate, metrics, read_eval_set
     from qa.render import make_console, render_eval
+    from qa.terminal import json_safe
 
     with user_errors():
         items = read_eval_set(file)
@@ -356,7 +367,7 @@ def eval_command(
                  "rank": r.rank, "found": r.found}
                 for r in results
             ]
-        typer.echo(json.dumps(summary, ensure_ascii=False))
+        typer.echo(json_safe(json.dumps(summary, ensure_ascii=False, allow_nan=False)))
     else:
         render_eval(make_console(), summary, results if details else None)
 
