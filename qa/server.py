@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import json
 import re
 import secrets
 import socket
@@ -34,7 +35,7 @@ from typing import TYPE_CHECKING, Callable, Literal, Optional
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -138,9 +139,19 @@ ERRORS = {code: {"model": ErrorOut} for code in (400, 401, 404, 413, 415, 422, 5
 # --------------------------------------------------------------------------- errors as one line
 
 
-def error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+def json_response(content, status: int = 200, headers: dict | None = None) -> Response:
+    """Return ``content`` as JSON encoded as ``qa ... --json`` prints it (:func:`qa.terminal.json_safe`):
+    file names that are not valid UTF-8 (lone surrogates) and control characters escaped,
+    never a failure to encode."""
+    from qa.terminal import json_safe
+
+    text = json_safe(json.dumps(content, ensure_ascii=False, allow_nan=False))
+    return Response(text, status_code=status, headers=headers, media_type="application/json")
+
+
+def error(status: int, message: str, headers: dict | None = None) -> Response:
     """Return the one-line ``{"error": message}`` response every failure gets."""
-    return JSONResponse({"error": " ".join(message.split())}, status_code=status, headers=headers)
+    return json_response({"error": " ".join(message.split())}, status, headers)
 
 
 def validation_message(exc: RequestValidationError) -> str:
@@ -168,11 +179,11 @@ def validation_message(exc: RequestValidationError) -> str:
 
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
-    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
         return error(422, validation_message(exc))
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 404:
             return error(404, f"no such page: {request.url.path}")
         if exc.status_code == 405:
@@ -183,15 +194,15 @@ def _install_error_handlers(app: FastAPI) -> None:
         return error(exc.status_code, str(exc.detail))
 
     @app.exception_handler(QuestionError)
-    async def bad_question(request: Request, exc: QuestionError) -> JSONResponse:
+    async def bad_question(request: Request, exc: QuestionError) -> Response:
         return error(422, str(exc))
 
     @app.exception_handler(ServiceUnavailable)
-    async def unavailable(request: Request, exc: ServiceUnavailable) -> JSONResponse:
+    async def unavailable(request: Request, exc: ServiceUnavailable) -> Response:
         return error(503, str(exc))
 
     @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+    async def unexpected(request: Request, exc: Exception) -> Response:
         # A bug: still one line for the client; uvicorn logs the traceback on the server.
         return error(500, f"internal error ({type(exc).__name__}); the server's log has the details")
 
@@ -252,7 +263,7 @@ class Guard:
             receive = _replay(body, receive)
         await self.app(scope, receive, send)
 
-    def _refusal(self, path: str, method: str, headers: dict) -> JSONResponse | None:
+    def _refusal(self, path: str, method: str, headers: dict) -> Response | None:
         if self.loopback and not is_loopback(_host_of(headers.get("host", ""))):
             return error(400, "this server answers only requests to 127.0.0.1 or localhost")
         protected = path.startswith("/api/") or path == "/openapi.json"
@@ -287,7 +298,7 @@ def _replay(body: bytes, receive):
     return replayed
 
 
-def _too_large() -> JSONResponse:
+def _too_large() -> Response:
     return error(413, f"the request body is larger than {MAX_BODY_BYTES // 1024} KiB")
 
 
@@ -354,15 +365,15 @@ def create_app(service: AnswerService, token: str | None = None, loopback: bool 
         answer = service.ask(body.question, top_k=body.top_k, conversation=body.conversation)
         return Response(answer_json(answer), media_type="application/json", headers=no_store)
 
-    @app.get("/api/sources", responses={200: {"model": list[SourceOut]}, **ERRORS}, response_class=JSONResponse)
-    def sources() -> JSONResponse:
+    @app.get("/api/sources", responses={200: {"model": list[SourceOut]}, **ERRORS}, response_class=Response)
+    def sources() -> Response:
         """The indexed documents, each as a line of `qa sources --json`."""
-        return JSONResponse(service.sources(), headers=no_store)
+        return json_response(service.sources(), headers=no_store)
 
-    @app.get("/api/health", responses={200: {"model": HealthOut}, **ERRORS}, response_class=JSONResponse)
-    def health() -> JSONResponse:
+    @app.get("/api/health", responses={200: {"model": HealthOut}, **ERRORS}, response_class=Response)
+    def health() -> Response:
         """The index generation in use, its document and passage counts, and the model."""
-        return JSONResponse(service.health().to_dict(), headers=no_store)
+        return json_response(service.health().to_dict(), headers=no_store)
 
     @app.delete("/api/conversations/{conversation}", status_code=204, responses=ERRORS,
                 response_class=Response)

@@ -18,21 +18,13 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from conftest import FAKE_MODEL
-from qa.cli import _answer_service, app as cli_app
+from qa.cli import Status, _answer_service, app as cli_app
 from qa.indexer import update_index
 from qa.server import MAX_BODY_BYTES, MAX_QUESTION_CHARS, AnswerOut, create_app
 from qa.service import current_generation
 
 runner = CliRunner()
 DRONES = "Mohajer-6 Shahed drone Iran"
-
-
-class Quiet:
-    def notify(self, message: str) -> None:
-        pass
-
-    def progress(self, done: int, total: int) -> None:
-        pass
 
 
 @pytest.fixture
@@ -44,7 +36,7 @@ def index_dir(fake_model, isolated_dirs):
 
 @pytest.fixture
 def service(index_dir):
-    return _answer_service(None, None, Quiet())
+    return _answer_service(None, None, Status())
 
 
 @pytest.fixture

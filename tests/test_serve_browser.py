@@ -33,7 +33,7 @@ The tomato seedlings in the greenhouse need watering every morning before nine. 
 the garden shed door reads <script>alert(1)</script> in red letters, left there by the previous owner as a joke.
 """
 
-pytestmark = [pytest.mark.model, pytest.mark.browser]
+pytestmark = [pytest.mark.model, pytest.mark.browser, pytest.mark.slow]
 
 
 def browser_or_skip() -> tuple[str, str]:

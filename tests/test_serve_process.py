@@ -21,6 +21,8 @@ import pytest
 from conftest import FAKE_MODEL
 from qa.paths import BUNDLED_ARTICLE
 
+pytestmark = pytest.mark.slow  # real processes, seconds each
+
 TESTS = Path(__file__).resolve().parent
 FAKE_QA = TESTS / "fake_qa.py"
 
