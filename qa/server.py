@@ -101,6 +101,8 @@ class AnswerOut(BaseModel):
     found: bool
     margin: float
     passages: list[PassageOut]
+    answer: Optional[str] = Field(None, description="An answer a reader wrote from the passages (qa.reader); "
+                                  "absent with the default reader, whose answer is the best passage.")
     context: Optional[str] = Field(None, description="The earlier question a follow-up was read with.")
     truncated: Optional[bool] = None
 

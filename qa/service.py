@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from qa.followup import Conversation
+from qa.reader import load_reader
 from qa.retriever import Answer, Retriever
 
 Notify = Callable[[str], None]
@@ -118,6 +119,7 @@ class AnswerService:
         self._refresh_lock = threading.Lock()
         self._model_lock = threading.Lock()
         self.conversations = Conversations()
+        self.reader = load_reader()  # qa.reader's default, as for ask and chat
 
     @property
     def model(self) -> str:
@@ -153,20 +155,22 @@ class AnswerService:
         """Answer ``question`` with its ``top_k`` best passages, as ``qa ask`` would.
 
         With a ``conversation`` id, the question may be a follow-up of that
-        conversation's earlier questions, as in ``qa chat``. Raises
+        conversation's earlier questions, as in ``qa chat``. The answer is made by
+        :func:`qa.reader.answer_question`, the one function ``ask`` and ``chat`` use. Raises
         :class:`qa.retriever.QuestionError` for a question without words and
         :class:`ServiceUnavailable` when the index can't be read.
         """
+        from qa.reader import answer_question
         from qa.retriever import clean_question
 
         clean_question(question)  # a bad question is refused before any index work
         retriever = self.retriever()
         if conversation is None:
             with self._model_lock:
-                return retriever.ask(question, top_k=top_k)
+                return answer_question(retriever, question, top_k, reader=self.reader)
         state, order = self.conversations.get(conversation)
         with order, self._model_lock:
-            return state.ask(retriever, question, top_k)
+            return answer_question(retriever, question, top_k, state, reader=self.reader)
 
     def sources(self) -> list[dict]:
         """Return the indexed documents as ``qa sources --json`` lists them."""

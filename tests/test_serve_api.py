@@ -288,3 +288,23 @@ def test_a_token_guards_the_api_but_not_the_page(service):
         assert_one_line_error(client.post("/api/ask", json={"question": DRONES}), 401)
         ok = client.post("/api/ask", json={"question": DRONES}, headers={"Authorization": "bearer s3cret-token"})
         assert ok.status_code == 200 and ok.json()["passages"]
+
+
+def test_the_server_answers_through_the_reader_seam(index_dir, monkeypatch):
+    import dataclasses
+
+    from qa import reader
+
+    class Shouting:
+        name = reader.DEFAULT_READER
+
+        def read(self, answer):
+            return dataclasses.replace(answer, written=answer.passages[0].passage.text[:20].upper())
+
+    monkeypatch.setitem(reader._READERS, reader.DEFAULT_READER, Shouting)
+    with TestClient(create_app(_answer_service(None, None, Status())), base_url="http://127.0.0.1") as client:
+        plain = ask(client, question=DRONES).json()
+        follow_up = ask(client, question="What will they be used for?", conversation="c").json()
+    assert plain["answer"] == plain["passages"][0]["text"][:20].upper()
+    assert follow_up["answer"] == follow_up["passages"][0]["text"][:20].upper()
+    AnswerOut.model_validate(plain)
