@@ -336,10 +336,10 @@ def sources_command(
 @app.command()
 def serve(
     host: str = typer.Option(
-        "127.0.0.1", "--host",
+        "127.0.0.1", "--host", metavar="HOST",
         help="Address to listen on. Any but loopback needs an API token: $QA_SERVE_TOKEN, else one is made and printed.",
     ),
-    port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port to listen on (0: any free port)."),
+    port: int = typer.Option(8000, "--port", min=0, max=65535, metavar="PORT", help="Port to listen on (0: any free port)."),
     index_dir: Optional[Path] = IndexDirOption,
     model: Optional[str] = ModelOption,
 ) -> None:
