@@ -19,15 +19,8 @@ from qa.embedder import (
     load_update_embedder,
     model_probe,
 )
-from qa.indexer import (
-    PassageProgress,
-    changed_documents,
-    damaged_index_message,
-    lexicon_reasons,
-    model_reasons,
-    new_documents,
-    update_index,
-)
+from qa.freshness import model_reasons, stale_reasons
+from qa.indexer import PassageProgress, damaged_index_message, update_index
 from qa.retriever import Retriever
 from qa.store import (
     IndexBusy,
@@ -124,19 +117,13 @@ def open_retriever(
 
 
 def _fresh_retriever(index_dir: Path, snapshot, embedder: Embedder, notify: Notify, progress) -> Retriever:
-    documents = document_reasons(snapshot.manifest)
+    documents = stale_reasons(snapshot.manifest)
     model = model_reasons(snapshot.manifest, embedder, model_probe(embedder))
     if not documents and not model:
         return Retriever(snapshot, embedder)
     # Changed documents and BM25 rules need no model check; anything else does, with the full model.
     builder = load_embedder(embedder.name, progress=notify) if model else None
     return _updated(index_dir, snapshot, embedder, builder, documents + model, notify, progress)
-
-
-def document_reasons(manifest: dict) -> list[str]:
-    """Return why the index's documents are out of date: changed, vanished or new files,
-    or BM25 statistics counted with other rules. None of these needs the model checked."""
-    return changed_documents(manifest) + new_documents(manifest) + lexicon_reasons(manifest)
 
 
 def keep_fresh(retriever: Retriever, index_dir: Path, notify: Notify, progress: PassageProgress | None = None) -> Retriever:
@@ -146,7 +133,7 @@ def keep_fresh(retriever: Retriever, index_dir: Path, notify: Notify, progress: 
     the documents are checked again (file sizes and times, and the folders for new
     files), so that no answer quotes text that is no longer in a file.
     """
-    reasons = document_reasons(retriever.snapshot.manifest)
+    reasons = stale_reasons(retriever.snapshot.manifest)
     if not reasons:
         return retriever
     return _updated(index_dir, retriever.snapshot, retriever.embedder, None, reasons, notify, progress)
