@@ -202,16 +202,28 @@ def index_command(
     index_dir: Optional[Path] = IndexDirOption,
     model: Optional[str] = ModelOption,
     verbose: bool = typer.Option(False, "--verbose", "-v", help="List every skipped file, not only newly skipped ones."),
+    ray: Optional[str] = typer.Option(
+        None, "--ray", metavar="[ADDRESS]",
+        help="Embed on Ray (pip install 'qa[ray]'): a local runtime, or 'auto' / ray://HOST:10001 for a cluster.",
+    ),
+    ray_workers: int = typer.Option(1, "--ray-workers", min=1, help="How many Ray actors embed, each with the model."),
 ) -> None:
     """Add documents to the index, or bring it up to date: only changed documents are embedded.
 
     Deleted documents are dropped. An interrupted run leaves the index as it was,
     and the next run continues where it stopped.
     """
-    from qa.indexer import update_index
+    from qa.indexer import RayOptions, update_index
 
     if replace_all and not paths:
         fail("--replace needs the PATHs to index")
+    ray_options = None
+    if ray is not None:
+        from qa.ray_embed import INSTALL_HINT, ray_address, ray_installed
+
+        if not ray_installed():
+            fail(INSTALL_HINT)
+        ray_options = RayOptions(ray_address(ray), ray_workers)
     with user_errors():
         directory = _resolve_index_dir(index_dir)
         from qa.store import ensure_writable
@@ -220,7 +232,7 @@ def index_command(
         status = Status()
         report = update_index(
             directory, paths or [], model=model, remove=remove or [], replace_all=replace_all,
-            notify=status.notify, progress=status.progress,
+            notify=status.notify, progress=status.progress, ray=ray_options,
         )
     from qa.render import make_console, render_index_report
 
@@ -295,9 +307,27 @@ def eval_command(
         render_eval(make_console(), summary, results if details else None)
 
 
+def optional_ray_address(args: List[str]) -> List[str]:
+    """Return ``args`` with ``--ray`` given its default value, ``local``, when no ADDRESS follows it.
+
+    ``qa index --ray docs/`` means a local runtime; an ADDRESS is ``local``, ``auto``,
+    ``ray://...`` or ``HOST:PORT``. (click has no option whose value is optional.)
+    """
+    from qa.ray_embed import looks_like_address
+
+    out = list(args)
+    for i, arg in enumerate(out):
+        if arg == "--":
+            break
+        if arg == "--ray" and (i + 1 == len(out) or not looks_like_address(out[i + 1])):
+            out[i] = "--ray=local"
+    return out
+
+
 def main() -> None:
     """Entry point of the ``qa`` script."""
-    app(prog_name="qa")
+    args = sys.argv[1:]
+    app(prog_name="qa", args=optional_ray_address(args) if "--ray" in args else args)
 
 
 if __name__ == "__main__":

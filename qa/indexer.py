@@ -58,6 +58,14 @@ class IndexingError(Exception):
     """An index update can't be done as asked; the message is one line for the user."""
 
 
+@dataclass(frozen=True)
+class RayOptions:
+    """Where ``qa index --ray`` embeds: the address ``ray.init`` takes (None: a local runtime), and how many actors."""
+
+    address: str | None = None
+    workers: int = 1
+
+
 @dataclass
 class IndexReport:
     """What an index update did.
@@ -488,6 +496,7 @@ def update_index(
     progress: PassageProgress | None = None,
     lock_timeout: float = 600.0,
     skips_shown: bool = True,
+    ray: RayOptions | None = None,
 ) -> IndexReport:
     """Bring the index in ``index_dir`` up to date with its documents, embedding only what changed.
 
@@ -499,7 +508,8 @@ def update_index(
     embedding progress; and whether the caller shows the user the files skipped
     (``skips_shown``: ``qa index`` does, ``ask`` and ``chat`` don't). The manifest
     records the skipped files shown, so that the next run can tell which are new
-    (``report.skipped_before``).
+    (``report.skipped_before``). With ``ray``, the texts to embed are embedded by
+    Ray actors (see :mod:`qa.ray_embed`) instead of in this process.
 
     A document is re-embedded only when its content hash changed; deleted documents
     are dropped; unreadable or unsupported files are skipped with a reason, and a
@@ -520,7 +530,7 @@ def update_index(
         if not model and isinstance(old_model, dict) and isinstance(old_model.get("name"), str):
             model = old_model["name"]
         report = _update(index_dir, previous, list(inputs), model, embedder, list(remove), replace_all, notify,
-                         progress, carried, skips_shown)
+                         progress, carried, skips_shown, ray)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -540,7 +550,7 @@ def build_index(
 
 
 def _update(index_dir, previous, inputs, model_name, embedder, remove, replace_all, notify, progress,
-            carried: Sequence[str] = (), skips_shown: bool = True) -> IndexReport:
+            carried: Sequence[str] = (), skips_shown: bool = True, ray: RayOptions | None = None) -> IndexReport:
     manifest = previous.manifest if previous else {}
     built_with = manifest.get("model", {}).get("name")
     name = embedder.name if embedder is not None else (model_name or built_with or DEFAULT_MODEL)
@@ -602,7 +612,7 @@ def _update(index_dir, previous, inputs, model_name, embedder, remove, replace_a
             documents.append(kept[key])
     dim = model.embedder.dim if chunked or model.loaded else previous.content.vectors.shape[1]
     vectors, sentence_vectors = _vectors_of(index_dir, documents, old_rows if reusable else {}, model, manifest,
-                                            dim, notify, progress, report)
+                                            dim, notify, progress, report, ray)
     _write(index_dir, manifest, documents, vectors, sentence_vectors, roots, excluded,
            {"passed_over": passed_over, "skipped": skipped}, model, previous, now)
     report.documents = len(documents)
@@ -842,13 +852,15 @@ def _check_model(model: _Model, manifest: dict, reusable: bool, notify: Notify) 
 
 
 def _vectors_of(index_dir, documents: list[DocumentRows | Chunked], old_rows: dict[str, DocumentRows],
-                model: _Model, manifest: dict, dim: int, notify, progress, report) -> tuple[np.ndarray, np.ndarray]:
+                model: _Model, manifest: dict, dim: int, notify, progress, report,
+                ray: RayOptions | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Return the passage and sentence vectors of ``documents``, in order, embedding only new texts.
 
     Vectors of kept documents are copied from the previous index; a text seen before
     (in an edited document's old version, or in an interrupted run's journal) is
-    reused; the rest is embedded in batches, each journalled before the next. Every
-    vector is written once, straight into the arrays the index is made of.
+    reused; the rest is embedded in batches, each journalled before the next (by the
+    model here, or by Ray actors when ``ray`` is given). Every vector is written once,
+    straight into the arrays the index is made of.
     """
     n_passages = sum(len(d.passages) for d in documents)
     n_sentences = sum(len(spans) for d in documents for spans in d.sentence_spans)
@@ -906,6 +918,9 @@ def _vectors_of(index_dir, documents: list[DocumentRows | Chunked], old_rows: di
         + (f", {report.resumed} more already embedded by an interrupted run" if report.resumed else "")
         + f" (the index will hold {n_passages} passages, {n_sentences} sentences)"
     )
+    if ray is not None:
+        _embed_on_ray(missing, texts, model.name, ray, journal, place, progress, report)
+        return vectors, sentence_vectors
     for start in range(0, len(missing), EMBED_BATCH):
         batch = missing[start : start + EMBED_BATCH]
         def within(done: int, _total: int, start: int = start) -> None:
@@ -920,6 +935,25 @@ def _vectors_of(index_dir, documents: list[DocumentRows | Chunked], old_rows: di
         if progress:
             progress(start + len(batch), len(missing))
     return vectors, sentence_vectors
+
+
+def _embed_on_ray(missing: list[bytes], texts: dict[bytes, str], model_name: str, ray: RayOptions,
+                  journal: EmbeddingJournal, place, progress, report) -> None:
+    """Embed the ``missing`` texts on Ray, journalling and placing each batch as it comes back."""
+    from qa.ray_embed import RayUnavailable, embed_on_ray
+
+    try:
+        for positions, embedded in embed_on_ray([texts[k] for k in missing], model_name, ray.address,
+                                                workers=ray.workers, batch_size=EMBED_BATCH):
+            keys = [missing[i] for i in positions]
+            journal.add(keys, embedded)
+            for key, vector in zip(keys, embedded):
+                place(key, vector)
+            report.embedded += len(keys)
+            if progress:
+                progress(report.embedded, len(missing))
+    except RayUnavailable as exc:
+        raise IndexingError(str(exc)) from None
 
 
 def _write(index_dir, manifest, documents, vectors, sentence_vectors, roots, excluded, skip_records: dict,
