@@ -11,6 +11,7 @@ from rich.text import Text
 
 from qa.documents import normalize_for_model
 from qa.retriever import Answer, RetrievedPassage
+from qa.terminal import SafeConsole, json_safe, one_line
 
 if TYPE_CHECKING:
     from qa.evaluate import QuestionResult
@@ -21,14 +22,37 @@ HIGHLIGHT_STYLE = "bold yellow"
 
 
 def make_console(stderr: bool = False) -> Console:
-    """Return a rich console that colours only real terminals (and honours NO_COLOR)."""
-    console = Console(stderr=stderr, highlight=False)
+    """Return a rich console that colours only real terminals (and honours NO_COLOR), and
+    never lets a control character of a document or file name through (:mod:`qa.terminal`)."""
+    console = SafeConsole(stderr=stderr, highlight=False)
     console.soft_wrap = not console.is_terminal  # pipes get whole lines, terminals wrap
     return console
 
 
+TITLE_SHOWN_MAX = 80
+
+
+def display_title(title: str | None) -> str | None:
+    """Return a document title as shown beside an answer, or None when there is none.
+
+    Markdown heading marks are dropped, white space folded, and a title longer than
+    :data:`TITLE_SHOWN_MAX` characters is cut with an ellipsis, so that the header of an
+    answer stays one line.
+    """
+    if not title:
+        return None
+    shown = " ".join(title.lstrip("#").split())
+    if len(shown) > TITLE_SHOWN_MAX:
+        shown = shown[: TITLE_SHOWN_MAX - 1].rstrip() + "\u2026"
+    return shown or None
+
+
 def source_label(item: RetrievedPassage) -> str:
-    """Return where a passage comes from: file name, and its page, line or characters."""
+    """Return where a passage comes from: its document's title, then file and page, line or characters.
+
+    ``Rusia Akan Membeli ... (000_007ef922b28a0a10.txt, line 17)``; a document without a
+    title is named by its file alone (``notes.txt, line 3``).
+    """
     p = item.passage
     if p.page:
         where = f"page {p.page}"
@@ -36,7 +60,9 @@ def source_label(item: RetrievedPassage) -> str:
         where = f"line {p.line}"
     else:
         where = f"characters {p.start}-{p.end}"
-    return f"{Path(p.source).name}, {where}"
+    location = f"{one_line(Path(p.source).name)}, {where}"
+    title = display_title(p.title)
+    return f"{one_line(title)} ({location})" if title else location
 
 
 def passage_text(item: RetrievedPassage) -> Text:
@@ -102,7 +128,7 @@ def render_sources(console: Console, answer: Answer | None) -> None:
 
 def answer_json(answer: Answer) -> str:
     """Return the answer as the one-line JSON object of ``qa ask --json``."""
-    return json.dumps(answer.to_dict(), ensure_ascii=False)
+    return json_safe(json.dumps(answer.to_dict(), ensure_ascii=False, allow_nan=False))
 
 
 def is_expected(result: QuestionResult) -> bool:
@@ -152,12 +178,12 @@ def render_index_report(out: Console, err: Console, report: IndexReport, verbose
         if not verbose and (item.path, item.reason) in report.skipped_before:
             repeated += 1
         else:
-            err.print(Text(f"skipped {item.path}: {item.reason}", style="yellow"))
+            err.print(Text(f"skipped {one_line(item.path)}: {one_line(item.reason)}", style="yellow"))
     if repeated:
         files = f"{repeated} file{'s' * (repeated != 1)}"
         err.print(Text(f"skipped {files} as on the last run (--verbose lists them)", style="yellow"))
     for item in report.notes:
-        err.print(Text(f"note: {item.path}: {item.reason}", style="dim"))
+        err.print(Text(f"note: {one_line(item.path)}: {one_line(item.reason)}", style="dim"))
     changes = (
         f"{len(report.added)} new, {len(report.updated)} changed, {report.unchanged} unchanged, "
         f"{len(report.removed)} removed"
@@ -184,13 +210,14 @@ def render_sources_table(console: Console, documents: Sequence[dict]) -> None:
         console.print("The index holds no documents.")
         return
     rows = [
-        (str(record.get("source", "?")), str(record.get("kind", "text")), str(record.get("passages", 0)),
-         str(record.get("added") or "")[:16].replace("T", " "), str(record.get("sha256", ""))[:12])
+        tuple(one_line(field) for field in (
+            str(record.get("source", "?")), str(record.get("kind", "text")), str(record.get("passages", 0)),
+            str(record.get("added") or "")[:16].replace("T", " "), str(record.get("sha256", ""))[:12]))
         for record in documents
     ]
     if not console.is_terminal:
         for row in rows:  # written past rich, which would expand the tabs
-            console.file.write("\t".join(field.replace("\t", " ").replace("\n", " ") for field in row) + "\n")
+            console.file.write("\t".join(row) + "\n")
         return
     from rich.table import Column, Table
 

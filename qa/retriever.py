@@ -9,6 +9,7 @@ background by a margin.
 
 from __future__ import annotations
 
+import math
 import unicodedata
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
@@ -167,7 +168,7 @@ class Answer:
         return {
             "question": self.question,
             "found": self.found,
-            "margin": round(self.margin, 6),
+            "margin": round(self.margin, 6) if math.isfinite(self.margin) else None,  # no passage: no margin
             "passages": [p.to_dict() for p in self.passages],
             **({"context": self.context} if self.context else {}),
             **({"truncated": True} if self.truncated else {}),

@@ -26,6 +26,10 @@ runner = CliRunner()
         ("/nope now", ChatCommand("unknown", "/nope")),
         ("  Which drones did Russia import? ", ChatCommand("question", "Which drones did Russia import?")),
         ("exit the market?", ChatCommand("question", "exit the market?")),
+        ("clear", ChatCommand("clear")),
+        ("/Clear", ChatCommand("clear")),
+        ("/sources /reset", ChatCommand("sources")),
+        ("clear the table?", ChatCommand("question", "clear the table?")),
     ],
 )
 def test_parse_chat_line(line, expected):
@@ -61,3 +65,18 @@ def test_reset_forgets_the_last_answer(fake_model):
     before, after = result.stdout.split("Conversation forgotten.")
     assert "[5]" in before and "No question asked yet" not in before
     assert "No question asked yet" in after and "[1]" not in after
+
+
+def test_tab_completion_offers_the_matching_commands():
+    from qa.chat import complete_command
+
+    assert complete_command("/so", 0) == "/sources" and complete_command("/so", 1) is None
+    assert complete_command("/re", 0) == "/reset"
+    assert complete_command("drones", 0) is None
+
+
+def test_read_entry_joins_lines_ending_in_a_backslash():
+    from qa.chat import read_entry
+
+    lines = iter(["Which drones \\", "did Russia \\  ", "import?", "next"])
+    assert read_entry(lambda prompt: next(lines)) == "Which drones \ndid Russia \nimport?"
