@@ -30,6 +30,7 @@ from qa.journal import EmbeddingJournal, journal_dir, remove_journals, text_key
 from qa.discover import Skipped, find_documents
 from qa.lexical import TERMS_VERSION, Lexicon
 from qa.paths import BUNDLED_ARTICLE, cache_dir
+from qa.vectorstore import VectorBackend, backend_for_record, store_uri, vector_backend
 from qa.store import (
     IndexContent,
     IndexCorrupt,
@@ -501,6 +502,7 @@ def update_index(
     lock_timeout: float = 600.0,
     skips_shown: bool = True,
     ray: RayOptions | None = None,
+    store: str | None = None,
 ) -> IndexReport:
     """Bring the index in ``index_dir`` up to date with its documents, embedding only what changed.
 
@@ -513,7 +515,9 @@ def update_index(
     (``skips_shown``: ``qa index`` does, ``ask`` and ``chat`` don't). The manifest
     records the skipped files shown, so that the next run can tell which are new
     (``report.skipped_before``). With ``ray``, the texts to embed are embedded by
-    Ray actors (see :mod:`qa.ray_embed`) instead of in this process.
+    Ray actors (see :mod:`qa.ray_embed`) instead of in this process. ``store`` is the
+    URI of the vector store to write (see :mod:`qa.vectorstore`; None: the one the
+    index uses, FAISS files for a new index); naming another one moves the vectors.
 
     A document is re-embedded only when its content hash changed; deleted documents
     are dropped; unreadable or unsupported files are skipped with a reason, and a
@@ -534,7 +538,7 @@ def update_index(
         if not model and isinstance(old_model, dict) and isinstance(old_model.get("name"), str):
             model = old_model["name"]
         report = _update(index_dir, previous, list(inputs), model, embedder, list(remove), replace_all, notify,
-                         progress, carried, skips_shown, ray)
+                         progress, carried, skips_shown, ray, store)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -554,8 +558,10 @@ def build_index(
 
 
 def _update(index_dir, previous, inputs, model_name, embedder, remove, replace_all, notify, progress,
-            carried: Sequence[str] = (), skips_shown: bool = True, ray: RayOptions | None = None) -> IndexReport:
+            carried: Sequence[str] = (), skips_shown: bool = True, ray: RayOptions | None = None,
+            store: str | None = None) -> IndexReport:
     manifest = previous.manifest if previous else {}
+    backend, moved = _store_backend(store, manifest if previous else None)
     built_with = manifest.get("model", {}).get("name")
     name = embedder.name if embedder is not None else (model_name or built_with or DEFAULT_MODEL)
     model = _Model(name, embedder, notify)
@@ -592,7 +598,7 @@ def _update(index_dir, previous, inputs, model_name, embedder, remove, replace_a
         (item[0], item[1]) for item in manifest.get("skipped", [])
         if isinstance(item, list) and len(item) == 2 and all(isinstance(x, str) for x in item)
     }
-    if previous and reusable and not chunked and not report.removed and not roots_changed and not restated \
+    if previous and reusable and not moved and not chunked and not report.removed and not roots_changed and not restated \
             and not lexicon_reasons(manifest) and passed_over == manifest.get("passed_over", []) \
             and skipped == manifest.get("skipped", []):
         # A run killed after its generation became current left its journal.
@@ -619,11 +625,26 @@ def _update(index_dir, previous, inputs, model_name, embedder, remove, replace_a
     vectors, sentence_vectors = _vectors_of(index_dir, documents, old_rows if reusable else {}, model, manifest,
                                             dim, notify, progress, report, ray)
     _write(index_dir, manifest, documents, vectors, sentence_vectors, roots, excluded,
-           {"passed_over": passed_over, "skipped": skipped}, model, previous, now)
+           {"passed_over": passed_over, "skipped": skipped}, model, previous, now, backend)
     report.documents = len(documents)
     report.passages = len(vectors)
     report.written = True
     return report
+
+
+def _store_backend(store: str | None, manifest: dict | None) -> tuple[VectorBackend, bool]:
+    """Return the vector backend an update writes with, and whether it differs from the index's own.
+
+    No ``store`` keeps the store the index was written with (FAISS files for a new one).
+    """
+    recorded = backend_for_record(manifest.get("vectors")) if manifest is not None else None
+    if store is None:
+        return recorded or vector_backend(), False
+    backend = vector_backend(store)
+    if hasattr(backend, "check"):  # a server: unreachable is said before any embedding, not after
+        backend.check()
+    moved = recorded is not None and store_uri(backend) != store_uri(recorded)
+    return backend, moved
 
 
 def _roots_and_exclusions(manifest: dict, new_roots: list[str], removals: list[str], carried: Sequence[str],
@@ -972,7 +993,7 @@ def _embed_on_ray(missing: list[bytes], texts: dict[bytes, str], model_name: str
 
 
 def _write(index_dir, manifest, documents, vectors, sentence_vectors, roots, excluded, skip_records: dict,
-           model: _Model, previous, now) -> None:
+           model: _Model, previous, now, backend: VectorBackend | None = None) -> None:
     passages = [p for d in documents for p in d.passages]
     if model.loaded:
         probe = model.fingerprint(manifest)
@@ -1007,5 +1028,5 @@ def _write(index_dir, manifest, documents, vectors, sentence_vectors, roots, exc
     lexicon = Lexicon.build([p.text for p in passages]).to_arrays()
     content = IndexContent(passages, vectors, [spans for d in documents for spans in d.sentence_spans],
                            sentence_vectors, lexicon, background)
-    write_index(index_dir, new_manifest, content)
+    write_index(index_dir, new_manifest, content, backend)
     remove_journals(index_dir, journal_dir(index_dir, model_entry["name"], model_entry["probe"]))

@@ -114,7 +114,8 @@ def _connect(ray, address: str | None, workers: int) -> bool:
         ray.init(address=address, **kwargs)
     except Exception as exc:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, ValueError...
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise RayUnavailable(f"can't reach the Ray cluster at '{address or LOCAL}': {first}") from None
+        where = f"reach the Ray cluster at '{address}'" if address else "start a local Ray runtime"
+        raise RayUnavailable(f"can't {where}: {first}") from None
     return True
 
 
