@@ -199,8 +199,13 @@ class MilvusBackend:
         self.uri = canonical_uri(uri)
 
     def check(self) -> None:
-        """Connect now, so that a store that can't be used fails before any embedding, not after it."""
+        """Connect now, so that a store that can't be used fails before any embedding, not after it.
+
+        The connection is closed again: one left idle through hours of embedding is
+        dropped by the server (gRPC's "too many pings"); :meth:`write` opens its own.
+        """
         connect(self.uri)
+        close_clients()
 
     def write(self, vectors: np.ndarray, directory: Path, generation: str) -> dict:
         """Write ``vectors`` into a new collection for ``generation``, flushed, and return its record."""
