@@ -14,7 +14,7 @@ from typing import Iterator, List, Optional
 import typer
 
 from qa import __version__
-from qa.paths import INDEX_DIR_ENV, MODEL_ENV, default_index_dir
+from qa.paths import INDEX_DIR_ENV, MODEL_ENV, STORE_ENV, default_index_dir
 
 app = typer.Typer(
     rich_markup_mode=None,
@@ -30,6 +30,15 @@ IndexDirOption = typer.Option(
     metavar="DIR",
     envvar=INDEX_DIR_ENV,
     help="Index directory [default: index/ of a source checkout, else the user data dir].",
+    show_default=False,
+)
+StoreOption = typer.Option(
+    None,
+    "--store",
+    metavar="URI",
+    envvar=STORE_ENV,
+    help="Where the passage vectors are searched: faiss (default), milvus:PATH.db (Milvus Lite) or "
+    "milvus://HOST:PORT (a Milvus server; pip install 'qa[milvus]').",
     show_default=False,
 )
 ModelOption = typer.Option(
@@ -65,10 +74,12 @@ def user_errors() -> Iterator[None]:
     from qa.pipeline import PipelineError
     from qa.retriever import QuestionError
     from qa.store import StoreError
+    from qa.vectorstore import VectorStoreError
 
     try:
         yield
-    except (DocumentError, EmbedderError, EvalSetError, IndexingError, PipelineError, QuestionError, StoreError) as exc:
+    except (DocumentError, EmbedderError, EvalSetError, IndexingError, PipelineError, QuestionError, StoreError,
+            VectorStoreError) as exc:
         fail(str(exc))
     except KeyboardInterrupt:
         typer.echo("\nInterrupted; the index is unchanged (a rerun of qa index continues where it stopped).", err=True)
@@ -161,12 +172,12 @@ def _resolve_index_dir(index_dir: Optional[Path]) -> Path:
     return index_dir.expanduser() if index_dir else default_index_dir()
 
 
-def _open_retriever(index_dir: Optional[Path], model: Optional[str], status: Status):
+def _open_retriever(index_dir: Optional[Path], model: Optional[str], status: Status, store: Optional[str] = None):
     from qa.pipeline import open_retriever
 
     with status:
         return open_retriever(
-            _resolve_index_dir(index_dir), model, default_index_dir(), status.notify, status.progress
+            _resolve_index_dir(index_dir), model, default_index_dir(), status.notify, status.progress, store
         )
 
 
@@ -214,6 +225,7 @@ def ask(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of text."),
     index_dir: Optional[Path] = IndexDirOption,
     model: Optional[str] = ModelOption,
+    store: Optional[str] = StoreOption,
 ) -> None:
     """Answer one question with the passage that answers it."""
     from qa.reader import answer_question
@@ -224,7 +236,7 @@ def ask(
     with user_errors():
         clean_question(question)
         status = Status()
-        retriever = _open_retriever(index_dir, model, status)
+        retriever = _open_retriever(index_dir, model, status, store)
         answer = answer_question(retriever, question, top_k)
     if as_json:
         typer.echo(answer_json(answer))
@@ -237,6 +249,7 @@ def chat(
     top_k: int = typer.Option(1, "--top-k", "-k", min=1, max=100, metavar="N", help="How many passages to show per answer."),
     index_dir: Optional[Path] = IndexDirOption,
     model: Optional[str] = ModelOption,
+    store: Optional[str] = StoreOption,
 ) -> None:
     """Chat: ask question after question. Reads lines from stdin when it is not a terminal."""
     from qa.chat import ChatSession, run_interactive, run_piped
@@ -245,7 +258,7 @@ def chat(
     with user_errors():
         status = Status()
         console = make_console()
-        session = ChatSession(lambda: _open_retriever(index_dir, model, status), console, top_k=top_k,
+        session = ChatSession(lambda: _open_retriever(index_dir, model, status, store), console, top_k=top_k,
                               refresh=lambda retriever: _keep_fresh(retriever, index_dir, status))
         session.retriever  # load before the first prompt, so errors surface at once
         if sys.stdin.isatty() and sys.stdout.isatty():
@@ -272,16 +285,29 @@ def index_command(
     index_dir: Optional[Path] = IndexDirOption,
     model: Optional[str] = ModelOption,
     verbose: bool = typer.Option(False, "--verbose", "-v", help="List every skipped file, not only newly skipped ones."),
+    ray: Optional[str] = typer.Option(
+        None, "--ray", metavar="[ADDRESS]",
+        help="Embed on Ray (pip install 'qa[ray]'): a local runtime, or 'auto' / ray://HOST:10001 for a cluster.",
+    ),
+    ray_workers: int = typer.Option(1, "--ray-workers", min=1, help="How many Ray actors embed, each with the model."),
+    store: Optional[str] = StoreOption,
 ) -> None:
     """Add documents to the index, or bring it up to date: only changed documents are embedded.
 
     Deleted documents are dropped. An interrupted run leaves the index as it was,
     and the next run continues where it stopped.
     """
-    from qa.indexer import update_index
+    from qa.indexer import RayOptions, update_index
 
     if replace_all and not paths:
         fail("--replace needs the PATHs to index")
+    ray_options = None
+    if ray is not None:
+        from qa.ray_embed import INSTALL_HINT, ray_address, ray_installed
+
+        if not ray_installed():
+            fail(INSTALL_HINT)
+        ray_options = RayOptions(ray_address(ray), ray_workers)
     with user_errors():
         directory = _resolve_index_dir(index_dir)
         from qa.store import ensure_writable
@@ -290,7 +316,8 @@ def index_command(
         with Status() as status:
             report = update_index(
                 directory, paths or [], model=model, remove=remove or [], replace_all=replace_all,
-                notify=status.notify, progress=status.progress,
+                notify=status.notify, progress=status.progress, ray=ray_options,
+                store=store,
             )
     from qa.render import make_console, render_index_report
 
@@ -304,6 +331,7 @@ def index_command(
 def sources_command(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per document, a line each."),
     index_dir: Optional[Path] = IndexDirOption,
+    store: Optional[str] = StoreOption,
 ) -> None:
     """List the indexed documents: passages, format, when added, content hash."""
     import json
@@ -325,6 +353,9 @@ def sources_command(
             from qa.pipeline import repair_message
 
             fail(repair_message(exc, directory, default_index_dir()))
+        from qa.pipeline import check_store, index_option
+
+        check_store(snapshot.manifest, store, directory, index_option(directory, default_index_dir()))
     documents = snapshot.manifest.get("documents", [])
     if as_json:
         for record in documents:
@@ -404,6 +435,7 @@ def eval_command(
     details: bool = typer.Option(False, "--details", help="Add one row per question."),
     index_dir: Optional[Path] = IndexDirOption,
     model: Optional[str] = ModelOption,
+    store: Optional[str] = StoreOption,
 ) -> None:
     """Measure answer quality on a set of questions with known answers.
 
@@ -420,7 +452,7 @@ def eval_command(
 
     with user_errors():
         items = read_eval_set(file)
-        retriever = _open_retriever(index_dir, model, Status())
+        retriever = _open_retriever(index_dir, model, Status(), store)
         results = evaluate(lambda q, k: answer_question(retriever, q, k), items)
     summary = metrics(results)
     if as_json:
@@ -435,9 +467,27 @@ def eval_command(
         render_eval(make_console(), summary, results if details else None)
 
 
+def optional_ray_address(args: List[str]) -> List[str]:
+    """Return ``args`` with ``--ray`` given its default value, ``local``, when no ADDRESS follows it.
+
+    ``qa index --ray docs/`` means a local runtime; an ADDRESS is ``local``, ``auto``,
+    ``ray://...`` or ``HOST:PORT``. (click has no option whose value is optional.)
+    """
+    from qa.ray_embed import looks_like_address
+
+    out = list(args)
+    for i, arg in enumerate(out):
+        if arg == "--":
+            break
+        if arg == "--ray" and (i + 1 == len(out) or not looks_like_address(out[i + 1])):
+            out[i] = "--ray=local"
+    return out
+
+
 def main() -> None:
     """Entry point of the ``qa`` script."""
-    app(prog_name="qa")
+    args = sys.argv[1:]
+    app(prog_name="qa", args=optional_ray_address(args) if "--ray" in args else args)
 
 
 if __name__ == "__main__":

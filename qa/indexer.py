@@ -43,6 +43,7 @@ from qa.roots import (
 )
 from qa.lexical import TERMS_VERSION, Lexicon
 from qa.paths import BUNDLED_ARTICLE, cache_dir
+from qa.vectorstore import VectorBackend, backend_for_record, store_uri, vector_backend
 from qa.store import (
     IndexContent,
     IndexCorrupt,
@@ -69,6 +70,14 @@ EMBED_BATCH = 256
 
 class IndexingError(Exception):
     """An index update can't be done as asked; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """Where ``qa index --ray`` embeds: the address ``ray.init`` takes (None: a local runtime), and how many actors."""
+
+    address: str | None = None
+    workers: int = 1
 
 
 @dataclass
@@ -348,6 +357,8 @@ def update_index(
     progress: PassageProgress | None = None,
     lock_timeout: float = 600.0,
     skips_shown: bool = True,
+    ray: RayOptions | None = None,
+    store: str | None = None,
 ) -> IndexReport:
     """Bring the index in ``index_dir`` up to date with its documents, embedding only what changed.
 
@@ -359,7 +370,10 @@ def update_index(
     embedding progress; and whether the caller shows the user the files skipped
     (``skips_shown``: ``qa index`` does, ``ask`` and ``chat`` don't). The manifest
     records the skipped files shown, so that the next run can tell which are new
-    (``report.skipped_before``).
+    (``report.skipped_before``). With ``ray``, the texts to embed are embedded by
+    Ray actors (see :mod:`qa.ray_embed`) instead of in this process. ``store`` is the
+    URI of the vector store to write (see :mod:`qa.vectorstore`; None: the one the
+    index uses, FAISS files for a new index); naming another one moves the vectors.
 
     A document is re-embedded only when its content hash changed; deleted documents
     are dropped; unreadable or unsupported files are skipped with a reason, and a
@@ -380,7 +394,7 @@ def update_index(
         if not model and isinstance(old_model, dict) and isinstance(old_model.get("name"), str):
             model = old_model["name"]
         report = _update(index_dir, previous, list(inputs), model, embedder, list(remove), replace_all, notify,
-                         progress, carried, skips_shown)
+                         progress, carried, skips_shown, ray, store)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -400,8 +414,10 @@ def build_index(
 
 
 def _update(index_dir, previous, inputs, model_name, embedder, remove, replace_all, notify, progress,
-            carried: Sequence[str] = (), skips_shown: bool = True) -> IndexReport:
+            carried: Sequence[str] = (), skips_shown: bool = True, ray: RayOptions | None = None,
+            store: str | None = None) -> IndexReport:
     manifest = previous.manifest if previous else {}
+    backend, moved = _store_backend(store, manifest if previous else None)
     built_with = manifest.get("model", {}).get("name")
     name = embedder.name if embedder is not None else (model_name or built_with or DEFAULT_MODEL)
     model = _Model(name, embedder, notify)
@@ -438,7 +454,7 @@ def _update(index_dir, previous, inputs, model_name, embedder, remove, replace_a
         (item[0], item[1]) for item in manifest.get("skipped", [])
         if isinstance(item, list) and len(item) == 2 and all(isinstance(x, str) for x in item)
     }
-    if previous and reusable and not chunked and not report.removed and not roots_changed and not restated \
+    if previous and reusable and not moved and not chunked and not report.removed and not roots_changed and not restated \
             and not lexicon_reasons(manifest) and passed_over == manifest.get("passed_over", []) \
             and skipped == manifest.get("skipped", []):
         # A run killed after its generation became current left its journal.
@@ -463,13 +479,28 @@ def _update(index_dir, previous, inputs, model_name, embedder, remove, replace_a
             documents.append(kept[key])
     dim = model.embedder.dim if chunked or model.loaded else previous.content.vectors.shape[1]
     vectors, sentence_vectors = _vectors_of(index_dir, documents, old_rows if reusable else {}, model, manifest,
-                                            dim, notify, progress, report)
+                                            dim, notify, progress, report, ray)
     _write(index_dir, manifest, documents, vectors, sentence_vectors, roots, excluded,
-           {"passed_over": passed_over, "skipped": skipped}, model, previous, now)
+           {"passed_over": passed_over, "skipped": skipped}, model, previous, now, backend)
     report.documents = len(documents)
     report.passages = len(vectors)
     report.written = True
     return report
+
+
+def _store_backend(store: str | None, manifest: dict | None) -> tuple[VectorBackend, bool]:
+    """Return the vector backend an update writes with, and whether it differs from the index's own.
+
+    No ``store`` keeps the store the index was written with (FAISS files for a new one).
+    """
+    recorded = backend_for_record(manifest.get("vectors")) if manifest is not None else None
+    if store is None:
+        return recorded or vector_backend(), False
+    backend = vector_backend(store)
+    if hasattr(backend, "check"):  # a server: unreachable is said before any embedding, not after
+        backend.check()
+    moved = recorded is not None and store_uri(backend) != store_uri(recorded)
+    return backend, moved
 
 
 def _roots_and_exclusions(manifest: dict, new_roots: list[str], removals: list[str], carried: Sequence[str],
@@ -702,13 +733,15 @@ def _check_model(model: _Model, manifest: dict, reusable: bool, notify: Notify) 
 
 
 def _vectors_of(index_dir, documents: list[DocumentRows | Chunked], old_rows: dict[str, DocumentRows],
-                model: _Model, manifest: dict, dim: int, notify, progress, report) -> tuple[np.ndarray, np.ndarray]:
+                model: _Model, manifest: dict, dim: int, notify, progress, report,
+                ray: RayOptions | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Return the passage and sentence vectors of ``documents``, in order, embedding only new texts.
 
     Vectors of kept documents are copied from the previous index; a text seen before
     (in an edited document's old version, or in an interrupted run's journal) is
-    reused; the rest is embedded in batches, each journalled before the next. Every
-    vector is written once, straight into the arrays the index is made of.
+    reused; the rest is embedded in batches, each journalled before the next (by the
+    model here, or by Ray actors when ``ray`` is given). Every vector is written once,
+    straight into the arrays the index is made of.
     """
     n_passages = sum(len(d.passages) for d in documents)
     n_sentences = sum(len(spans) for d in documents for spans in d.sentence_spans)
@@ -766,6 +799,9 @@ def _vectors_of(index_dir, documents: list[DocumentRows | Chunked], old_rows: di
         + (f", {report.resumed} more already embedded by an interrupted run" if report.resumed else "")
         + f" (the index will hold {n_passages} passages, {n_sentences} sentences)"
     )
+    if ray is not None:
+        _embed_on_ray(missing, texts, model.name, ray, journal, place, progress, report)
+        return vectors, sentence_vectors
     for start in range(0, len(missing), EMBED_BATCH):
         batch = missing[start : start + EMBED_BATCH]
         def within(done: int, _total: int, start: int = start) -> None:
@@ -782,8 +818,27 @@ def _vectors_of(index_dir, documents: list[DocumentRows | Chunked], old_rows: di
     return vectors, sentence_vectors
 
 
+def _embed_on_ray(missing: list[bytes], texts: dict[bytes, str], model_name: str, ray: RayOptions,
+                  journal: EmbeddingJournal, place, progress, report) -> None:
+    """Embed the ``missing`` texts on Ray, journalling and placing each batch as it comes back."""
+    from qa.ray_embed import RayUnavailable, embed_on_ray
+
+    try:
+        for positions, embedded in embed_on_ray([texts[k] for k in missing], model_name, ray.address,
+                                                workers=ray.workers, batch_size=EMBED_BATCH):
+            keys = [missing[i] for i in positions]
+            journal.add(keys, embedded)
+            for key, vector in zip(keys, embedded):
+                place(key, vector)
+            report.embedded += len(keys)
+            if progress:
+                progress(report.embedded, len(missing))
+    except RayUnavailable as exc:
+        raise IndexingError(str(exc)) from None
+
+
 def _write(index_dir, manifest, documents, vectors, sentence_vectors, roots, excluded, skip_records: dict,
-           model: _Model, previous, now) -> None:
+           model: _Model, previous, now, backend: VectorBackend | None = None) -> None:
     passages = [p for d in documents for p in d.passages]
     if model.loaded:
         probe = model.fingerprint(manifest)
@@ -818,5 +873,5 @@ def _write(index_dir, manifest, documents, vectors, sentence_vectors, roots, exc
     lexicon = Lexicon.build([p.text for p in passages]).to_arrays()
     content = IndexContent(passages, vectors, [spans for d in documents for spans in d.sentence_spans],
                            sentence_vectors, lexicon, background)
-    write_index(index_dir, new_manifest, content)
+    write_index(index_dir, new_manifest, content, backend)
     remove_journals(index_dir, journal_dir(index_dir, model_entry["name"], model_entry["probe"]))

@@ -12,6 +12,7 @@ from pathlib import Path
 INDEX_DIR_ENV = "QA_INDEX_DIR"
 CACHE_DIR_ENV = "QA_CACHE_DIR"
 MODEL_ENV = "QA_MODEL"
+STORE_ENV = "QA_STORE"
 
 BUNDLED_ARTICLE = Path(__file__).parent / "data" / "000_007ef922b28a0a10.txt"
 

@@ -65,12 +65,25 @@ def repair_message(exc: IndexCorrupt, index_dir: Path, default_dir: Path) -> str
     return f"{damaged_index_message(exc)}: `qa index PATH... --replace{option}` rebuilds it from the given paths"
 
 
+def check_store(manifest: dict, store: str | None, index_dir: Path, hint_dir: str) -> None:
+    """Raise :class:`PipelineError` when the user named a vector ``store`` other than the one the index uses."""
+    if store is None:
+        return
+    from qa.vectorstore import recorded_store_uri, store_uri, vector_backend
+
+    recorded, asked = recorded_store_uri(manifest), store_uri(vector_backend(store))
+    if recorded != asked:
+        raise PipelineError(f"the index in {index_dir} keeps its vectors in '{recorded}', not '{asked}'; "
+                            f"move them with: qa index --store {store}{hint_dir}")
+
+
 def open_retriever(
     index_dir: Path,
     model: str | None,
     default_dir: Path,
     notify: Notify,
     progress: PassageProgress | None = None,
+    store: str | None = None,
 ) -> Retriever:
     """Return a :class:`Retriever` over a fresh index in ``index_dir``.
 
@@ -83,7 +96,9 @@ def open_retriever(
     rebuild it when there is none. An index whose documents, chunking, model or
     BM25 rules changed is brought up to date first (only what changed is embedded; deleted
     documents are dropped). A different model from the index's is a
-    :class:`PipelineError` that says what to run.
+    :class:`PipelineError` that says what to run. ``store`` is the vector store URI
+    the user named (None: the index's own; for a new index, FAISS files); an index
+    whose vectors are elsewhere is a :class:`PipelineError` that says how to move them.
     """
     hint_dir = index_option(index_dir, default_dir)
     try:
@@ -103,8 +118,9 @@ def open_retriever(
     except IndexMissing:
         embedder = load_embedder(model, progress=notify)
         notify(f"no index in {index_dir} yet: indexing the bundled article")
-        update_index(index_dir, embedder=embedder, notify=notify, progress=progress, skips_shown=False)
+        update_index(index_dir, embedder=embedder, notify=notify, progress=progress, skips_shown=False, store=store)
         return Retriever(read_index(index_dir), embedder)
+    check_store(snapshot.manifest, store, index_dir, hint_dir)
 
     built_with = snapshot.manifest.get("model", {}).get("name", DEFAULT_MODEL)
     if model and model != built_with:

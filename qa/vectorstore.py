@@ -24,13 +24,15 @@ part, is incremental either way (unchanged passages keep their vectors).
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Callable, Protocol
 
 import numpy as np
 
+from qa.paths import STORE_ENV  # noqa: F401 - the variable --store reads
+
 DEFAULT_STORE = "faiss"
-STORE_ENV = "QA_STORE"
 
 
 class VectorStoreError(Exception):
@@ -78,6 +80,9 @@ class VectorBackend(Protocol):
 
 
 _BACKENDS: dict[str, Callable[[str], VectorBackend]] = {}
+_MODULES = {"faiss": "qa.faiss_store", "milvus": "qa.milvus_store", "http": "qa.milvus_store",
+            "https": "qa.milvus_store"}
+"""The module that registers each built-in scheme, imported when a URI of it is first used."""
 
 
 def register_vector_backend(scheme: str, factory: Callable[[str], VectorBackend]) -> None:
@@ -96,9 +101,10 @@ def vector_backend(uri: str | None = None) -> VectorBackend:
     Raises :class:`VectorStoreError` for a URI no backend is registered for.
     """
     uri = uri or DEFAULT_STORE
-    if not _BACKENDS:
-        import qa.faiss_store  # noqa: F401 - registers "faiss"
-    factory = _BACKENDS.get(uri_scheme(uri))
+    scheme = uri_scheme(uri)
+    if scheme not in _BACKENDS and scheme in _MODULES:
+        importlib.import_module(_MODULES[scheme])  # registers the scheme; its engine is imported on use
+    factory = _BACKENDS.get(scheme)
     if factory is None:
         known = ", ".join(sorted(_BACKENDS))
         raise VectorStoreError(f"unknown vector store {uri!r} (known: {known})")
@@ -109,3 +115,13 @@ def backend_for_record(record: dict | None) -> VectorBackend:
     """Return the backend that wrote a generation's vector record (an index older than the
     record is FAISS)."""
     return vector_backend((record or {}).get("uri") or (record or {}).get("store") or DEFAULT_STORE)
+
+
+def store_uri(backend: VectorBackend) -> str:
+    """Return the URI that names ``backend``'s store (``faiss``, ``milvus:/abs/path.db``, ...)."""
+    return getattr(backend, "uri", None) or backend.name
+
+
+def recorded_store_uri(manifest: dict) -> str:
+    """Return the URI of the store a manifest's vectors are in (``faiss`` for an index older than the record)."""
+    return store_uri(backend_for_record(manifest.get("vectors") if isinstance(manifest.get("vectors"), dict) else None))

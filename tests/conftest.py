@@ -65,6 +65,7 @@ def isolated_dirs(tmp_path, monkeypatch):
     monkeypatch.setenv("QA_INDEX_DIR", str(tmp_path / "index"))
     monkeypatch.setenv("QA_CACHE_DIR", str(REPO / ".cache"))
     monkeypatch.delenv("QA_MODEL", raising=False)
+    monkeypatch.delenv("QA_STORE", raising=False)
     return tmp_path
 
 

@@ -6,6 +6,7 @@ folder) when its engine can run here; every test below then runs against it too.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 from typing import Callable
@@ -20,6 +21,8 @@ from qa.vectorstore import VectorStoreError, backend_for_record, register_vector
 
 STORE_URIS: dict[str, Callable[[Path], str]] = {"faiss": lambda tmp: "faiss"}
 """Every store the contract runs against, by name: a function of a temporary folder giving its URI."""
+if importlib.util.find_spec("milvus_lite") is not None:  # bin/setup installs qa[milvus]
+    STORE_URIS["milvus-lite"] = lambda tmp: f"milvus:{tmp}/vectors.db"
 
 D = 16
 
@@ -37,7 +40,11 @@ def brute_force(vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.nd
 
 @pytest.fixture(params=sorted(STORE_URIS))
 def backend(request, tmp_path):
-    return vector_backend(STORE_URIS[request.param](tmp_path))
+    yield vector_backend(STORE_URIS[request.param](tmp_path))
+    if request.param == "milvus-lite":
+        from qa.milvus_store import close_clients
+
+        close_clients()
 
 
 def written(backend, vectors: np.ndarray, tmp_path: Path, generation: str = "gen-1-1"):
