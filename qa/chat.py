@@ -17,6 +17,7 @@ from rich.text import Text
 from qa.followup import Conversation
 from qa.render import render_answer, render_sources
 from qa.retriever import Answer, QuestionError, Retriever
+from qa.terminal import terminal_line
 
 EXIT_WORDS = {"exit", "quit", "/exit", "/quit", ":q"}
 HELP = """Type a question in any language and press Enter.
@@ -30,7 +31,8 @@ SOURCES_SHOWN = 5
 
 @dataclass(frozen=True)
 class ChatCommand:
-    """One parsed chat line: ``kind`` is question, exit, help, sources, reset, empty or unknown."""
+    """One parsed chat line: ``kind`` is question, exit, help, sources, reset, empty, unknown
+    or arguments (a command followed by more text)."""
 
     kind: str
     text: str = ""
@@ -53,7 +55,10 @@ def parse_chat_line(line: str) -> ChatCommand:
     if lowered in {"/sources", "/reset"}:
         return ChatCommand(lowered[1:])
     if stripped.startswith("/"):
-        return ChatCommand("unknown", stripped.split()[0])
+        first = stripped.split()[0]
+        if first.lower() in {"/sources", "/reset", "/help", "/?", "/exit", "/quit"}:
+            return ChatCommand("arguments", first)  # "/sources /reset": a known command, not an unknown one
+        return ChatCommand("unknown", first)
     return ChatCommand("question", stripped)
 
 
@@ -96,8 +101,10 @@ class ChatSession:
             self.conversation.reset()
             self.last_answer = None
             self.console.print("Conversation forgotten.")
+        elif command.kind == "arguments":
+            self.console.print(Text(f"{terminal_line(command.text)} takes nothing after it; type /help for the list."))
         elif command.kind == "unknown":
-            self.console.print(Text(f"Unknown command {command.text}; type /help for the list."))
+            self.console.print(Text(f"Unknown command {terminal_line(command.text)}; type /help for the list."))
         elif command.kind == "question":
             self.answer(command.text)
         return True
@@ -107,7 +114,7 @@ class ChatSession:
         try:
             answer = self.conversation.ask(self.retriever, question, max(self.top_k, SOURCES_SHOWN))
         except QuestionError as exc:
-            self.console.print(Text(f"Error: {exc}"))
+            self.console.print(Text(f"Error: {terminal_line(str(exc))}"))
             return
         self.last_answer = answer
         render_answer(self.console, answer, limit=self.top_k)
@@ -124,7 +131,7 @@ def run_piped(session: ChatSession, lines: Iterable[str]) -> None:
             session.console.print()
         first = False
         if command.kind == "question":
-            session.console.print(Text(f"Q: {command.text}", style="bold"))
+            session.console.print(Text(f"Q: {terminal_line(command.text)}", style="bold"))
         if not session.handle(line):
             return
 

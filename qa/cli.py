@@ -41,8 +41,14 @@ ModelOption = typer.Option(
 
 
 def fail(message: str, code: int = 1) -> None:
-    """Print a one-line error to stderr and exit with ``code``."""
-    typer.echo(f"Error: {message}", err=True)
+    """Print a one-line error to stderr and exit with ``code``.
+
+    The message is one line, control characters shown escaped: it can quote file
+    names and paths from a hostile folder or index.
+    """
+    from qa.terminal import terminal_line
+
+    typer.echo(f"Error: {terminal_line(message)}", err=True)
     raise typer.Exit(code)
 
 
@@ -77,10 +83,13 @@ class Status:
         self._task = None
 
     def notify(self, message: str) -> None:
-        """Print one status line, dimmed (as plain text: it can hold paths and file names)."""
+        """Print one status line, dimmed (as plain text, control characters escaped: it can
+        hold paths and file names)."""
         from rich.text import Text
 
-        self.console.print(Text(message, style="dim"))
+        from qa.terminal import terminal_line
+
+        self.console.print(Text(terminal_line(message), style="dim"))
 
     def progress(self, done: int, total: int) -> None:
         """Advance the embedding progress bar: texts done, texts per second, time left."""
@@ -235,8 +244,7 @@ def sources_command(
     index_dir: Optional[Path] = IndexDirOption,
 ) -> None:
     """List the indexed documents: passages, format, when added, content hash."""
-    import json
-
+    from qa import jsontext
     from qa.render import make_console, render_sources_table
     from qa.store import IndexCorrupt, read_index
 
@@ -251,9 +259,8 @@ def sources_command(
     documents = snapshot.manifest.get("documents", [])
     if as_json:
         for record in documents:
-            typer.echo(json.dumps(
-                {key: record.get(key) for key in ("source", "kind", "passages", "added", "sha256", "title", "note")},
-                ensure_ascii=False,
+            typer.echo(jsontext.dumps(
+                {key: record.get(key) for key in ("source", "kind", "passages", "added", "sha256", "title", "note")}
             ))
     else:
         render_sources_table(make_console(), documents)
@@ -273,8 +280,7 @@ def eval_command(
     list means the documents cannot answer. Reports Hit@1, Hit@5 and MRR, and how
     "no answer" fares.
     """
-    import json
-
+    from qa import jsontext
     from qa.evaluate import evaluate, metrics, read_eval_set
     from qa.render import make_console, render_eval
 
@@ -290,7 +296,7 @@ def eval_command(
                  "rank": r.rank, "found": r.found}
                 for r in results
             ]
-        typer.echo(json.dumps(summary, ensure_ascii=False))
+        typer.echo(jsontext.dumps(summary))
     else:
         render_eval(make_console(), summary, results if details else None)
 

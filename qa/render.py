@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from rich.console import Console
 from rich.text import Text
 
+from qa import jsontext
 from qa.documents import normalize_for_model
 from qa.retriever import Answer, RetrievedPassage
+from qa.terminal import terminal_line, terminal_text
 
 if TYPE_CHECKING:
     from qa.evaluate import QuestionResult
@@ -36,7 +37,7 @@ def source_label(item: RetrievedPassage) -> str:
         where = f"line {p.line}"
     else:
         where = f"characters {p.start}-{p.end}"
-    return f"{Path(p.source).name}, {where}"
+    return terminal_line(f"{Path(p.source).name}, {where}")
 
 
 def passage_text(item: RetrievedPassage) -> Text:
@@ -47,11 +48,11 @@ def passage_text(item: RetrievedPassage) -> Text:
     """
     raw = item.passage.text
     if not item.highlight:
-        return Text(normalize_for_model(raw))
+        return Text(terminal_text(normalize_for_model(raw)))
     start, end = item.highlight
     text = Text()
     for piece, style in ((raw[:start], None), (raw[start:end], HIGHLIGHT_STYLE), (raw[end:], None)):
-        folded = normalize_for_model(piece)
+        folded = terminal_text(normalize_for_model(piece))
         if not folded:
             continue
         if text.plain and not text.plain.endswith(" "):
@@ -75,7 +76,7 @@ def render_answer(console: Console, answer: Answer, limit: int | None = None) ->
     if answer.truncated:
         console.print(Text("(the question is longer than the model reads; only its beginning was used)", style="dim"))
     if answer.context:
-        console.print(Text(f"(read as a follow-up to: {answer.context})", style="dim"))
+        console.print(Text(f"(read as a follow-up to: {terminal_line(answer.context)})", style="dim"))
     for rank, item in enumerate(shown, start=1):
         header = Text()
         header.append(f"[{rank}] ", style="bold cyan")
@@ -102,7 +103,7 @@ def render_sources(console: Console, answer: Answer | None) -> None:
 
 def answer_json(answer: Answer) -> str:
     """Return the answer as the one-line JSON object of ``qa ask --json``."""
-    return json.dumps(answer.to_dict(), ensure_ascii=False)
+    return jsontext.dumps(answer.to_dict())
 
 
 def is_expected(result: QuestionResult) -> bool:
@@ -130,7 +131,7 @@ def render_eval(console: Console, summary: dict, results: Sequence[QuestionResul
         for r in results:
             rank = "-" if not r.item.answers else str(r.rank or "miss")
             # questions and ids are the user's text: Text keeps them from being read as markup
-            table.add_row(Text(r.item.id or ""), Text(r.item.question), rank, "yes" if r.found else "no",
+            table.add_row(Text(terminal_line(r.item.id or "")), Text(terminal_line(r.item.question)), rank, "yes" if r.found else "no",
                           style=None if is_expected(r) else "red")
         console.print(table)
     n, u = summary["n_answerable"], summary["n_unanswerable"]
@@ -152,26 +153,26 @@ def render_index_report(out: Console, err: Console, report: IndexReport, verbose
         if not verbose and (item.path, item.reason) in report.skipped_before:
             repeated += 1
         else:
-            err.print(Text(f"skipped {item.path}: {item.reason}", style="yellow"))
+            err.print(Text(terminal_line(f"skipped {item.path}: {item.reason}"), style="yellow"))
     if repeated:
         files = f"{repeated} file{'s' * (repeated != 1)}"
         err.print(Text(f"skipped {files} as on the last run (--verbose lists them)", style="yellow"))
     for item in report.notes:
-        err.print(Text(f"note: {item.path}: {item.reason}", style="dim"))
+        err.print(Text(terminal_line(f"note: {item.path}: {item.reason}"), style="dim"))
     changes = (
         f"{len(report.added)} new, {len(report.updated)} changed, {report.unchanged} unchanged, "
         f"{len(report.removed)} removed"
     )
     if not report.written:
-        out.print(Text(f"The index in {report.directory} is up to date: {report.documents} document(s), "
-                       f"{report.passages} passages."))
+        out.print(Text(terminal_line(f"The index in {report.directory} is up to date: {report.documents} document(s), "
+                       f"{report.passages} passages.")))
         return
     embedded = f"; embedded {report.embedded} texts" if report.embedded else ""
     resumed = f", {report.resumed} more from an interrupted run" if report.resumed else ""
-    out.print(Text(
+    out.print(Text(terminal_line(
         f"Indexed {report.passages} passages from {report.documents} document(s) into {report.directory} "
         f"in {report.seconds:.1f} s ({changes}{embedded}{resumed})."
-    ))
+    )))
 
 
 def render_sources_table(console: Console, documents: Sequence[dict]) -> None:
@@ -184,13 +185,13 @@ def render_sources_table(console: Console, documents: Sequence[dict]) -> None:
         console.print("The index holds no documents.")
         return
     rows = [
-        (str(record.get("source", "?")), str(record.get("kind", "text")), str(record.get("passages", 0)),
-         str(record.get("added") or "")[:16].replace("T", " "), str(record.get("sha256", ""))[:12])
+        tuple(terminal_line(field) for field in (str(record.get("source", "?")), str(record.get("kind", "text")), str(record.get("passages", 0)),
+         str(record.get("added") or "")[:16].replace("T", " "), str(record.get("sha256", ""))[:12]))
         for record in documents
     ]
     if not console.is_terminal:
         for row in rows:  # written past rich, which would expand the tabs
-            console.file.write("\t".join(field.replace("\t", " ").replace("\n", " ") for field in row) + "\n")
+            console.file.write("\t".join(row) + "\n")
         return
     from rich.table import Column, Table
 

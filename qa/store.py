@@ -28,7 +28,6 @@ index can execute code: JSON, FAISS's own format, and ``.npy`` with pickles disa
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import time
@@ -39,6 +38,7 @@ from typing import Iterator
 
 import numpy as np
 
+from qa import jsontext
 from qa.documents import Passage
 
 FORMAT_VERSION = 4
@@ -232,7 +232,7 @@ def read_manifest(index_dir: Path) -> dict | None:
         data = (index_dir / generation / MANIFEST).read_bytes()
         if hashlib.sha256(data).hexdigest() != manifest_sha:
             return None
-        manifest = json.loads(data)
+        manifest = jsontext.loads(data)
     except (StoreError, OSError, ValueError):
         return None
     return manifest if isinstance(manifest, dict) else None
@@ -265,7 +265,7 @@ def _check_manifest(index_dir: Path, manifest_bytes: bytes, manifest_sha: str) -
     if hashlib.sha256(manifest_bytes).hexdigest() != manifest_sha:
         raise IndexCorrupt(f"{damaged}: {MANIFEST} does not match its checksum")
     try:
-        manifest = json.loads(manifest_bytes)
+        manifest = jsontext.loads(manifest_bytes)
     except ValueError:
         raise IndexCorrupt(f"{damaged}: {MANIFEST} is not valid JSON") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
@@ -303,7 +303,7 @@ def _read_generation(index_dir: Path, generation: str, manifest_sha: str) -> Sna
         passages, spans = [], []
         with open(gen_dir / PASSAGES, encoding="utf-8") as handle:
             for line in handle:
-                row = json.loads(line)
+                row = jsontext.loads(line)
                 doc = documents[row["doc"]]
                 passages.append(
                     Passage(row["text"], doc["source"], row["start"], row["end"], doc.get("title"),
@@ -416,7 +416,7 @@ def write_index(index_dir: Path, manifest: dict, content: IndexContent) -> Path:
                 row = {"doc": doc_numbers[p.source], "start": p.start, "end": p.end, "text": p.text,
                        "sentences": [list(span) for span in spans],
                        **({"line": p.line} if p.line else {}), **({"page": p.page} if p.page else {})}
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+                handle.write(jsontext.dumps(row) + "\n")
         for name in DATA_FILES:
             with open(tmp / name, "rb+") as handle:
                 os.fsync(handle.fileno())
@@ -429,7 +429,7 @@ def write_index(index_dir: Path, manifest: dict, content: IndexContent) -> Path:
                 for name in DATA_FILES
             },
         }
-        manifest_bytes = json.dumps(manifest, ensure_ascii=False, indent=1).encode("utf-8")
+        manifest_bytes = jsontext.dumps(manifest, indent=1).encode("utf-8")
         manifest_sha = hashlib.sha256(manifest_bytes).hexdigest()
         _write_file(tmp / MANIFEST, manifest_bytes)
         _write_file(tmp / MANIFEST_SHA, f"{manifest_sha}\n".encode())

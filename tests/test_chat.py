@@ -61,3 +61,16 @@ def test_reset_forgets_the_last_answer(fake_model):
     before, after = result.stdout.split("Conversation forgotten.")
     assert "[5]" in before and "No question asked yet" not in before
     assert "No question asked yet" in after and "[1]" not in after
+
+
+@pytest.mark.parametrize("line", ["/sources /reset", "/RESET now", "/help me"])
+def test_a_known_command_with_more_text_is_not_called_unknown(line):
+    out = handled(line)
+    assert "Unknown command" not in out
+    assert out == f"{line.split()[0]} takes nothing after it; type /help for the list.\n"
+
+
+def test_an_unknown_command_with_escape_sequences_is_shown_escaped():
+    out = handled("/\x1b]0;owned\x07 now")
+    assert "\x1b" not in out and "\x07" not in out
+    assert out == "Unknown command /\\x1b]0;owned\\x07; type /help for the list.\n"
