@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from qa import extract
+from qa.documents import NotARegularFile, open_regular
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
@@ -180,16 +181,28 @@ def _file_problem(path: Path, info: os.stat_result, explicit: bool) -> str | Non
         return _unsupported(suffix)
     if reason := extract.too_large(info.st_size):
         return reason
-    if info.st_size == 0:
+    if info.st_size == 0 and not _has_content(path):  # /proc files say 0 bytes and hold text
         return "empty file"
     if supported:
         return None if os.access(path, os.R_OK) else "permission denied"
     try:
-        with path.open("rb") as handle:
+        with open_regular(path) as handle:  # a file swapped for a FIFO since the stat must not block
             head = handle.read(extract.SNIFF_BYTES)
     except OSError as exc:
         return _os_reason(exc)
     return _unsupported(suffix) if extract.looks_binary(head) else None
+
+
+def _has_content(path: Path) -> bool:
+    """Return whether a file whose size reads 0 yields bytes (kernel pseudo-files do).
+
+    An unreadable one counts as having content: reading it later says why it can't be read.
+    """
+    try:
+        with open_regular(path) as handle:
+            return bool(handle.read(1))
+    except OSError:
+        return True
 
 
 def _unsupported(suffix: str) -> str:
@@ -274,6 +287,8 @@ def _os_reason(exc: OSError) -> str:
         return "permission denied"
     if exc.errno == errno.ELOOP:
         return "symbolic link loop"
+    if isinstance(exc, NotARegularFile):
+        return "not a regular file"
     if isinstance(exc, FileNotFoundError):
         return "disappeared while indexing"
     return (exc.strerror or type(exc).__name__).lower()

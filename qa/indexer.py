@@ -22,6 +22,7 @@ from qa.documents import (
     chunk_document,
     normalize_for_model,
     passage_model_text,
+    open_regular,
     read_document,
     split_sentences,
 )
@@ -360,7 +361,7 @@ def _under(path: str, parent: str) -> bool:
 
 
 def _file_digest(path: Path) -> str:
-    with open(path, "rb") as handle:
+    with open_regular(path) as handle:  # a document replaced by a FIFO must not hang ask
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 

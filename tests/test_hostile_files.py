@@ -1,0 +1,75 @@
+"""Hostile files and paths: FIFOs, devices, kernel pseudo-files, endless streams,
+names that aren't UTF-8, link loops named on the command line. Each is a
+one-line answer or correct behaviour, never a hang, a traceback or a broken index."""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from qa.cli import app
+from qa.discover import find_documents
+
+from conftest import FAKE_MODEL
+
+runner = CliRunner()
+TESTS = Path(__file__).resolve().parent
+FAKE_QA = TESTS / "fake_qa.py"
+
+
+def run_qa(*args: str, timeout: float = 60, memory_gb: float | None = None) -> subprocess.CompletedProcess:
+    def limit():
+        if memory_gb:
+            size = int(memory_gb * 1024 ** 3)
+            resource.setrlimit(resource.RLIMIT_AS, (size, size))
+
+    env = {**os.environ, "QA_CACHE_DIR": str(TESTS.parent / ".cache")}
+    env.pop("QA_MODEL", None)
+    return subprocess.run([sys.executable, str(FAKE_QA), *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, preexec_fn=limit)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
+def test_an_indexed_document_replaced_by_a_fifo_hangs_nothing(tmp_path):
+    document = tmp_path / "notes.txt"
+    document.write_text("Drones came from Iran in the spring.\n")
+    index_dir = str(tmp_path / "index")
+    assert run_qa("index", "--index-dir", index_dir, "--model", FAKE_MODEL, str(document)).returncode == 0
+    document.unlink()
+    os.mkfifo(document)
+    asked = run_qa("ask", "--index-dir", index_dir, "drones from Iran", timeout=60)
+    assert asked.returncode == 0, asked.stderr
+    assert "Traceback" not in asked.stderr
+    indexed = run_qa("index", "--index-dir", index_dir, timeout=60)
+    assert "Traceback" not in indexed.stderr
+    assert "not a regular file" in indexed.stderr
+
+
+def test_eval_of_dev_zero_is_refused_in_bounded_memory(tmp_path):
+    result = run_qa("eval", "--index-dir", str(tmp_path / "index"), "/dev/zero", timeout=60, memory_gb=2)
+    assert result.returncode == 1
+    assert result.stderr.startswith("Error: /dev/zero: too large for an evaluation set") and result.stderr.count("\n") == 1
+
+
+def test_eval_refuses_more_questions_than_its_bound(tmp_path, monkeypatch):
+    from qa import evaluate
+
+    monkeypatch.setattr(evaluate, "MAX_EVAL_QUESTIONS", 3)
+    questions = tmp_path / "many.jsonl"
+    questions.write_text('{"question": "what came", "answers": []}\n' * 4)
+    with pytest.raises(evaluate.EvalSetError, match="more than 3 questions"):
+        evaluate.read_eval_set(questions)
+    questions.write_text('{"question": "what came", "answers": []}\n' * 3)
+    assert len(evaluate.read_eval_set(questions)) == 3
+
+
+@pytest.mark.skipif(not Path("/proc/cpuinfo").exists(), reason="no /proc here")
+def test_a_kernel_pseudo_file_of_size_zero_is_not_called_empty():
+    found = find_documents(["/proc/cpuinfo"])
+    assert [str(path) for path in found.files] == ["/proc/cpuinfo"], found.skipped
