@@ -1,6 +1,7 @@
 import hashlib
 import io
 import os
+import resource
 import subprocess
 import sys
 import zipfile
@@ -320,3 +321,39 @@ def test_heavy_libraries_are_imported_only_when_needed():
             "heavy = {'trafilatura', 'pypdfium2', 'docx', 'lxml'} & set(sys.modules)\n"
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def docx_with_document_xml(size: int) -> bytes:
+    """A real .docx whose word/document.xml is padded with ``size`` bytes of blanks."""
+    import docx
+
+    document = docx.Document()
+    document.add_paragraph("A paragraph of text.")
+    buffer = io.BytesIO()
+    document.save(buffer)
+    source = zipfile.ZipFile(io.BytesIO(buffer.getvalue()))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for part in source.infolist():
+            content = source.read(part)
+            if part.filename == "word/document.xml":
+                content = content.replace(b"<w:body>", b"<w:body>" + b" " * size, 1)
+            archive.writestr(part.filename, content)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("size, reason", [(300 * 1024 * 1024, "unzips to more than 256 MB"),
+                                          (20 * 1024 * 1024, "times its size")])
+def test_docx_zip_bomb_is_refused_before_unzipping(size, reason):
+    bomb = docx_with_document_xml(size)
+    assert len(bomb) < 1024 * 1024  # a small file
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    message = error_of(bomb, ".docx", "bomb.docx")
+    assert reason in message and "zip bomb" in message
+    # parsing 20 MB of XML alone would take more than 100 MB
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before < 64 * 1024
+
+
+def test_docx_with_a_large_but_ordinary_part_is_read():
+    extracted = extract_text(docx_with_document_xml(2 * 1024 * 1024), ".docx", "big.docx")
+    assert extracted.text == "A paragraph of text."
