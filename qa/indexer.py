@@ -47,7 +47,9 @@ from qa.store import (
 )
 
 Notify = Callable[[str], None]
-PassageProgress = Callable[[int, int], None]
+PassageProgress = Callable[..., None]
+"""``progress(done, total, step="embedding")``: ``done`` of ``total`` texts embedded, or of
+files read when ``step`` is "reading files"; shown as a bar per step."""
 
 
 BUNDLED_ROOT = "<bundled article>"
@@ -112,8 +114,8 @@ def background_sets() -> dict[str, list[str]]:
     return sets
 
 
-def background_vectors(embedder: Embedder, probe: np.ndarray,
-                       embed_missing: bool = True) -> dict[str, np.ndarray] | None:
+def background_vectors(embedder: Embedder, probe: np.ndarray, embed_missing: bool = True,
+                       notify: Notify | None = None) -> dict[str, np.ndarray] | None:
     """Embed every background set with ``embedder``; cached per model on disk.
 
     The cache key is the model's probe vector and the texts, so another model, or
@@ -132,6 +134,8 @@ def background_vectors(embedder: Embedder, probe: np.ndarray,
     except (OSError, ValueError):
         if not embed_missing:
             return None
+        if notify and texts:
+            notify(f"embedding {len(texts)} texts on unrelated topics for this model, once (they tell when nothing answers)")
         vectors = embedder.embed_passages(texts) if texts else np.zeros((0, probe.shape[0]), np.float32)
         _save_cache(path, vectors)
     out, start = {}, 0
@@ -378,7 +382,7 @@ class _Model:
     def __init__(self, name: str, embedder: Embedder | None, notify: Notify):
         self.name = name
         self._embedder = embedder
-        self._notify = notify
+        self.notify = notify
         self._probe: np.ndarray | None = None
 
     @property
@@ -388,7 +392,7 @@ class _Model:
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
-            self._embedder = load_embedder(self.name, progress=self._notify)
+            self._embedder = load_embedder(self.name, progress=self.notify)
         return self._embedder
 
     @property
@@ -559,7 +563,8 @@ def _update(index_dir, previous, inputs, model_name, embedder, remove, replace_a
     kept, pending = _split_unchanged(files, old_rows, reusable, report)
     if embedder is not None and reusable:
         reusable = _check_model(model, manifest, reusable, notify)
-    chunked, reusable = _read_and_chunk(files, kept, pending, old_rows, model, manifest, reusable, notify, report)
+    chunked, reusable = _read_and_chunk(files, kept, pending, old_rows, model, manifest, reusable, notify, report,
+                                        progress)
     if not reusable:
         kept = {}
     roots = _drop_failed_inputs(roots, new_roots, root_files, kept, chunked, report)
@@ -648,9 +653,10 @@ def _find_files(roots: list[str], excluded: list[str], old_rows: dict, replace_a
 
     files: dict[str, Path] = {}
     root_files: dict[str, list[str]] = {}
+    walk_skips: list[Skipped] = []
     for root in roots:
         found = find_documents([_root_path(root)])
-        report.skipped.extend(found.skipped)
+        walk_skips.extend(found.skipped)
         root_files[root] = []
         for path in found.files:
             resolved = path.resolve()
@@ -665,6 +671,9 @@ def _find_files(roots: list[str], excluded: list[str], old_rows: dict, replace_a
             report.removed.append(rows.record["source"])
         else:
             files[key] = path
+    # A file a folder walk passes over (an unlisted suffix) but that was named and indexed
+    # before is a document of the index, not a skipped file.
+    report.skipped.extend(item for item in walk_skips if document_key(Path(item.path).resolve()) not in files)
     return files, root_files
 
 
@@ -718,7 +727,7 @@ def _split_unchanged(files: dict[str, Path], old_rows: dict, reusable: bool,
 
 
 def _read_and_chunk(files, kept, pending, old_rows, model: _Model, manifest, reusable: bool, notify,
-                    report: IndexReport) -> tuple[dict[str, Chunked], bool]:
+                    report: IndexReport, progress: PassageProgress | None = None) -> tuple[dict[str, Chunked], bool]:
     """Read and chunk the pending documents, one at a time, so that only passages stay in memory.
 
     The model is loaded with the first readable document; if it no longer gives the
@@ -727,8 +736,12 @@ def _read_and_chunk(files, kept, pending, old_rows, model: _Model, manifest, reu
     """
     chunked: dict[str, Chunked] = {}
     queue = list(pending) if reusable else list(dict.fromkeys([*pending, *kept]))
+    read = 0
     while queue:
+        if progress and len(queue) + read > 1:
+            progress(read, len(queue) + read, "reading files")
         key = queue.pop(0)
+        read += 1
         path = files[key]
         try:
             document = read_document(path)
@@ -744,6 +757,8 @@ def _read_and_chunk(files, kept, pending, old_rows, model: _Model, manifest, reu
         if document.note:
             report.notes.append(Skipped(str(path), document.note))
         del document
+    if progress and read > 1:
+        progress(read, read, "reading files")
     return chunked, reusable
 
 
@@ -761,7 +776,7 @@ def _drop_failed_inputs(roots, new_roots, root_files, kept, chunked, report: Ind
     for root in new_roots:
         if not any(key in kept or key in chunked for key in root_files.get(root, ())):
             path = _root_path(root)
-            reasons = [item.reason for item in report.skipped if _under(item.path, path)]
+            reasons = sorted({item.reason for item in report.skipped if _under(item.path, path)})
             report.failed_inputs.append(Skipped(path, reasons[0] if len(reasons) == 1 else "no documents to index"))
     failed = {item.path for item in report.failed_inputs}
     return [r for r in roots if _root_path(r) not in failed]
@@ -931,7 +946,7 @@ def _write(index_dir, manifest, documents, vectors, sentence_vectors, roots, exc
         same = previous is not None and np.array_equal(probe, recorded_probe(manifest))
         # An update by the model that built the index keeps its background when the sets
         # are not cached: embedding them is 400 texts, 15 s on the torch-free engine.
-        backgrounds = background_vectors(model.embedder, probe, embed_missing=not same)
+        backgrounds = background_vectors(model.embedder, probe, embed_missing=not same, notify=model.notify)
         if backgrounds is None:
             background_name, background = manifest["background"], previous.background
         else:

@@ -30,11 +30,6 @@ def dumps(value: Any, **options: Any) -> str:
     return text
 
 
-def finite_or_none(number: float) -> float | None:
-    """Return ``number`` rounded to 6 places, or None when it is NaN or infinite (JSON has neither)."""
-    return round(number, 6) if abs(number) != float("inf") and number == number else None
-
-
 def loads(data: str | bytes) -> Any:
     """Parse strict JSON: ``NaN``, ``Infinity`` and ``-Infinity`` are a ValueError, as
     for every other parser. Used for what qa reads back from an index."""

@@ -49,7 +49,8 @@ class PipelineError(Exception):
     """The index can't be used as asked; the message is one line for the user."""
 
 
-def _index_option(index_dir: Path, default_dir: Path) -> str:
+def index_option(index_dir: Path, default_dir: Path) -> str:
+    """Return `` --index-dir DIR`` for a command the user is told to run, or "" for the default directory."""
     return "" if index_dir == default_dir else f" --index-dir {index_dir}"
 
 
@@ -63,7 +64,7 @@ def repair_message(exc: IndexCorrupt, index_dir: Path, default_dir: Path) -> str
     from the newest intact generation; without either, only the user's paths can
     rebuild it.
     """
-    option = _index_option(index_dir, default_dir)
+    option = index_option(index_dir, default_dir)
     if read_manifest(index_dir) is not None:
         return f"{exc}: `qa index{option}` rebuilds it from its documents"
     if newest_intact_generation(index_dir, load=False) is not None:
@@ -91,7 +92,7 @@ def open_retriever(
     documents are dropped). A different model from the index's is a
     :class:`PipelineError` that says what to run.
     """
-    hint_dir = _index_option(index_dir, default_dir)
+    hint_dir = index_option(index_dir, default_dir)
     try:
         snapshot = read_index(index_dir)
     except IndexOldFormat:

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from rich.console import Console
 from rich.text import Text
 
-from qa import jsontext
 from qa.documents import normalize_for_model
 from qa.retriever import Answer, RetrievedPassage
-from qa.terminal import terminal_line, terminal_text
+from qa.terminal import SafeConsole, json_safe, one_line
 
 if TYPE_CHECKING:
     from qa.evaluate import QuestionResult
@@ -22,14 +22,37 @@ HIGHLIGHT_STYLE = "bold yellow"
 
 
 def make_console(stderr: bool = False) -> Console:
-    """Return a rich console that colours only real terminals (and honours NO_COLOR)."""
-    console = Console(stderr=stderr, highlight=False)
+    """Return a rich console that colours only real terminals (and honours NO_COLOR), and
+    never lets a control character of a document or file name through (:mod:`qa.terminal`)."""
+    console = SafeConsole(stderr=stderr, highlight=False)
     console.soft_wrap = not console.is_terminal  # pipes get whole lines, terminals wrap
     return console
 
 
+TITLE_SHOWN_MAX = 80
+
+
+def display_title(title: str | None) -> str | None:
+    """Return a document title as shown beside an answer, or None when there is none.
+
+    Markdown heading marks are dropped, white space folded, and a title longer than
+    :data:`TITLE_SHOWN_MAX` characters is cut with an ellipsis, so that the header of an
+    answer stays one line.
+    """
+    if not title:
+        return None
+    shown = " ".join(title.lstrip("#").split())
+    if len(shown) > TITLE_SHOWN_MAX:
+        shown = shown[: TITLE_SHOWN_MAX - 1].rstrip() + "\u2026"
+    return shown or None
+
+
 def source_label(item: RetrievedPassage) -> str:
-    """Return where a passage comes from: file name, and its page, line or characters."""
+    """Return where a passage comes from: its document's title, then file and page, line or characters.
+
+    ``Rusia Akan Membeli ... (000_007ef922b28a0a10.txt, line 17)``; a document without a
+    title is named by its file alone (``notes.txt, line 3``).
+    """
     p = item.passage
     if p.page:
         where = f"page {p.page}"
@@ -37,7 +60,9 @@ def source_label(item: RetrievedPassage) -> str:
         where = f"line {p.line}"
     else:
         where = f"characters {p.start}-{p.end}"
-    return terminal_line(f"{Path(p.source).name}, {where}")
+    location = f"{one_line(Path(p.source).name)}, {where}"
+    title = display_title(p.title)
+    return f"{one_line(title)} ({location})" if title else location
 
 
 def passage_text(item: RetrievedPassage) -> Text:
@@ -48,11 +73,11 @@ def passage_text(item: RetrievedPassage) -> Text:
     """
     raw = item.passage.text
     if not item.highlight:
-        return Text(terminal_text(normalize_for_model(raw)))
+        return Text(normalize_for_model(raw))
     start, end = item.highlight
     text = Text()
     for piece, style in ((raw[:start], None), (raw[start:end], HIGHLIGHT_STYLE), (raw[end:], None)):
-        folded = terminal_text(normalize_for_model(piece))
+        folded = normalize_for_model(piece)
         if not folded:
             continue
         if text.plain and not text.plain.endswith(" "):
@@ -76,7 +101,7 @@ def render_answer(console: Console, answer: Answer, limit: int | None = None) ->
     if answer.truncated:
         console.print(Text("(the question is longer than the model reads; only its beginning was used)", style="dim"))
     if answer.context:
-        console.print(Text(f"(read as a follow-up to: {terminal_line(answer.context)})", style="dim"))
+        console.print(Text(f"(read as a follow-up to: {answer.context})", style="dim"))
     for rank, item in enumerate(shown, start=1):
         header = Text()
         header.append(f"[{rank}] ", style="bold cyan")
@@ -103,7 +128,7 @@ def render_sources(console: Console, answer: Answer | None) -> None:
 
 def answer_json(answer: Answer) -> str:
     """Return the answer as the one-line JSON object of ``qa ask --json``."""
-    return jsontext.dumps(answer.to_dict())
+    return json_safe(json.dumps(answer.to_dict(), ensure_ascii=False, allow_nan=False))
 
 
 def is_expected(result: QuestionResult) -> bool:
@@ -131,7 +156,7 @@ def render_eval(console: Console, summary: dict, results: Sequence[QuestionResul
         for r in results:
             rank = "-" if not r.item.answers else str(r.rank or "miss")
             # questions and ids are the user's text: Text keeps them from being read as markup
-            table.add_row(Text(terminal_line(r.item.id or "")), Text(terminal_line(r.item.question)), rank, "yes" if r.found else "no",
+            table.add_row(Text(r.item.id or ""), Text(r.item.question), rank, "yes" if r.found else "no",
                           style=None if is_expected(r) else "red")
         console.print(table)
     n, u = summary["n_answerable"], summary["n_unanswerable"]
@@ -153,26 +178,26 @@ def render_index_report(out: Console, err: Console, report: IndexReport, verbose
         if not verbose and (item.path, item.reason) in report.skipped_before:
             repeated += 1
         else:
-            err.print(Text(terminal_line(f"skipped {item.path}: {item.reason}"), style="yellow"))
+            err.print(Text(f"skipped {one_line(item.path)}: {one_line(item.reason)}", style="yellow"))
     if repeated:
         files = f"{repeated} file{'s' * (repeated != 1)}"
         err.print(Text(f"skipped {files} as on the last run (--verbose lists them)", style="yellow"))
     for item in report.notes:
-        err.print(Text(terminal_line(f"note: {item.path}: {item.reason}"), style="dim"))
+        err.print(Text(f"note: {one_line(item.path)}: {one_line(item.reason)}", style="dim"))
     changes = (
         f"{len(report.added)} new, {len(report.updated)} changed, {report.unchanged} unchanged, "
         f"{len(report.removed)} removed"
     )
     if not report.written:
-        out.print(Text(terminal_line(f"The index in {report.directory} is up to date: {report.documents} document(s), "
-                       f"{report.passages} passages.")))
+        out.print(Text(f"The index in {report.directory} is up to date: {report.documents} document(s), "
+                       f"{report.passages} passages."))
         return
     embedded = f"; embedded {report.embedded} texts" if report.embedded else ""
     resumed = f", {report.resumed} more from an interrupted run" if report.resumed else ""
-    out.print(Text(terminal_line(
+    out.print(Text(
         f"Indexed {report.passages} passages from {report.documents} document(s) into {report.directory} "
         f"in {report.seconds:.1f} s ({changes}{embedded}{resumed})."
-    )))
+    ))
 
 
 def render_sources_table(console: Console, documents: Sequence[dict]) -> None:
@@ -185,8 +210,9 @@ def render_sources_table(console: Console, documents: Sequence[dict]) -> None:
         console.print("The index holds no documents.")
         return
     rows = [
-        tuple(terminal_line(field) for field in (str(record.get("source", "?")), str(record.get("kind", "text")), str(record.get("passages", 0)),
-         str(record.get("added") or "")[:16].replace("T", " "), str(record.get("sha256", ""))[:12]))
+        tuple(one_line(field) for field in (
+            str(record.get("source", "?")), str(record.get("kind", "text")), str(record.get("passages", 0)),
+            str(record.get("added") or "")[:16].replace("T", " "), str(record.get("sha256", ""))[:12]))
         for record in documents
     ]
     if not console.is_terminal:

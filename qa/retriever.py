@@ -9,6 +9,7 @@ background by a margin.
 
 from __future__ import annotations
 
+import math
 import unicodedata
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
@@ -19,7 +20,6 @@ if TYPE_CHECKING:
     from qa.lexical import Lexicon
 
 from qa.documents import Passage, normalize_for_model
-from qa.jsontext import finite_or_none
 from qa.embedder import Embedder
 from qa.store import Snapshot
 
@@ -138,7 +138,7 @@ class RetrievedPassage:
     def to_dict(self) -> dict:
         """Return the passage as the JSON contract's passage object."""
         p = self.passage
-        out = {"text": p.text, "score": finite_or_none(self.score), "source": p.source, "start": p.start, "end": p.end}
+        out = {"text": p.text, "score": round(self.score, 6), "source": p.source, "start": p.start, "end": p.end}
         if p.line:
             out["line"] = p.line
         if p.page:
@@ -168,7 +168,7 @@ class Answer:
         return {
             "question": self.question,
             "found": self.found,
-            "margin": finite_or_none(self.margin),  # -inf with no passages: null
+            "margin": round(self.margin, 6) if math.isfinite(self.margin) else None,  # no passage: no margin
             "passages": [p.to_dict() for p in self.passages],
             **({"context": self.context} if self.context else {}),
             **({"truncated": True} if self.truncated else {}),

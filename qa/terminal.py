@@ -1,51 +1,65 @@
-"""Text from documents, file names and indexes made harmless for a terminal.
+"""Text from documents and file names made safe to print: no control character reaches a terminal.
 
-A document, a file name or a forged index can hold escape sequences: ``ESC]0;...``
-retitles the window, ``ESC[2J`` clears the screen, a carriage return overwrites what
-was printed, and a line feed in a file name forges a ``[1] name, line N`` header.
-Everything qa prints to a terminal goes through :func:`terminal_text` (running text,
-line feeds and tabs kept) or :func:`terminal_line` (one field of one line). Both show
-each such character as a visible escape (``\\x1b``), so nothing is lost from view.
-``--json`` output is not filtered: JSON escapes control characters itself.
-
-No import of rich or anything heavy here: the CLI's error path uses it.
+A document, or a file's name, can hold escape sequences that a terminal obeys: set the
+window title, clear the screen, move the cursor, or a newline that forges a line of qa's
+own output. Everything qa prints as text goes through here; ``--json`` output keeps the
+true text, escaped by JSON.
 """
 
 from __future__ import annotations
 
 import re
+from typing import Iterable
 
-# C0 except tab and line feed, DEL, C1 (ESC is 0x1b; 0x9b is the one-byte CSI), and
-# lone surrogates (a file name that is not UTF-8 decodes to U+DC80-U+DCFF).
-_UNSAFE_IN_TEXT = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
-_UNSAFE_IN_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+from rich.console import Console
+from rich.segment import Segment
+
+# C0 controls but tab and line feed, DEL, C1 controls (U+0080-U+009F: U+009B is a CSI
+# to some terminals), and lone surrogates (bytes of a file name that isn't UTF-8).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+_CONTROL_OR_BREAK = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
-def _visible(match: re.Match) -> str:
+_NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def _escaped(match: re.Match) -> str:
+    if match.group() in _NAMED:
+        return _NAMED[match.group()]
     code = ord(match.group())
-    if 0xDC80 <= code <= 0xDCFF:  # a byte of a non-UTF-8 file name (surrogateescape)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte os.fsdecode could not decode: show the byte
         return f"\\x{code - 0xDC00:02x}"
-    if code > 0xFF:
-        return f"\\u{code:04x}"
-    return {0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"}.get(code, f"\\x{code:02x}")
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
-def terminal_text(text: str) -> str:
-    """Return ``text`` with every control character except line feed and tab shown escaped.
+def printable(text: str) -> str:
+    """Return ``text`` with every control character but tab and newline shown as ``\\xNN``."""
+    return _CONTROL.sub(_escaped, text)
 
-    Takes any string (document text, a chat answer); returns it unchanged when it
-    holds nothing a terminal would act on, the common case, else with C0, DEL, C1
-    and lone surrogates written as ``\\x1b``, ``\\x9b``, ``\\xe9`` (a byte of a
-    non-UTF-8 file name) or ``\\ud800``. Exists so that no document can move the
-    cursor, clear the screen or retitle the window of the person reading its answer.
+
+def one_line(text: str) -> str:
+    """Return ``text`` for a one-line place (a file name, a header): line breaks and tabs escaped too."""
+    return _CONTROL_OR_BREAK.sub(_escaped, text)
+
+
+def json_safe(encoded: str) -> str:
+    """Return JSON text with C1 controls, DEL and lone surrogates written as ``\\uXXXX`` escapes.
+
+    ``json.dumps(..., ensure_ascii=False)`` escapes only C0; the result still parses to the
+    same values, and nothing in it is a raw control character.
     """
-    return _UNSAFE_IN_TEXT.sub(_visible, text)
+    return re.sub(r"[\x7f-\x9f\ud800-\udfff]", lambda m: f"\\u{ord(m.group()):04x}", encoded)
 
 
-def terminal_line(text: str) -> str:
-    """Return ``text`` safe as one field of one line: also line feeds and tabs escaped.
+class SafeConsole(Console):
+    """A rich console that escapes control characters in the text it renders.
 
-    For file names, titles, paths, questions echoed and error messages, whose line
-    breaks would forge the lines qa prints around them.
+    Styles and rich's own control sequences (a live progress line's cursor moves, a
+    clear screen asked for) are kept; only the text of ordinary segments is escaped.
     """
-    return _UNSAFE_IN_LINE.sub(_visible, text)
+
+    def _render_buffer(self, buffer: Iterable[Segment]) -> str:
+        return super()._render_buffer(
+            segment if segment.control else Segment(printable(segment.text), segment.style)
+            for segment in buffer
+        )

@@ -26,6 +26,10 @@ runner = CliRunner()
         ("/nope now", ChatCommand("unknown", "/nope")),
         ("  Which drones did Russia import? ", ChatCommand("question", "Which drones did Russia import?")),
         ("exit the market?", ChatCommand("question", "exit the market?")),
+        ("clear", ChatCommand("clear")),
+        ("/Clear", ChatCommand("clear")),
+        ("/sources /reset", ChatCommand("sources")),
+        ("clear the table?", ChatCommand("question", "clear the table?")),
     ],
 )
 def test_parse_chat_line(line, expected):
@@ -63,14 +67,16 @@ def test_reset_forgets_the_last_answer(fake_model):
     assert "No question asked yet" in after and "[1]" not in after
 
 
-@pytest.mark.parametrize("line", ["/sources /reset", "/RESET now", "/help me"])
-def test_a_known_command_with_more_text_is_not_called_unknown(line):
-    out = handled(line)
-    assert "Unknown command" not in out
-    assert out == f"{line.split()[0]} takes nothing after it; type /help for the list.\n"
+def test_tab_completion_offers_the_matching_commands():
+    from qa.chat import complete_command
+
+    assert complete_command("/so", 0) == "/sources" and complete_command("/so", 1) is None
+    assert complete_command("/re", 0) == "/reset"
+    assert complete_command("drones", 0) is None
 
 
-def test_an_unknown_command_with_escape_sequences_is_shown_escaped():
-    out = handled("/\x1b]0;owned\x07 now")
-    assert "\x1b" not in out and "\x07" not in out
-    assert out == "Unknown command /\\x1b]0;owned\\x07; type /help for the list.\n"
+def test_read_entry_joins_lines_ending_in_a_backslash():
+    from qa.chat import read_entry
+
+    lines = iter(["Which drones \\", "did Russia \\  ", "import?", "next"])
+    assert read_entry(lambda prompt: next(lines)) == "Which drones \ndid Russia \nimport?"

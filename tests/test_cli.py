@@ -262,3 +262,28 @@ def test_a_model_name_while_the_hub_is_unreachable_fails_at_once_with_why(monkey
     with pytest.raises(embedder_module.EmbedderError, match="hub is unreachable and the model is not in the local"):
         embedder_module.SentenceTransformerEmbedder("nobody/no-such-model")
     assert seen["offline"] == "1"
+
+
+def test_sources_without_an_index_names_the_command_that_makes_one(isolated_dirs):
+    index_dir = isolated_dirs / "elsewhere"
+    result = qa("sources", "--index-dir", str(index_dir))
+    assert_one_line_error(result, f"no index in {index_dir} yet: `qa index PATH... --index-dir {index_dir}` makes one")
+
+
+@pytest.mark.parametrize("args", [["ask", "-"], ["ask"]])
+def test_ask_reads_the_question_from_standard_input(indexed, args):
+    result = qa(*args, "--json", input="Mohajer-6 Shahed drone Iran\n")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["question"] == "Mohajer-6 Shahed drone Iran"
+    assert "Mohajer-6" in data["passages"][0]["text"]
+
+
+def test_ask_dash_with_empty_input_is_a_one_line_error(indexed):
+    assert_one_line_error(qa("ask", "-", input=""), "the question is empty")
+
+
+def test_ask_without_a_question_at_a_terminal_says_how(isolated_dirs):
+    proc = subprocess.run([sys.executable, "-c", "import pty, sys; sys.exit(pty.spawn([sys.executable, '-m', 'qa.cli', 'ask']) >> 8)"],
+                          capture_output=True, text=True, timeout=60)
+    assert "give a question" in proc.stdout and "Traceback" not in proc.stdout

@@ -323,6 +323,69 @@ def test_heavy_libraries_are_imported_only_when_needed():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+# --- titles from metadata ------------------------------------------------------------
+
+
+def pdf_with_info(page_text: str, title: str) -> bytes:
+    """A one-page PDF whose text is ``page_text`` and whose document information has ``title``."""
+    stream = f"BT /F1 12 Tf 72 720 Td ({page_text}) Tj ET".encode()
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        f"<< /Title ({title}) >>".encode(),
+    ]
+    out, offsets = bytearray(b"%PDF-1.4\n"), []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R /Info 6 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
+def test_a_pdf_title_in_its_metadata_heads_its_text():
+    extracted = extract_text(pdf_with_info("The harbour opens at dawn.", "Harbour Rules 2024"), ".pdf", "scan01.pdf")
+    assert extracted.text == "Harbour Rules 2024\n\nThe harbour opens at dawn."
+    assert extracted.pages == (0,)
+
+
+@pytest.mark.parametrize("title", ["", "scan01", "Microsoft Word - draft.doc", "The harbour opens"])
+def test_a_pdf_title_that_says_nothing_new_is_passed_over(title):
+    extracted = extract_text(pdf_with_info("The harbour opens at dawn.", title), ".pdf", "scan01.pdf")
+    assert extracted.text == "The harbour opens at dawn."
+
+
+def test_a_docx_title_in_its_properties_heads_its_text():
+    import io
+
+    import docx
+
+    document = docx.Document()
+    document.core_properties.title = "Library Handbook"
+    document.add_paragraph("The library opens at nine.")
+    buffer = io.BytesIO()
+    document.save(buffer)
+    assert extract_text(buffer.getvalue(), ".docx", "x.docx").text == "Library Handbook\n\nThe library opens at nine."
+
+
+def test_the_pdf_pages_move_with_a_title_put_first(monkeypatch):
+    from qa import extract
+
+    data = fixture("two_pages.pdf")
+    plain = extract_text(data, ".pdf", "two_pages.pdf")
+    monkeypatch.setattr(extract, "_metadata_heading", lambda title, text, name: "Port Authority\n\n")
+    titled = extract_text(data, ".pdf", "two_pages.pdf")
+    shift = len("Port Authority\n\n")
+    assert titled.pages == (0, plain.pages[1] + shift)
+    assert titled.text[titled.pages[1]:] == plain.text[plain.pages[1]:]
+
+
 def docx_with_document_xml(size: int) -> bytes:
     """A real .docx whose word/document.xml is padded with ``size`` bytes of blanks."""
     import docx

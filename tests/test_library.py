@@ -507,9 +507,18 @@ def test_progress_counts_the_texts_to_embed_up_to_their_total(library, monkeypat
     folder, index_dir = library
     monkeypatch.setattr(indexer, "EMBED_BATCH", 2)
     calls = []
-    report = update_index(index_dir, [folder], embedder=FakeEmbedder(), progress=lambda d, t: calls.append((d, t)))
+    steps = []
+
+    def progress(done, total, step="embedding"):
+        steps.append((step, done, total))
+        if step == "embedding":
+            calls.append((done, total))
+
+    report = update_index(index_dir, [folder], embedder=FakeEmbedder(), progress=progress)
     done = [d for d, _ in calls]
     assert done == sorted(done) and calls[-1] == (report.embedded, report.embedded) and len(set(done)) >= 3
+    reading = [(d, t) for step, d, t in steps if step == "reading files"]
+    assert reading[0] == (0, 3) and reading[-1] == (3, 3)  # the library's three notes, counted from 0
 
 
 def test_a_run_with_nothing_to_do_still_clears_what_a_killed_run_left(library):
@@ -694,3 +703,46 @@ def test_chat_answers_from_the_documents_as_they_are_now(fake_model, library):
     session.answer("eats")
     assert "leaves at night" in console.export_text()
     assert any("zebra.txt changed" in note for note in notes)
+
+
+def test_a_named_path_that_fails_is_reported_alone(fake_model, library):
+    folder, index_dir = library
+    assert qa("index", str(folder), "--model", FAKE_MODEL, "--index-dir", str(index_dir)).exit_code == 0
+    result = qa("index", str(folder / "nope.txt"), "--index-dir", str(index_dir))
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr.strip().splitlines() == [f"Error: {folder / 'nope.txt'}: no such file or directory"]
+
+
+def test_a_named_file_of_an_unsupported_format_says_why_every_time(fake_model, library):
+    folder, index_dir = library
+    (folder / "pic.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    assert qa("index", str(folder), "--model", FAKE_MODEL, "--index-dir", str(index_dir)).exit_code == 0
+    for _ in range(2):
+        result = qa("index", str(folder / "pic.png"), "--index-dir", str(index_dir))
+        assert result.exit_code == 1
+        assert result.stderr.strip().splitlines()[-1] == f"Error: {folder / 'pic.png'}: unsupported format '.png'"
+
+
+def test_a_file_indexed_by_name_is_not_listed_as_skipped_by_a_folder_walk(fake_model, library):
+    folder, index_dir = library
+    write(folder / "data.csv", "animal,home\nwombat,burrow\n")
+    assert qa("index", str(folder / "data.csv"), "--model", FAKE_MODEL, "--index-dir", str(index_dir)).exit_code == 0
+    result = qa("index", str(folder), "--verbose", "--index-dir", str(index_dir))
+    assert result.exit_code == 0, result.output
+    assert "data.csv" not in result.stderr
+    sources = qa("sources", "--index-dir", str(index_dir)).stdout
+    assert "data.csv" in sources
+
+
+def test_an_answer_from_a_pdf_names_its_metadata_title(fake_model, tmp_path):
+    from test_extract import pdf_with_info
+
+    folder = tmp_path / "pdfs"
+    folder.mkdir()
+    (folder / "scan01.pdf").write_bytes(pdf_with_info("The harbour opens at dawn.", "Harbour Rules 2024"))
+    index_dir = tmp_path / "index"
+    assert qa("index", str(folder), "--model", FAKE_MODEL, "--index-dir", str(index_dir)).exit_code == 0
+    result = runner.invoke(app, ["ask", "when does the harbour open", "--index-dir", str(index_dir)], terminal_width=300)
+    header = next(line for line in result.stdout.splitlines() if line.startswith("[1]"))
+    assert header.startswith("[1] Harbour Rules 2024 (scan01.pdf, page 1)")

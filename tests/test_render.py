@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from qa.cli import app
 from qa.documents import Passage
 from qa.evaluate import EvalItem, QuestionResult, metrics
-from qa.render import passage_text, render_answer, render_eval
+from qa.render import passage_text, render_answer, render_eval, source_label
 from qa.retriever import Answer, RetrievedPassage
 
 from conftest import FAKE_MODEL
@@ -99,3 +99,22 @@ def test_cli_index_report_shows_a_markup_like_directory_verbatim(fake_model, tmp
     again = runner.invoke(app, ["index", "--index-dir", str(index_dir)])
     assert again.exit_code == 0, again.output
     assert f"The index in {index_dir} is up to date" in again.stdout
+
+
+def titled(title: str | None, **where) -> RetrievedPassage:
+    return RetrievedPassage(Passage("Body.", "/docs/000_abc.txt", 0, 5, title, **where), 0.8, None)
+
+
+def test_answers_name_the_document_by_its_title_then_its_file():
+    assert source_label(titled("Rusia Akan Membeli Roket", line=17)) == "Rusia Akan Membeli Roket (000_abc.txt, line 17)"
+    assert source_label(titled(None, page=3)) == "000_abc.txt, page 3"
+    assert source_label(titled("## Wifi  setup", line=1)) == "Wifi setup (000_abc.txt, line 1)"
+    long = source_label(titled("word " * 40, line=2))
+    assert long.endswith("\u2026 (000_abc.txt, line 2)") and len(long) < 110
+
+
+def test_cli_answer_shows_the_bundled_article_title(fake_model):
+    assert runner.invoke(app, ["index", "--model", FAKE_MODEL]).exit_code == 0
+    result = runner.invoke(app, ["ask", "Mohajer-6 Shahed drone Iran"], terminal_width=300)
+    header = result.stdout.splitlines()[0]
+    assert "Rusia Akan Membeli Jutaan Roket-Peluru Artileri dari Korea Utara (000_007ef922b28a0a10.txt, line" in header

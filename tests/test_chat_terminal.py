@@ -1,0 +1,90 @@
+"""The interactive chat driven through a real pseudo-terminal, as a person types into it."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pexpect = pytest.importorskip("pexpect")
+
+from conftest import FAKE_MODEL  # noqa: E402
+
+TESTS = Path(__file__).parent
+PROMPT = r"\?(\x1b\[0m)? "  # the prompt, bold green in a terminal
+MORE = "\x1b[2m.\x1b[0m "  # the continuation prompt, dim
+
+
+@pytest.fixture
+def chat(fake_model, isolated_dirs):
+    env = {**os.environ, "QA_INDEX_DIR": str(isolated_dirs / "index"), "HOME": str(isolated_dirs),
+           "XDG_STATE_HOME": str(isolated_dirs / "state"), "TERM": "xterm", "INPUTRC": "/dev/null"}
+    subprocess.run([sys.executable, str(TESTS / "fake_qa.py"), "index", "--model", FAKE_MODEL],
+                   env=env, check=True, capture_output=True)
+    child = pexpect.spawn(sys.executable, [str(TESTS / "fake_qa.py"), "chat"], env=env,
+                          encoding="utf-8", timeout=30, dimensions=(40, 200))
+    child.expect(PROMPT)
+    yield child
+    child.close(force=True)
+
+
+def test_ctrl_c_clears_the_half_typed_line_and_keeps_the_chat(chat):
+    chat.send("a half typed question")
+    chat.sendcontrol("c")
+    chat.expect(PROMPT)
+    chat.sendline("Mohajer-6 drone Iran")
+    chat.expect("Mohajer-6 dan seri Shahed")
+    chat.expect(PROMPT)
+    chat.sendline("exit")
+    chat.expect(pexpect.EOF)
+    chat.close()
+    assert chat.exitstatus == 0
+
+
+def test_ctrl_d_leaves(chat):
+    chat.sendcontrol("d")
+    chat.expect(pexpect.EOF)
+    chat.close()
+    assert chat.exitstatus == 0
+
+
+@pytest.mark.parametrize("word", ["quit", "/exit"])
+def test_exit_words_leave(chat, word):
+    chat.sendline(word)
+    chat.expect(pexpect.EOF)
+
+
+def test_tab_completes_a_command(chat):
+    chat.send("/so\t")
+    chat.expect_exact("/sources")
+    chat.send("\r")
+    chat.expect("No question asked yet")
+
+
+def test_clear_is_a_command_not_a_question(chat):
+    chat.sendline("clear")
+    chat.expect_exact("\x1b[2J")
+    chat.expect(PROMPT)
+    chat.sendline("/sources")
+    chat.expect("No question asked yet")  # "clear" was not asked
+
+
+def test_a_line_ending_in_backslash_goes_on(chat):
+    chat.sendline("Mohajer-6 \\")
+    assert chat.expect_exact([MORE, "score"]) == 0  # not answered yet: the question goes on
+    chat.sendline("Shahed drone")
+    chat.expect("Mohajer-6 dan seri Shahed")
+    chat.expect(PROMPT)
+    chat.sendline("/sources")
+    chat.expect(r"\[1\]")
+
+
+def test_a_pasted_question_of_several_lines_is_one_question(chat):
+    chat.send("\x1b[200~Mohajer-6\nShahed drone\x1b[201~")
+    chat.send("\r")
+    chat.expect("Mohajer-6 dan seri Shahed")
+    chat.expect(PROMPT)
+    chat.sendline("/sources")
+    chat.expect(r"\[1\]")
+    assert "Q:" not in chat.before
