@@ -282,7 +282,7 @@ def new_documents(manifest: dict) -> list[str]:
         for path in find_documents([root]).files:
             if str(path) in known:
                 continue
-            resolved = path.resolve()
+            resolved = Path(os.path.realpath(path))  # never raises: a link loop stays as named
             key = document_key(resolved)
             if key in known or any(_under(str(resolved), e) for e in excluded):
                 continue
@@ -354,7 +354,7 @@ def normalize_input(value: str | Path) -> str:
     removing or excluding it matches the documents found through it.
     """
     path = Path(os.fspath(value)).expanduser()
-    resolved = path.resolve()
+    resolved = Path(os.path.realpath(path))  # Path.resolve raises RuntimeError on a link loop
     if resolved == BUNDLED_ARTICLE.resolve():
         return BUNDLED_ROOT
     return str(resolved) if path.exists() else os.path.abspath(path)
@@ -659,7 +659,7 @@ def _find_files(roots: list[str], excluded: list[str], old_rows: dict, replace_a
         walk_skips.extend(found.skipped)
         root_files[root] = []
         for path in found.files:
-            resolved = path.resolve()
+            resolved = Path(os.path.realpath(path))  # never raises: a link loop stays as named
             if not is_excluded(str(resolved)):
                 files.setdefault(document_key(resolved), path)
                 root_files[root].append(document_key(resolved))
@@ -673,7 +673,7 @@ def _find_files(roots: list[str], excluded: list[str], old_rows: dict, replace_a
             files[key] = path
     # A file a folder walk passes over (an unlisted suffix) but that was named and indexed
     # before is a document of the index, not a skipped file.
-    report.skipped.extend(item for item in walk_skips if document_key(Path(item.path).resolve()) not in files)
+    report.skipped.extend(item for item in walk_skips if document_key(os.path.realpath(item.path)) not in files)
     return files, root_files
 
 

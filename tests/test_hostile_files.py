@@ -73,3 +73,36 @@ def test_eval_refuses_more_questions_than_its_bound(tmp_path, monkeypatch):
 def test_a_kernel_pseudo_file_of_size_zero_is_not_called_empty():
     found = find_documents(["/proc/cpuinfo"])
     assert [str(path) for path in found.files] == ["/proc/cpuinfo"], found.skipped
+
+
+def test_a_non_utf8_file_name_is_indexed_shown_readably_and_removable(fake_model, tmp_path):
+    folder = tmp_path / "m1"
+    folder.mkdir()
+    with open(os.path.join(os.fsencode(folder), b"caf\xe9.txt"), "wb") as handle:
+        handle.write(b"Drones came from Iran in the spring.\n")
+    (folder / "plain.txt").write_text("Tea grows on the hills.\n")
+    assert runner.invoke(app, ["index", "--model", FAKE_MODEL, str(folder)]).exit_code == 0
+    listed = runner.invoke(app, ["sources"])
+    assert listed.exit_code == 0 and "caf\\xe9.txt" in listed.stdout, listed.output
+    asked = runner.invoke(app, ["ask", "drones from Iran"])
+    assert asked.exit_code == 0 and "caf\\xe9.txt" in asked.stdout, asked.output
+    again = runner.invoke(app, ["index"])
+    assert again.exit_code == 0 and "up to date" in again.stdout, again.output
+    name = str(folder / os.fsdecode(b"caf\xe9.txt"))
+    removed = runner.invoke(app, ["index", "--remove", name])
+    assert removed.exit_code == 0 and "1 removed" in removed.stdout, removed.output
+    assert "caf" not in runner.invoke(app, ["sources"]).stdout
+
+
+def test_an_explicitly_named_symlink_loop_is_one_line(fake_model, tmp_path):
+    loop = tmp_path / "self.txt"
+    loop.symlink_to("self.txt")
+    (tmp_path / "real.txt").write_text("Drones came from Iran.\n")
+    named = runner.invoke(app, ["index", "--model", FAKE_MODEL, str(loop), str(tmp_path / "real.txt")])
+    assert named.exception is None or isinstance(named.exception, SystemExit), named.exception
+    assert "symbolic link loop" in named.output and "Traceback" not in named.output
+    walked = runner.invoke(app, ["index", str(tmp_path)])
+    assert walked.exit_code == 0, walked.output
+    removed = runner.invoke(app, ["index", "--remove", str(loop)])
+    assert removed.exception is None or isinstance(removed.exception, SystemExit), removed.exception
+    assert removed.output.startswith("Error: ") and removed.output.count("\n") == 1
