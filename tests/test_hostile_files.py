@@ -106,3 +106,19 @@ def test_an_explicitly_named_symlink_loop_is_one_line(fake_model, tmp_path):
     removed = runner.invoke(app, ["index", "--remove", str(loop)])
     assert removed.exception is None or isinstance(removed.exception, SystemExit), removed.exception
     assert removed.output.startswith("Error: ") and removed.output.count("\n") == 1
+
+
+def test_an_index_kept_in_the_folder_it_indexes_still_finds_new_documents(fake_model, tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("Drones came from Iran.\n")
+    first = runner.invoke(app, ["index", "--index-dir", str(docs), "--model", FAKE_MODEL, str(docs)])
+    assert first.exit_code == 0, first.output
+    (docs / "b.txt").write_text("Tea grows on the hills.\n")
+    again = runner.invoke(app, ["index", "--index-dir", str(docs)])
+    assert again.exit_code == 0 and "1 new" in again.stdout and "skipped" not in again.output, again.output
+    named = runner.invoke(app, ["index", "--index-dir", str(docs), str(docs)])
+    assert named.exit_code == 0 and "up to date" in named.stdout, named.output
+    asked = runner.invoke(app, ["ask", "--index-dir", str(docs), "tea hills"])
+    assert asked.exit_code == 0 and "b.txt" in asked.stdout, asked.output
+    assert sorted(find_documents([docs]).files) == [docs / "a.txt", docs / "b.txt"]
