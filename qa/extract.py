@@ -141,10 +141,61 @@ def _extract_html(data: bytes, name: str) -> Extracted:
     except Exception as exc:  # noqa: BLE001 - a parser failing on hostile input must not end the run
         raise DocumentError(f"{name}: cannot read the HTML ({_one_line(exc)})") from None
     if not blocks:
-        raise DocumentError(f"{name}: no readable text found in the HTML")
+        depth, blocks = _flat_html_text(data)
+        if depth <= LXML_MAX_DEPTH or not blocks:
+            raise DocumentError(f"{name}: no readable text found in the HTML")
+        return Extracted("\n\n".join(blocks), "html",
+                         note=f"nested {depth:,} elements deep, past what the HTML parser reads: its text read as is")
     if title and title not in blocks:
         blocks.insert(0, title)
     return Extracted("\n\n".join(blocks), "html")
+
+
+# libxml2 (lxml, so trafilatura) stops building the tree 255 elements deep and
+# drops what lies below: a page nested deeper looked like a page without text.
+LXML_MAX_DEPTH = 255
+_VOID_TAGS = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta",
+                        "param", "source", "track", "wbr"})
+_SKIPPED_TAGS = frozenset({"script", "style", "template", "noscript", "head"})
+
+
+def _flat_html_text(data: bytes) -> tuple[int, list[str]]:
+    """Return how deep a page's elements nest, and its text as paragraphs, without a tree.
+
+    The standard library's HTML tokenizer keeps no tree, so any depth costs nothing
+    more; a paragraph ends at every tag (it can't tell block from inline), and
+    script, style and head are left out. Used only for a page nested deeper than
+    :data:`LXML_MAX_DEPTH`, whose text the article extractor never sees.
+    """
+    from html.parser import HTMLParser
+
+    class Flattener(HTMLParser):
+        def __init__(self):
+            super().__init__(convert_charrefs=True)
+            self.depth = self.max_depth = self.skipping = 0
+            self.blocks: list[str] = []
+
+        def handle_starttag(self, tag, attrs):
+            if tag not in _VOID_TAGS:
+                self.depth += 1
+                self.max_depth = max(self.max_depth, self.depth)
+            self.skipping += tag in _SKIPPED_TAGS
+
+        def handle_endtag(self, tag):
+            if tag not in _VOID_TAGS:
+                self.depth = max(0, self.depth - 1)
+            self.skipping = max(0, self.skipping - (tag in _SKIPPED_TAGS))
+
+        def handle_data(self, text):
+            text = " ".join(text.split())
+            if text and not self.skipping:
+                self.blocks.append(text)
+
+    text, _ = decode_text(data, "")
+    parser = Flattener()
+    parser.feed(text)
+    parser.close()
+    return parser.max_depth, parser.blocks
 
 
 def _html_article(data: bytes) -> tuple[str | None, list[str]]:

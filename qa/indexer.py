@@ -357,7 +357,10 @@ def normalize_input(value: str | Path) -> str:
     resolved = Path(os.path.realpath(path))  # Path.resolve raises RuntimeError on a link loop
     if resolved == BUNDLED_ARTICLE.resolve():
         return BUNDLED_ROOT
-    return str(resolved) if path.exists() else os.path.abspath(path)
+    if not (resolved.is_file() or resolved.is_dir()):
+        # /dev/stdin resolves to /dev/null or "pipe:[1234]": errors name what the user typed
+        return os.path.abspath(path)
+    return str(resolved)
 
 
 def _under(path: str, parent: str) -> bool:

@@ -27,9 +27,11 @@ index can execute code: JSON, FAISS's own format, and ``.npy`` with pickles disa
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -622,13 +624,17 @@ def ensure_writable(index_dir: Path) -> None:
         raise _not_a_directory(index_dir, blocker, "write")
     try:
         index_dir.mkdir(parents=True, exist_ok=True)
-        probe = index_dir / f".tmp-probe-{os.getpid()}"
-        probe.write_bytes(b"")
-        # missing_ok: a concurrent writer's clean-up of ".tmp-*" leftovers may have
-        # removed the probe already; the directory was writable all the same.
-        probe.unlink(missing_ok=True)
+        # mkstemp creates the probe exclusively (O_EXCL, O_NOFOLLOW) under a fresh name:
+        # a link planted at a predictable ".tmp-probe-PID" truncated the file it named.
+        fd, probe = tempfile.mkstemp(prefix=".tmp-probe-", dir=index_dir)
+        os.close(fd)
+        # a concurrent writer's clean-up of ".tmp-*" leftovers may have removed the
+        # probe already; the directory was writable all the same.
+        Path(probe).unlink(missing_ok=True)
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
+        if exc.errno in (errno.EEXIST, errno.ELOOP) and os.path.islink(index_dir):
+            reason = "it is a symbolic link that leads nowhere (a loop, or a broken link)"
         raise StoreError(f"cannot write the index directory {index_dir}: {reason}") from None
 
 

@@ -420,3 +420,12 @@ def test_docx_zip_bomb_is_refused_before_unzipping(size, reason):
 def test_docx_with_a_large_but_ordinary_part_is_read():
     extracted = extract_text(docx_with_document_xml(2 * 1024 * 1024), ".docx", "big.docx")
     assert extracted.text == "A paragraph of text."
+
+
+def test_html_nested_past_the_parser_depth_is_read_not_called_empty():
+    depth = 100_000
+    page = ("<html><body>" + "<div>" * depth + "<p>Drones came from Iran in the spring.</p>"
+            + "</div>" * depth + "</body></html>").encode()
+    extracted = extract_text(page, ".html", "deep.html")
+    assert extracted.text == "Drones came from Iran in the spring."
+    assert "nested 100,003 elements deep" in extracted.note

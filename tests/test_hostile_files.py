@@ -122,3 +122,39 @@ def test_an_index_kept_in_the_folder_it_indexes_still_finds_new_documents(fake_m
     asked = runner.invoke(app, ["ask", "--index-dir", str(docs), "tea hills"])
     assert asked.exit_code == 0 and "b.txt" in asked.stdout, asked.output
     assert sorted(find_documents([docs]).files) == [docs / "a.txt", docs / "b.txt"]
+
+
+def test_an_empty_index_dir_is_an_error_not_the_current_folder(fake_model, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.txt").write_text("Drones came from Iran.\n")
+    result = runner.invoke(app, ["index", "--index-dir", "", "--model", FAKE_MODEL, "a.txt"])
+    assert result.exit_code == 2 and "--index-dir" in result.output and "is empty" in result.output
+    assert sorted(os.listdir(tmp_path)) == ["a.txt"]
+
+
+def test_dev_stdin_is_named_as_typed(fake_model, tmp_path):
+    with open(os.devnull) as null:
+        result = subprocess.run([sys.executable, str(FAKE_QA), "index", "--index-dir", str(tmp_path / "idx"),
+                                 "--model", FAKE_MODEL, "/dev/stdin"], stdin=null, capture_output=True, text=True,
+                                timeout=60, env={**os.environ, "QA_CACHE_DIR": str(TESTS.parent / ".cache")})
+    assert result.returncode == 1 and result.stderr.startswith("Error: /dev/stdin: not a regular file"), result.stderr
+
+
+def test_an_index_dir_that_is_a_symlink_loop_says_so(fake_model, tmp_path):
+    loop = tmp_path / "loop"
+    loop.symlink_to("loop")
+    (tmp_path / "a.txt").write_text("Drones came from Iran.\n")
+    result = runner.invoke(app, ["index", "--index-dir", str(loop), "--model", FAKE_MODEL, str(tmp_path / "a.txt")])
+    assert result.exit_code == 1 and "symbolic link that leads nowhere" in result.output, result.output
+
+
+def test_a_link_planted_at_the_probe_name_is_never_written_through(fake_model, tmp_path):
+    from qa.store import ensure_writable
+
+    index_dir, victim = tmp_path / "idx", tmp_path / "victim.txt"
+    index_dir.mkdir()
+    victim.write_text("precious")
+    for pid in range(os.getpid() - 5, os.getpid() + 6):  # the old probe's name was .tmp-probe-<pid>
+        (index_dir / f".tmp-probe-{pid}").symlink_to(victim)
+    ensure_writable(index_dir)
+    assert victim.read_text() == "precious"
