@@ -9,7 +9,9 @@ Layout of an index directory::
         manifest.sha256  the manifest's own checksum, to trust it when it is no longer
                          current (recovering the document list of a damaged index)
         vectors.faiss    FAISS inner-product index of the passage vectors (qa/ann.py picks
-                         exact or approximate by size; large files are memory-mapped)
+                         exact or approximate by size; large files are memory-mapped), or
+                         whatever another vector store keeps here (qa/vectorstore.py); the
+                         manifest's "vectors" record says which
         vectors.npy      the passage vectors themselves, unit rows, for exact re-scoring
         passages.jsonl   one passage per line: document number, offsets, text, sentences
         sentences.npy    one vector per sentence of every passage, in passage order
@@ -42,6 +44,8 @@ import numpy as np
 
 from qa import jsontext
 from qa.documents import Passage
+from qa.manifest import Manifest, ManifestError, validate_manifest
+from qa.vectorstore import VectorBackend, VectorStore, backend_for_record, vector_backend
 
 FORMAT_VERSION = 4
 CURRENT = "CURRENT"
@@ -56,7 +60,12 @@ PASSAGES = "passages.jsonl"
 BACKGROUND = "background.npy"
 SENTENCES = "sentences.npy"
 LEXICON = "lexicon.npz"
-DATA_FILES = (VECTORS, VECTORS_NPY, PASSAGES, SENTENCES, LEXICON, BACKGROUND)
+CORE_FILES = (VECTORS_NPY, PASSAGES, SENTENCES, LEXICON, BACKGROUND)
+"""The files of every generation, whatever its vector store."""
+DATA_FILES = (VECTORS, *CORE_FILES)
+"""The files of a generation whose vectors are searched by FAISS (the default store)."""
+FAISS_RECORD = {"store": "faiss", "files": [VECTORS]}
+"""The vector record of an index written before vector stores could be chosen."""
 GENERATIONS_KEPT = 2
 
 
@@ -109,37 +118,16 @@ class IndexContent:
 class Snapshot:
     """One consistent generation of an index, loaded and verified.
 
-    ``index`` is the FAISS index over ``content.passages`` (row ``i`` is passage
-    ``i``), read on first use: a small index is scored exactly from
-    ``content.vectors`` and never needs it (nor the time to import FAISS). The rest
-    of the content serves re-scoring, highlighting and "no answer".
+    ``vector_store`` searches the passage vectors (row ``i`` is passage ``i``): a
+    small index is scored exactly from ``content.vectors`` and never needs it (nor the
+    time to import FAISS). The rest of the content serves re-scoring, highlighting
+    and "no answer".
     """
 
     directory: Path
     manifest: dict
     content: IndexContent
-    _index: object = None
-
-    @property
-    def index(self):
-        """The FAISS index of the passage vectors (verified against its checksum when read).
-
-        When the generation has been deleted since it was read (two later writes), an
-        exact index is rebuilt from ``content.vectors``, verified when the snapshot was
-        read: it holds the same vectors. An approximate index is always read with the
-        snapshot, so it can't go missing here.
-        """
-        if self._index is None:
-            try:
-                self._index = _read_faiss(self.directory, self.manifest, self.content)
-            except IndexCorrupt:
-                from qa import ann
-
-                n = len(self.content.passages)
-                if (self.directory / VECTORS).exists() or ann.index_kind(n) != ann.FLAT:
-                    raise
-                self._index = ann.build_vector_index(self.content.vectors)
-        return self._index
+    vector_store: "VectorStore"
 
     @property
     def passages(self) -> list[Passage]:
@@ -152,15 +140,14 @@ class Snapshot:
         return self.content.background
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Return ``(scores, ids)`` of the ``k`` passages closest to each query row, by FAISS.
+        """Return ``(scores, ids)`` of the ``k`` passages closest to each query row, from the
+        generation's vector store (:class:`qa.vectorstore.VectorStore`).
 
         Scores are inner products of unit vectors (cosines; approximate from an
-        approximate index), best first; ids are passage numbers. ``k`` larger than the
-        index is capped. See :func:`qa.ann.search`.
+        approximate store), best first; ids are passage numbers. ``k`` larger than the
+        index is capped.
         """
-        from qa.ann import search
-
-        return search(self.index, queries, k)
+        return self.vector_store.search(queries, k)
 
 
 def _sha256(path: Path) -> str:
@@ -260,7 +247,7 @@ def read_index(index_dir: Path) -> Snapshot:
     raise IndexCorrupt(f"index at {index_dir} keeps changing while being read")
 
 
-def _check_manifest(index_dir: Path, manifest_bytes: bytes, manifest_sha: str) -> dict:
+def _check_manifest(index_dir: Path, manifest_bytes: bytes, manifest_sha: str) -> Manifest:
     """Return the parsed manifest if it matches ``manifest_sha`` and is a manifest of this
     qa's format; raise :class:`IndexCorrupt` (or :class:`IndexOldFormat`) otherwise."""
     damaged = f"index at {index_dir} is damaged"
@@ -273,6 +260,11 @@ def _check_manifest(index_dir: Path, manifest_bytes: bytes, manifest_sha: str) -
     if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
         raise IndexCorrupt(f"{damaged}: {MANIFEST} is not an index manifest")
     version = manifest.get("format_version")
+    if version == FORMAT_VERSION:  # an older format is read only for its document list
+        try:
+            manifest = validate_manifest(manifest)
+        except ManifestError as exc:
+            raise IndexCorrupt(f"{damaged}: {MANIFEST}: {exc}") from None
     if isinstance(version, int) and 1 <= version < FORMAT_VERSION:
         raise IndexOldFormat(
             f"index at {index_dir} has format version {version} of an older qa; rebuild it with `qa index`",
@@ -290,11 +282,16 @@ def _read_generation(index_dir: Path, generation: str, manifest_sha: str) -> Sna
     gen_dir = index_dir / generation
     damaged = f"index at {index_dir} is damaged"
     manifest = _check_manifest(index_dir, (gen_dir / MANIFEST).read_bytes(), manifest_sha)
-    for name in DATA_FILES:
+    record = _vector_record(manifest, damaged)
+
+    def verify(name: str) -> None:
         entry = manifest["files"].get(name)
         expected = entry.get("sha256") if isinstance(entry, dict) else None
         if expected is None or _sha256(gen_dir / name) != expected:
             raise IndexCorrupt(f"{damaged}: {name} does not match its checksum")
+
+    for name in (*record["files"], *CORE_FILES):
+        verify(name)
 
     def array(name: str) -> np.ndarray:
         big = (gen_dir / name).stat().st_size >= MMAP_MIN_BYTES
@@ -325,7 +322,7 @@ def _read_generation(index_dir: Path, generation: str, manifest_sha: str) -> Sna
     except Exception as exc:  # noqa: BLE001 - any failure to parse on-disk bytes means "damaged"
         # (json, FAISS, numpy's .npy header parser and zipfile each raise their own
         # kinds, e.g. BadZipFile, EOFError, tokenize.TokenError, MemoryError)
-        if not all((gen_dir / name).exists() for name in (MANIFEST, *DATA_FILES)):
+        if not all((gen_dir / name).exists() for name in (MANIFEST, *record["files"], *CORE_FILES)):
             # A concurrent writer removed this (old) generation while it was being read
             # (FAISS reports that as a RuntimeError): read_index retries on the new one.
             raise FileNotFoundError(f"{gen_dir} was removed while being read") from None
@@ -342,37 +339,32 @@ def _read_generation(index_dir: Path, generation: str, manifest_sha: str) -> Sna
         or content.background.dtype != np.float32
     ):
         raise IndexCorrupt(f"{damaged}: its files disagree with each other")
-    snapshot = Snapshot(gen_dir, manifest, content)
-    from qa import ann
-
-    if len(passages) > ann.EXACT_MAX:  # searched through FAISS: read it now, while the generation is current
-        try:
-            snapshot._index = _read_faiss(gen_dir, manifest, content, verify=False)  # verified above
-        except IndexCorrupt:
-            if not (gen_dir / VECTORS).exists():
-                raise FileNotFoundError(f"{gen_dir} was removed while being read") from None
-            raise
-    return snapshot
-
-
-def _read_faiss(gen_dir: Path, manifest: dict, content: IndexContent, verify: bool = True):
-    """Read and check a generation's FAISS index. With ``verify`` its checksum is checked
-    again first, for a file read later than the rest of the generation."""
-    from qa.ann import read_vector_index
-
-    damaged = f"index at {gen_dir.parent} is damaged"
-    expected = manifest["files"][VECTORS]["sha256"]
     try:
-        if verify and _sha256(gen_dir / VECTORS) != expected:
-            raise IndexCorrupt(f"{damaged}: {VECTORS} does not match its checksum")
-        index = read_vector_index(gen_dir / VECTORS)
+        store = backend_for_record(record).open(record, gen_dir, content.vectors, verify)
     except IndexCorrupt:
+        if not all((gen_dir / name).exists() for name in record["files"]):
+            raise FileNotFoundError(f"{gen_dir} was removed while being read") from None
         raise
-    except Exception as exc:  # noqa: BLE001 - FAISS reports a broken file as RuntimeError, or worse
-        raise IndexCorrupt(f"{damaged}: {VECTORS}: {type(exc).__name__}") from None
-    if index.ntotal != len(content.passages) or index.d != manifest.get("dim"):
-        raise IndexCorrupt(f"{damaged}: its files disagree with each other")
-    return index
+    return Snapshot(gen_dir, manifest, content, store)
+
+
+def _vector_record(manifest: dict, damaged: str) -> dict:
+    """Return a manifest's record of its vector store: which backend, which files (FAISS
+    for an index older than the record), or raise :class:`IndexCorrupt` for a malformed one."""
+    record = manifest.get("vectors", FAISS_RECORD)
+    files = record.get("files") if isinstance(record, dict) else None
+    if (
+        not isinstance(record.get("store") if isinstance(record, dict) else None, str)
+        or not isinstance(files, list)
+        or not all(isinstance(name, str) and name and "/" not in name and not name.startswith(".")
+                   and name not in (MANIFEST, MANIFEST_SHA, *CORE_FILES) for name in files)
+    ):
+        raise IndexCorrupt(f"{damaged}: its vector store record is malformed")
+    try:
+        backend_for_record(record)
+    except Exception as exc:  # noqa: BLE001 - an unknown store, or one whose library is missing
+        raise IndexCorrupt(f"{damaged}: {exc}") from None
+    return record
 
 
 def _position(row: dict, name: str) -> int | None:
@@ -384,18 +376,19 @@ def _position(row: dict, name: str) -> int | None:
     return value
 
 
-def write_index(index_dir: Path, manifest: dict, content: IndexContent) -> Path:
+def write_index(index_dir: Path, manifest: dict, content: IndexContent,
+                backend: VectorBackend | None = None) -> Path:
     """Write a new generation of the index and make it current, atomically.
 
-    Takes the manifest (without ``files``, ``format_version`` and ``dim``, which are
-    filled in here) and the content (passages with one unit vector each, their
-    sentences, lexicon and background vectors). The caller must hold :func:`writer_lock`. Until the final
-    rename of ``CURRENT`` the previous index stays current; a crash leaves at most a
-    stray temporary directory, removed by the next write. Returns the new
+    Takes the manifest (without ``files``, ``format_version``, ``dim`` and ``vectors``,
+    which are filled in here), the content (passages with one unit vector each, their
+    sentences, lexicon and background vectors) and the vector store to search them
+    with (default: FAISS files). The caller must hold :func:`writer_lock`. Until the
+    final rename of ``CURRENT`` the previous index stays current; a crash leaves at most
+    a stray temporary directory, removed by the next write. Returns the new
     generation's directory.
     """
-    from qa import ann
-
+    backend = backend or vector_backend()
     passages = content.passages
     vectors = np.ascontiguousarray(content.vectors, dtype=np.float32)
     if vectors.shape[0] != len(passages) or len(content.sentence_spans) != len(passages):
@@ -405,7 +398,7 @@ def write_index(index_dir: Path, manifest: dict, content: IndexContent) -> Path:
     tmp = index_dir / f".tmp-{generation}"
     tmp.mkdir()
     try:
-        ann.write_vector_index(ann.build_vector_index(vectors, exact_max=ann.EXACT_MAX), tmp / VECTORS)
+        record = backend.write(vectors, tmp, generation)
         for name, array in ((VECTORS_NPY, vectors), (BACKGROUND, content.background),
                             (SENTENCES, content.sentence_vectors)):
             with open(tmp / name, "wb") as handle:
@@ -419,17 +412,16 @@ def write_index(index_dir: Path, manifest: dict, content: IndexContent) -> Path:
                        "sentences": [list(span) for span in spans],
                        **({"line": p.line} if p.line else {}), **({"page": p.page} if p.page else {})}
                 handle.write(jsontext.dumps(row) + "\n")
-        for name in DATA_FILES:
+        files = (*record["files"], *CORE_FILES)
+        for name in files:
             with open(tmp / name, "rb+") as handle:
                 os.fsync(handle.fileno())
         manifest = {
             **manifest,
             "format_version": FORMAT_VERSION,
             "dim": int(vectors.shape[1]),
-            "files": {
-                name: {"sha256": _sha256(tmp / name), "bytes": (tmp / name).stat().st_size}
-                for name in DATA_FILES
-            },
+            "vectors": record,
+            "files": {name: {"sha256": _sha256(tmp / name), "bytes": (tmp / name).stat().st_size} for name in files},
         }
         manifest_bytes = jsontext.dumps(manifest, indent=1).encode("utf-8")
         manifest_sha = hashlib.sha256(manifest_bytes).hexdigest()
@@ -581,8 +573,22 @@ def _remove_old_generations(index_dir: Path, current: str) -> None:
         return
     ranked = sorted(others, key=lambda name: _intact_manifest(index_dir, name) is None)  # stable: newest first
     for old in ranked[GENERATIONS_KEPT - 1:]:
+        _drop_vectors(index_dir, old)
         shutil.rmtree(index_dir / old, ignore_errors=True)
     _remove_tmp(index_dir)
+
+
+def _drop_vectors(index_dir: Path, generation: str) -> None:
+    """Let a generation's vector store free what it holds outside the directory (a server's
+    collection), before the directory goes. Only an intact manifest is trusted for that."""
+    intact = _intact_manifest(index_dir, generation)
+    record = intact[0].get("vectors") if intact else None
+    if not isinstance(record, dict) or record.get("store") == "faiss":
+        return
+    try:
+        backend_for_record(record).drop(record)
+    except Exception:  # noqa: BLE001 - a server gone away keeps an orphan collection, never fails a write
+        pass
 
 
 def remove_leftovers(index_dir: Path) -> None:

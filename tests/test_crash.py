@@ -67,7 +67,7 @@ def digest(index_dir: Path) -> str:
     h = hashlib.sha256()
     for p in snap.passages:
         h.update(json.dumps([p.text, p.source, p.start, p.end, p.title]).encode())
-    h.update(snap.index.reconstruct_n(0, snap.index.ntotal).tobytes())
+    h.update(snap.vector_store.faiss_index.reconstruct_n(0, snap.vector_store.faiss_index.ntotal).tobytes())
     content = getattr(snap, "content", snap)
     for name in ("sentence_vectors", "background"):
         value = getattr(content, name, None)
@@ -112,6 +112,7 @@ def assert_clean(index_dir: Path) -> None:
 # --------------------------------------------------------------------------- concurrency
 
 
+@pytest.mark.slow
 def test_two_index_runs_at_once_are_serialized_and_never_mix(tmp_path, corpora, references):
     index_dir = tmp_path / "shared"
     for _ in range(2):
@@ -129,6 +130,7 @@ def test_two_index_runs_at_once_are_serialized_and_never_mix(tmp_path, corpora, 
         assert_clean(index_dir)
 
 
+@pytest.mark.slow
 def test_index_waits_for_the_writer_lock(tmp_path, corpora, references):
     index_dir = tmp_path / "locked"
     with writer_lock(index_dir):
@@ -160,6 +162,7 @@ print(writes)
 """
 
 
+@pytest.mark.slow
 def test_reads_during_repeated_rewrites_always_see_one_complete_index(tmp_path, corpora, references):
     index_dir, stop = tmp_path / "busy", tmp_path / "stop"
     done = run_qa("index", "--replace", *map(str, corpora["a"]), "--index-dir", str(index_dir), "--model", FAKE_MODEL)
@@ -210,6 +213,7 @@ with writer_lock(index_dir):
 """
 
 
+@pytest.mark.slow
 def test_lock_and_leftovers_of_a_killed_writer_do_not_block_the_next_index(tmp_path, corpora, references):
     index_dir = tmp_path / "crashed"
     done = run_qa("index", "--replace", *map(str, corpora["a"]), "--index-dir", str(index_dir), "--model", FAKE_MODEL)
@@ -225,6 +229,7 @@ def test_lock_and_leftovers_of_a_killed_writer_do_not_block_the_next_index(tmp_p
     assert_clean(index_dir)
 
 
+@pytest.mark.slow
 def test_index_killed_at_random_moments_is_old_or_new(tmp_path, corpora, references):
     """A few SIGKILLs for CI; bench/crash_kills.py does hundreds, aimed at write_index too."""
     index_dir = tmp_path / "killed"
@@ -247,6 +252,7 @@ def test_index_killed_at_random_moments_is_old_or_new(tmp_path, corpora, referen
     assert_clean(index_dir)
 
 
+@pytest.mark.slow
 def test_first_index_killed_before_current_was_written_is_recovered_not_replaced(tmp_path, corpora, references,
                                                                                 monkeypatch):
     """A first build killed after its generation was renamed into place but before
@@ -410,6 +416,7 @@ def test_current_pointing_at_another_generation_with_a_stale_checksum_is_detecte
     assert_one_line_corrupt(index_dir, MANIFEST)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", DATA_FILES)
 def test_random_damage_with_forged_checksums_never_escapes_as_another_error(built, name):
     """Only the parsers stand between forged bytes and qa: they must say "damaged"
@@ -505,6 +512,7 @@ def test_probe_removed_by_a_concurrent_writers_cleanup_is_not_an_error(tmp_path,
     ensure_writable(index_dir)
 
 
+@pytest.mark.slow
 def test_index_killed_mid_embedding_resumes_where_it_stopped(tmp_path):
     """kill -9 during embedding: the old index stands, and the rerun embeds only the rest."""
     index_dir = tmp_path / "resume"
@@ -538,9 +546,56 @@ def test_faiss_file_is_read_on_first_use_and_checked_again_then(built):
     forge(built, "vectors.faiss", b"IxFI" + bytes(200))
     snap = read_index(built)  # exact scoring needs only vectors.npy
     with pytest.raises(IndexCorrupt, match="damaged") as info:
-        snap.index
+        snap.vector_store.faiss_index
     assert "\n" not in str(info.value)
     snap = read_index(built)
     (snap.directory / "vectors.faiss").write_bytes(b"changed after the read")
     with pytest.raises(IndexCorrupt, match="does not match its checksum"):
-        snap.index
+        snap.vector_store.faiss_index
+
+
+def _with(manifest: dict, path: str, value) -> dict:
+    """A copy of ``manifest`` with the key at ``path`` ("documents.0.source") set to ``value``."""
+    copy = json.loads(json.dumps(manifest))
+    *parents, last = path.split(".")
+    target = copy
+    for part in parents:
+        target = target[int(part)] if isinstance(target, list) else target[part]
+    if isinstance(target, list):
+        target[int(last)] = value
+    else:
+        target[last] = value
+    return copy
+
+
+FORGED_TYPES = {
+    "source-number": ("documents.0.source", 5), "source-empty": ("documents.0.source", ""),
+    "roots-null": ("roots", None), "roots-numbers": ("roots", [1, 2]), "excluded-string": ("excluded", "x"),
+    "model-string": ("model", "string"), "probe-string": ("model.probe", "abc"),
+    "probe-strings": ("model.probe", ["a"]), "max-tokens-string": ("model.max_tokens", "x"),
+    "model-name-number": ("model.name", 3), "documents-numbers": ("documents", [5]),
+    "size-string": ("documents.0.size", "big"), "mtime-float-string": ("documents.0.mtime_ns", "1"),
+    "passages-negative": ("documents.0.passages", -1), "passages-wrong-sum": ("documents.0.passages", 99),
+    "title-number": ("documents.0.title", 5), "bundled-string": ("documents.0.bundled", "yes"),
+    "sha-number": ("documents.0.sha256", 7), "passed-over-strings": ("passed_over", ["x"]),
+    "background-number": ("background", 5), "chunking-list": ("chunking", []), "terms-string": ("terms", "x"),
+    "dim-negative": ("dim", -1), "vectors-string": ("vectors", "faiss"), "n-passages-bool": ("n_passages", True),
+}
+
+
+@pytest.mark.parametrize("path, value", list(FORGED_TYPES.values()), ids=list(FORGED_TYPES))
+def test_a_manifest_of_valid_checksums_and_wrong_types_is_damaged_never_a_traceback(built, path, value, fake_model):
+    from typer.testing import CliRunner
+
+    from qa.cli import app
+
+    manifest = json.loads((read_index(built).directory / MANIFEST).read_bytes())
+    forge(built, MANIFEST, manifest=_with(manifest, path, value))
+    assert_one_line_corrupt(built)
+    runner = CliRunner()
+    for command in (["sources"], ["ask", "drone"], ["index", "--model", FAKE_MODEL]):
+        result = runner.invoke(app, [*command, "--index-dir", str(built)])
+        assert result.exception is None or isinstance(result.exception, SystemExit), (command, result.exception)
+        assert "Traceback" not in result.output
+        if result.exit_code != 0:
+            assert len(result.stderr.strip().splitlines()) == 1, (command, result.stderr)

@@ -416,6 +416,7 @@ SLOWEST_COUNTER = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", sorted(ONE_MB))
 def test_one_megabyte_document_is_chunked_in_bounded_time(shape):
     run_timed(chunk_document, Document("d", ONE_MB[shape], ""), SLOWEST_COUNTER[shape], ChunkSettings())
@@ -429,6 +430,7 @@ def question_and_chat_line(text: str) -> None:
         pass
 
 
+@pytest.mark.slow
 def test_one_megabyte_questions_and_chat_lines():
     for shape in ("hostile", "newlines-only", "cjk-no-spaces-no-boundaries", "emoji-and-rtl"):
         run_timed(question_and_chat_line, ONE_MB[shape], limit=LIMIT_S / 4)
@@ -437,14 +439,17 @@ def test_one_megabyte_questions_and_chat_lines():
 # A linear implementation does each of these in well under a second; the limit is 2 s.
 
 
+@pytest.mark.slow
 def test_one_megabyte_line_of_spaces_after_a_digit():
     run_timed(is_debris, "1" + " " * MB + "x", limit=2)
 
 
+@pytest.mark.slow
 def test_one_megabyte_run_of_dots():
     run_timed(split_sentences, "a" + "." * MB + "b", limit=2)
 
 
+@pytest.mark.slow
 def test_one_megabyte_without_spaces_and_a_character_counter():
     document = Document("d", "Judul\n\n" + "e\u0301" * (MB // 2), "")
     run_timed(chunk_document, document, chars_counter, ChunkSettings(), limit=2)

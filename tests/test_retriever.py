@@ -174,7 +174,7 @@ def test_a_large_index_rescoring_faiss_candidates_answers_like_scoring_everythin
     snapshot = read_index(tmp_path / "index")
     import faiss
 
-    assert isinstance(snapshot.index, faiss.IndexRefine)
+    assert isinstance(snapshot.vector_store.faiss_index, faiss.IndexRefine)
     questions = [" ".join(rng.choice(words, size=4)) for _ in range(40)]
     retriever = Retriever(snapshot, embedder)
     monkeypatch.setattr(ann, "EXACT_MAX", 10**6)  # every passage scored

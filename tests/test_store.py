@@ -321,7 +321,7 @@ def test_a_snapshot_whose_generation_was_deleted_after_reading_still_searches(tm
     write_index(tmp_path, *sample(20, seed=3))
     write_index(tmp_path, *sample(20, seed=4))
     assert not snap.directory.exists()
-    assert np.array_equal(snap.index.reconstruct_n(0, 20), content.vectors)
+    assert np.array_equal(snap.vector_store.faiss_index.reconstruct_n(0, 20), content.vectors)
     queries = unit_rows(3, seed=9)
     scores, ids = snap.search(queries, 3)
     assert (ids == np.argsort(-(queries @ content.vectors.T), axis=1)[:, :3]).all()
@@ -332,4 +332,4 @@ def test_a_vectors_file_changed_after_reading_is_still_damage(tmp_path):
     snap = read_index(tmp_path)
     (snap.directory / "vectors.faiss").write_bytes(b"garbage")
     with pytest.raises(IndexCorrupt):
-        snap.index
+        snap.vector_store.faiss_index
