@@ -52,6 +52,10 @@ CURRENT = "CURRENT"
 LOCK = ".lock"
 MANIFEST = "manifest.json"
 MANIFEST_SHA = "manifest.sha256"
+# This user's HMAC of the manifest (qa/signing.py): whether qa may refresh the index
+# from the paths its manifest names.
+MANIFEST_SIG = "manifest.hmac"
+MAX_SIGNATURE_BYTES = 256
 VECTORS = "vectors.faiss"
 VECTORS_NPY = "vectors.npy"
 # Arrays of at least this size are memory-mapped when an index is read, not loaded.
@@ -128,6 +132,7 @@ class Snapshot:
     manifest: dict
     content: IndexContent
     vector_store: "VectorStore"
+    signed: bool = False  # written by this user's qa (see qa.signing): may be refreshed
 
     @property
     def passages(self) -> list[Passage]:
@@ -281,7 +286,8 @@ def _check_manifest(index_dir: Path, manifest_bytes: bytes, manifest_sha: str) -
 def _read_generation(index_dir: Path, generation: str, manifest_sha: str) -> Snapshot:
     gen_dir = index_dir / generation
     damaged = f"index at {index_dir} is damaged"
-    manifest = _check_manifest(index_dir, (gen_dir / MANIFEST).read_bytes(), manifest_sha)
+    manifest_bytes = (gen_dir / MANIFEST).read_bytes()
+    manifest = _check_manifest(index_dir, manifest_bytes, manifest_sha)
     record = _vector_record(manifest, damaged)
 
     def verify(name: str) -> None:
@@ -345,7 +351,43 @@ def _read_generation(index_dir: Path, generation: str, manifest_sha: str) -> Sna
         if not all((gen_dir / name).exists() for name in record["files"]):
             raise FileNotFoundError(f"{gen_dir} was removed while being read") from None
         raise
-    return Snapshot(gen_dir, manifest, content, store)
+    return Snapshot(gen_dir, manifest, content, store, _signed(gen_dir, manifest_bytes))
+
+
+def _signed(gen_dir: Path, manifest_bytes: bytes) -> bool:
+    """Return whether a generation's manifest carries this user's signature."""
+    from qa.documents import open_regular
+    from qa.signing import is_signed_by_me
+
+    try:
+        with open_regular(gen_dir / MANIFEST_SIG) as handle:  # no FIFO, no /dev/zero
+            signature = handle.read(MAX_SIGNATURE_BYTES).decode("ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return False
+    return is_signed_by_me(manifest_bytes, signature)
+
+
+def generation_signed(index_dir: Path, generation: str | None = None) -> bool:
+    """Return whether a generation (default: the one ``CURRENT`` names) was written by
+    this user's qa. False when anything about it can't be read."""
+    try:
+        generation = generation or _read_current(index_dir)[0]
+        return _signed(index_dir / generation, read_bounded(index_dir / generation / MANIFEST))
+    except (StoreError, OSError):
+        return False
+
+
+def read_bounded(path: Path, limit: int = 64 << 20) -> bytes:
+    """Return the bytes of an index file that must be a regular file of at most ``limit``
+    bytes; raise ``OSError`` otherwise (a FIFO, ``/dev/zero``, a huge file planted in the
+    index directory never hangs qa or fills its memory)."""
+    from qa.documents import open_regular
+
+    with open_regular(path) as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise OSError(errno.EFBIG, "larger than an index file can be", str(path))
+    return data
 
 
 def _vector_record(manifest: dict, damaged: str) -> dict:
@@ -395,8 +437,8 @@ def write_index(index_dir: Path, manifest: dict, content: IndexContent,
         raise ValueError("one vector and one sentence list per passage are required")
     ensure_writable(index_dir)
     generation = f"gen-{time.time_ns()}-{os.getpid()}"
-    tmp = index_dir / f".tmp-{generation}"
-    tmp.mkdir()
+    # mkdtemp: made exclusively, mode 0700, so nothing can be planted in it before qa writes
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{generation}-", dir=index_dir))
     try:
         record = backend.write(vectors, tmp, generation)
         for name, array in ((VECTORS_NPY, vectors), (BACKGROUND, content.background),
@@ -427,6 +469,12 @@ def write_index(index_dir: Path, manifest: dict, content: IndexContent,
         manifest_sha = hashlib.sha256(manifest_bytes).hexdigest()
         _write_file(tmp / MANIFEST, manifest_bytes)
         _write_file(tmp / MANIFEST_SHA, f"{manifest_sha}\n".encode())
+        from qa.signing import sign
+
+        _write_file(tmp / MANIFEST_SIG, f"{sign(manifest_bytes)}\n".encode())
+        for entry in os.scandir(tmp):  # private as ssh's files: documents may be 0600
+            if entry.is_file(follow_symlinks=False):
+                os.chmod(entry.path, 0o600)
         _fsync_dir(tmp)
         os.rename(tmp, index_dir / generation)
         _fsync_dir(index_dir)
@@ -440,8 +488,13 @@ def write_index(index_dir: Path, manifest: dict, content: IndexContent,
 
 def _swap_current(index_dir: Path, generation: str, manifest_sha: str) -> None:
     """Point ``CURRENT`` at ``generation`` (whose manifest has ``manifest_sha``), atomically."""
-    current_tmp = index_dir / f".tmp-{CURRENT}-{os.getpid()}"
-    _write_file(current_tmp, f"{generation} {manifest_sha}\n".encode())
+    # mkstemp: a fresh name, created exclusively (a link planted at a predictable name
+    # would have been followed), mode 0600
+    fd, current_tmp = tempfile.mkstemp(prefix=f".tmp-{CURRENT}-", dir=index_dir)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(f"{generation} {manifest_sha}\n".encode())
+        handle.flush()
+        os.fsync(handle.fileno())
     os.replace(current_tmp, index_dir / CURRENT)
     _fsync_dir(index_dir)
 
@@ -478,6 +531,7 @@ class IntactGeneration:
     manifest: dict
     manifest_sha: str
     snapshot: Snapshot | None
+    signed: bool = False  # written by this user's qa (see qa.signing)
 
 
 def _trusted_shas(index_dir: Path, generation: str) -> set[str]:
@@ -544,7 +598,7 @@ def newest_intact_generation(index_dir: Path, load: bool = True) -> IntactGenera
                 snapshot = _read_generation(index_dir, generation, sha)
             except (StoreError, OSError):
                 snapshot = None
-        return IntactGeneration(generation, manifest, sha, snapshot)
+        return IntactGeneration(generation, manifest, sha, snapshot, generation_signed(index_dir, generation))
     return None
 
 
@@ -629,7 +683,7 @@ def ensure_writable(index_dir: Path) -> None:
     if blocker is not None:
         raise _not_a_directory(index_dir, blocker, "write")
     try:
-        index_dir.mkdir(parents=True, exist_ok=True)
+        index_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         # mkstemp creates the probe exclusively (O_EXCL, O_NOFOLLOW) under a fresh name:
         # a link planted at a predictable ".tmp-probe-PID" truncated the file it named.
         fd, probe = tempfile.mkstemp(prefix=".tmp-probe-", dir=index_dir)
@@ -655,7 +709,9 @@ def writer_lock(index_dir: Path, timeout: float = 600.0) -> Iterator[None]:
     from filelock import FileLock, Timeout
 
     ensure_writable(index_dir)
-    lock = FileLock(str(index_dir / LOCK))
+    if os.path.islink(index_dir / LOCK):  # opening it would follow the link (and truncate its target)
+        raise StoreError(f"{index_dir / LOCK} is a symbolic link, not qa's lock file: remove it and try again")
+    lock = FileLock(str(index_dir / LOCK), mode=0o600)
     try:
         lock.acquire(timeout=timeout)
     except Timeout:

@@ -64,6 +64,7 @@ def isolated_dirs(tmp_path, monkeypatch):
     """Give every test its own index dir; share one model cache across the run."""
     monkeypatch.setenv("QA_INDEX_DIR", str(tmp_path / "index"))
     monkeypatch.setenv("QA_CACHE_DIR", str(REPO / ".cache"))
+    monkeypatch.setenv("QA_STATE_DIR", str(tmp_path / "state"))  # the index signing key
     monkeypatch.delenv("QA_MODEL", raising=False)
     return tmp_path
 
