@@ -43,7 +43,7 @@ from typing import Iterator
 import numpy as np
 
 from qa import jsontext
-from qa.documents import Passage
+from qa.documents import NotARegularFile, Passage
 from qa.manifest import Manifest, ManifestError, validate_manifest
 from qa.vectorstore import VectorBackend, VectorStore, backend_for_record, vector_backend
 
@@ -56,6 +56,10 @@ MANIFEST_SHA = "manifest.sha256"
 # from the paths its manifest names.
 MANIFEST_SIG = "manifest.hmac"
 MAX_SIGNATURE_BYTES = 256
+# Index files are regular files of bounded size, or the index is damaged: CURRENT or
+# a manifest linked to /dev/zero grew memory by gigabytes; a FIFO hung every read.
+MAX_SMALL_FILE_BYTES = 4096
+MAX_MANIFEST_BYTES = 256 << 20
 VECTORS = "vectors.faiss"
 VECTORS_NPY = "vectors.npy"
 # Arrays of at least this size are memory-mapped when an index is read, not loaded.
@@ -155,8 +159,15 @@ class Snapshot:
         return self.vector_store.search(queries, k)
 
 
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as handle:
+def _sha256(path: Path, size: object = None) -> str:
+    """Return the SHA-256 of a regular file ("" when ``size`` is given and differs: not
+    worth hashing). Raises ``NotARegularFile`` for a FIFO or a device, which would hang
+    or never end."""
+    from qa.documents import open_regular
+
+    with open_regular(path) as handle:
+        if isinstance(size, int) and os.fstat(handle.fileno()).st_size != size:
+            return ""
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
@@ -201,7 +212,7 @@ def _not_a_directory(index_dir: Path, blocker: Path, doing: str) -> StoreError:
 
 def _read_current(index_dir: Path) -> tuple[str, str]:
     try:
-        words = (index_dir / CURRENT).read_text(encoding="ascii").split()
+        words = read_bounded(index_dir / CURRENT, MAX_SMALL_FILE_BYTES).decode("ascii").split()
     except FileNotFoundError:
         if generations(index_dir):  # generations without a pointer: damaged, not new
             raise IndexCorrupt(f"index at {index_dir} is damaged: {CURRENT} is missing") from None
@@ -223,7 +234,7 @@ def read_manifest(index_dir: Path) -> dict | None:
     ``CURRENT``), else None: what a damaged index still says about its documents."""
     try:
         generation, manifest_sha = _read_current(index_dir)
-        data = (index_dir / generation / MANIFEST).read_bytes()
+        data = read_bounded(index_dir / generation / MANIFEST, MAX_MANIFEST_BYTES)
         if hashlib.sha256(data).hexdigest() != manifest_sha:
             return None
         manifest = jsontext.loads(data)
@@ -286,14 +297,23 @@ def _check_manifest(index_dir: Path, manifest_bytes: bytes, manifest_sha: str) -
 def _read_generation(index_dir: Path, generation: str, manifest_sha: str) -> Snapshot:
     gen_dir = index_dir / generation
     damaged = f"index at {index_dir} is damaged"
-    manifest_bytes = (gen_dir / MANIFEST).read_bytes()
+    try:
+        manifest_bytes = read_bounded(gen_dir / MANIFEST, MAX_MANIFEST_BYTES)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise IndexCorrupt(f"{damaged}: {MANIFEST}: {exc.strerror or exc}") from None
     manifest = _check_manifest(index_dir, manifest_bytes, manifest_sha)
     record = _vector_record(manifest, damaged)
 
     def verify(name: str) -> None:
         entry = manifest["files"].get(name)
         expected = entry.get("sha256") if isinstance(entry, dict) else None
-        if expected is None or _sha256(gen_dir / name) != expected:
+        try:
+            digest = _sha256(gen_dir / name, entry.get("bytes") if isinstance(entry, dict) else None)
+        except NotARegularFile:
+            raise IndexCorrupt(f"{damaged}: {name} is not a regular file") from None
+        if expected is None or digest != expected:
             raise IndexCorrupt(f"{damaged}: {name} does not match its checksum")
 
     for name in (*record["files"], *CORE_FILES):
@@ -539,7 +559,7 @@ def _trusted_shas(index_dir: Path, generation: str) -> set[str]:
     when ``CURRENT`` names it. Empty for a generation written before qa recorded one."""
     shas = set()
     try:
-        words = (index_dir / generation / MANIFEST_SHA).read_text(encoding="ascii").split()
+        words = read_bounded(index_dir / generation / MANIFEST_SHA, MAX_SMALL_FILE_BYTES).decode("ascii").split()
         if len(words) == 1:
             shas.add(words[0])
         else:
@@ -561,7 +581,7 @@ def _intact_manifest(index_dir: Path, generation: str) -> tuple[dict, str] | Non
     """Return a generation's manifest and its checksum if it passes :func:`read_index`'s
     manifest checks (checksum, JSON, shape, a format this qa knows), else None."""
     try:
-        data = (index_dir / generation / MANIFEST).read_bytes()
+        data = read_bounded(index_dir / generation / MANIFEST, MAX_MANIFEST_BYTES)
     except OSError:
         return None
     sha = hashlib.sha256(data).hexdigest()

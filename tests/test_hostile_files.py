@@ -158,3 +158,26 @@ def test_a_link_planted_at_the_probe_name_is_never_written_through(fake_model, t
         (index_dir / f".tmp-probe-{pid}").symlink_to(victim)
     ensure_writable(index_dir)
     assert victim.read_text() == "precious"
+
+
+@pytest.mark.parametrize("target", ["CURRENT", "manifest.json", "passages.jsonl", "vectors.npy"])
+@pytest.mark.parametrize("kind", ["dev-zero", "fifo"])
+def test_an_index_file_replaced_by_dev_zero_or_a_fifo_is_damage_not_a_hang(tmp_path, target, kind):
+    from qa.signing import sign  # noqa: F401 - the subprocesses share this test's key
+    document = tmp_path / "notes.txt"
+    document.write_text("Drones came from Iran in the spring.\n")
+    index_dir = tmp_path / "index"
+    assert run_qa("index", "--index-dir", str(index_dir), "--model", FAKE_MODEL, str(document)).returncode == 0
+    generation = (index_dir / "CURRENT").read_text().split()[0]
+    path = index_dir / target if target == "CURRENT" else index_dir / generation / target
+    path.unlink()
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to("/dev/zero")
+    result = run_qa("ask", "--index-dir", str(index_dir), "drones", timeout=60, memory_gb=2)
+    assert "damaged" in result.stderr and "Traceback" not in result.stderr, result.stderr
+    if target == "CURRENT":  # recovered from the generation it named, which is intact
+        assert result.returncode == 0 and "Drones" in result.stdout, result.stderr
+    else:
+        assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
