@@ -64,9 +64,13 @@ def isolated_dirs(tmp_path, monkeypatch):
     """Give every test its own index dir; share one model cache across the run."""
     monkeypatch.setenv("QA_INDEX_DIR", str(tmp_path / "index"))
     monkeypatch.setenv("QA_CACHE_DIR", str(REPO / ".cache"))
-    monkeypatch.setenv("QA_STATE_DIR", str(tmp_path / "state"))  # the index signing key
     monkeypatch.delenv("QA_MODEL", raising=False)
-    return tmp_path
+    # The index signing key (qa/signing.py), set apart from ``monkeypatch`` so that a
+    # test's monkeypatch.undo() keeps the key its indexes were signed with.
+    state = pytest.MonkeyPatch()
+    state.setenv("QA_STATE_DIR", str(tmp_path / "state"))
+    yield tmp_path
+    state.undo()
 
 
 @pytest.fixture
