@@ -24,10 +24,22 @@ app = typer.Typer(
     help="Ask questions, in any language, about your documents. Runs entirely on this machine.",
 )
 
+def _index_dir_path(value: str) -> Path:
+    """Parse ``--index-dir``: an empty value is an error, not the current folder.
+
+    ``Path("")`` is ``Path(".")``, so ``--index-dir "$UNSET_VARIABLE"`` wrote an index
+    into whatever folder qa was started in.
+    """
+    if not value.strip():
+        raise typer.BadParameter("is empty; give a folder (\".\" for this one)")
+    return Path(value)
+
+
 IndexDirOption = typer.Option(
     None,
     "--index-dir",
     metavar="DIR",
+    parser=_index_dir_path,
     envvar=INDEX_DIR_ENV,
     help="Index directory [default: index/ of a source checkout, else the user data dir].",
     show_default=False,

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from qa import extract
+from qa.documents import NotARegularFile, open_regular
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
@@ -39,9 +40,11 @@ def find_documents(inputs: Sequence[str | Path]) -> Discovery:
       suffix (or none) and its first bytes look like text.
     - A directory is walked recursively, in sorted order. Files with a supported
       suffix are taken; other files are listed as skipped with the reason. Hidden
-      files and directories (name starting with ".") and qa's own index
-      directories (see :func:`is_index_dir`) are passed over silently; so are
-      index directories under a glob. An index directory named itself is skipped.
+      files and directories (name starting with ".") and the files of a qa index
+      (``CURRENT`` and ``gen-*``, see :func:`index_entries`) are passed over
+      silently, in walks and globs alike, so an index kept in the folder it indexes
+      doesn't hide that folder's documents. An index directory named itself, with
+      nothing else in it, is skipped as "a qa index, not documents".
       Symbolic links are followed, but each real directory is walked at most once,
       so link loops end.
     - An input that doesn't exist but holds ``*``, ``?`` or ``[`` is a glob pattern
@@ -87,10 +90,10 @@ class _Finder:
             else:
                 self.skip(path, _stat_reason(path, info))
         elif stat.S_ISDIR(info.st_mode):
-            if is_index_dir(path):
+            found, skipped = len(self.files), len(self.skipped)
+            self.walk(path, info)
+            if is_index_dir(path) and (len(self.files), len(self.skipped)) == (found, skipped):
                 self.skip(path, "a qa index, not documents")
-            else:
-                self.walk(path, info)
         else:
             self.add_file(path, info, explicit=True)
 
@@ -114,7 +117,7 @@ class _Finder:
             if isinstance(info, OSError):
                 self.skip(path, _stat_reason(path, info, missing="disappeared while indexing"))
             elif stat.S_ISDIR(info.st_mode):
-                if not is_index_dir(path) and self.first_visit(info):
+                if self.first_visit(info):
                     stack.append(self.entries(path))
             else:
                 self.add_file(path, info, explicit=False)
@@ -127,14 +130,16 @@ class _Finder:
         return True
 
     def entries(self, directory: Path) -> Iterator[Path]:
-        """Yield the paths of a directory's visible entries, sorted by name."""
+        """Yield the paths of a directory's visible entries, sorted by name, without
+        the files of a qa index it holds (see :func:`index_entries`)."""
         try:
             names = sorted(os.listdir(directory))
         except OSError as exc:
             self.skip(directory, _os_reason(exc))
             return
+        own = index_entries(directory, names)
         for name in names:
-            if not name.startswith("."):
+            if not name.startswith(".") and name not in own:
                 yield directory / name
 
     def add_file(self, path: Path, info: os.stat_result, explicit: bool) -> None:
@@ -170,6 +175,19 @@ def is_index_dir(directory: Path) -> bool:
         return False
 
 
+def index_entries(directory: Path, names: Sequence[str]) -> set[str]:
+    """Return which of a directory's entry ``names`` are qa's own index files: ``CURRENT``
+    and the ``gen-*`` folders when the directory holds an index, else none.
+
+    An index may be kept in the folder it indexes (``qa index --index-dir DOCS DOCS``):
+    its documents are still found, its own files never are. (Its hidden ``.lock``,
+    ``.tmp-*`` and ``.journal-*`` are passed over as every hidden name is.)
+    """
+    if "CURRENT" not in names or not is_index_dir(directory):
+        return set()
+    return {name for name in names if name == "CURRENT" or _GENERATION.fullmatch(name)}
+
+
 def _file_problem(path: Path, info: os.stat_result, explicit: bool) -> str | None:
     """Return why a file can't be indexed, or None when it can."""
     if not stat.S_ISREG(info.st_mode):
@@ -180,16 +198,28 @@ def _file_problem(path: Path, info: os.stat_result, explicit: bool) -> str | Non
         return _unsupported(suffix)
     if reason := extract.too_large(info.st_size):
         return reason
-    if info.st_size == 0:
+    if info.st_size == 0 and not _has_content(path):  # /proc files say 0 bytes and hold text
         return "empty file"
     if supported:
         return None if os.access(path, os.R_OK) else "permission denied"
     try:
-        with path.open("rb") as handle:
+        with open_regular(path) as handle:  # a file swapped for a FIFO since the stat must not block
             head = handle.read(extract.SNIFF_BYTES)
     except OSError as exc:
         return _os_reason(exc)
     return _unsupported(suffix) if extract.looks_binary(head) else None
+
+
+def _has_content(path: Path) -> bool:
+    """Return whether a file whose size reads 0 yields bytes (kernel pseudo-files do).
+
+    An unreadable one counts as having content: reading it later says why it can't be read.
+    """
+    try:
+        with open_regular(path) as handle:
+            return bool(handle.read(1))
+    except OSError:
+        return True
 
 
 def _unsupported(suffix: str) -> str:
@@ -218,8 +248,6 @@ def _match(directory: Path, parts: tuple[str, ...], relative: bool,
     if not parts:
         yield directory
         return
-    if is_index_dir(directory):
-        return
     head, rest = parts[0], parts[1:]
     if head == "**":
         info = _stat(directory)
@@ -230,11 +258,11 @@ def _match(directory: Path, parts: tuple[str, ...], relative: bool,
             return
         seen.add(key)
         yield from _match(directory, rest, relative, seen)
-        for name in _listdir(directory):
+        for name in _listdir(directory, without_index=True):
             if not name.startswith(".") and os.path.isdir(directory / name):
                 yield from _match(child(name), parts, False, seen)
         return
-    for name in _listdir(directory):
+    for name in _listdir(directory, without_index=True):
         if fnmatchcase(name, head) and (head.startswith(".") or not name.startswith(".")):
             if not rest:
                 yield child(name)
@@ -242,11 +270,15 @@ def _match(directory: Path, parts: tuple[str, ...], relative: bool,
                 yield from _match(child(name), rest, False, seen)
 
 
-def _listdir(directory: Path) -> list[str]:
+def _listdir(directory: Path, without_index: bool = False) -> list[str]:
     try:
-        return sorted(os.listdir(directory))
+        names = sorted(os.listdir(directory))
     except OSError:
         return []
+    if without_index:
+        own = index_entries(directory, names)
+        names = [name for name in names if name not in own]
+    return names
 
 
 def _stat(path: Path) -> os.stat_result | OSError:
@@ -274,6 +306,8 @@ def _os_reason(exc: OSError) -> str:
         return "permission denied"
     if exc.errno == errno.ELOOP:
         return "symbolic link loop"
+    if isinstance(exc, NotARegularFile):
+        return "not a regular file"
     if isinstance(exc, FileNotFoundError):
         return "disappeared while indexing"
     return (exc.strerror or type(exc).__name__).lower()

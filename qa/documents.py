@@ -8,13 +8,15 @@ Cleaning never rewrites text; it only decides which spans are content.
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
 import re
 import stat
 import unicodedata
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 Span = tuple[int, int]
 TokenCounter = Callable[[str], int]
@@ -97,6 +99,32 @@ class ChunkSettings:
         return asdict(self)
 
 
+class NotARegularFile(OSError):
+    """The path names a FIFO, a device, a socket or a directory, not a file to read."""
+
+
+def open_regular(path: Path | str) -> BinaryIO:
+    """Open a file for binary reading, only if it is a regular file; return the handle.
+
+    The check is made on the opened descriptor (``fstat``), not on the path before
+    opening it: a file replaced by a FIFO between the two would otherwise block the
+    open (a FIFO's open waits for a writer) or the read forever. The open itself is
+    non-blocking for that reason; reads of the regular file it returns block as usual.
+    Raises :class:`NotARegularFile` (an ``OSError``) for anything else, and the
+    ``OSError`` of the open (missing, permission denied, a link loop) as is.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise NotARegularFile(errno.EINVAL, "not a regular file", str(path))
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def read_document(path: Path, source: str | None = None) -> Document:
     """Read a document file (text, Markdown, HTML, PDF or DOCX) into a :class:`Document`.
 
@@ -105,20 +133,20 @@ def read_document(path: Path, source: str | None = None) -> Document:
     unknown suffix is read as plain text. Files of ``MAX_FILE_BYTES`` or more are
     refused by their size, before they are read. Raises :class:`DocumentError` with
     a one-line reason naming the file when it is missing (it disappeared), not a
-    regular file, too large, unreadable, binary, broken or without text.
+    regular file (checked on the opened file: a FIFO never blocks), too large,
+    unreadable, binary, broken or without text.
     """
     from qa.extract import MAX_FILE_BYTES, too_large  # not at the top: qa.extract imports this module
 
     try:
-        info = path.stat()
-        if stat.S_ISDIR(info.st_mode):
+        if path.is_dir():
             raise DocumentError(f"{path}: is a directory, not a document")
-        if not stat.S_ISREG(info.st_mode):
-            raise DocumentError(f"{path}: not a regular file")  # a FIFO would block a read
-        if reason := too_large(info.st_size):
-            raise DocumentError(f"{path}: {reason}")
-        with path.open("rb") as handle:
+        with open_regular(path) as handle:
+            if reason := too_large(os.fstat(handle.fileno()).st_size):
+                raise DocumentError(f"{path}: {reason}")
             data = handle.read(MAX_FILE_BYTES)
+    except NotARegularFile:
+        raise DocumentError(f"{path}: not a regular file") from None
     except FileNotFoundError:
         raise DocumentError(f"{path}: disappeared while indexing (no such file)") from None
     except IsADirectoryError:
@@ -126,10 +154,12 @@ def read_document(path: Path, source: str | None = None) -> Document:
     except PermissionError:
         raise DocumentError(f"{path}: permission denied") from None
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise DocumentError(f"{path}: symbolic link loop") from None
         raise DocumentError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if reason := too_large(len(data)):  # it grew after the size check
         raise DocumentError(f"{path}: {reason}")
-    return document_from_bytes(data, source or str(path.resolve()), display=str(path), suffix=path.suffix)
+    return document_from_bytes(data, source or os.path.realpath(path), display=str(path), suffix=path.suffix)
 
 
 def document_from_bytes(

@@ -16,6 +16,10 @@ from typing import Callable, Sequence
 from qa.retriever import Answer, QuestionError, clean_question
 
 RANKED = 20
+# An evaluation set is read whole; these bound what a wrong file (/dev/zero, a log,
+# a disk image) can cost before it is refused. The bundled sets are under 100 KB.
+MAX_EVAL_BYTES = 64 * 1024 * 1024
+MAX_EVAL_QUESTIONS = 100_000
 
 
 class EvalSetError(Exception):
@@ -45,12 +49,19 @@ def read_eval_set(path: Path) -> list[EvalItem]:
 
     Takes the file's path (UTF-8, a byte order mark allowed) and returns its items in
     order. Every check happens here, so a bad line is reported with its number
-    before any question is asked.
+    before any question is asked. A file of more than :data:`MAX_EVAL_BYTES`, or of
+    more than :data:`MAX_EVAL_QUESTIONS` questions, is refused after reading at most
+    that much: ``qa eval /dev/zero`` ends at once with a one-line error.
     """
     try:
+        with open(path, "rb") as handle:  # a FIFO or /dev/stdin is a fair way to pass questions
+            data = handle.read(MAX_EVAL_BYTES)
+            if handle.read(1):
+                raise EvalSetError(f"{path}: too large for an evaluation set "
+                                   f"(more than {MAX_EVAL_BYTES // (1024 * 1024)} MB)")
         # split on "\n" only: str.splitlines also breaks at U+2028 and others, which
         # JSON allows unescaped inside strings
-        lines = path.read_text(encoding="utf-8-sig").split("\n")
+        lines = data.decode("utf-8-sig").split("\n")
     except FileNotFoundError:
         raise EvalSetError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -63,6 +74,8 @@ def read_eval_set(path: Path) -> list[EvalItem]:
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
+        if len(items) == MAX_EVAL_QUESTIONS:
+            raise EvalSetError(f"{path}: more than {MAX_EVAL_QUESTIONS:,} questions; split the set")
         try:
             items.append(_parse_item(line))
         except (ValueError, KeyError, RecursionError) as exc:

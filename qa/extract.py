@@ -141,10 +141,61 @@ def _extract_html(data: bytes, name: str) -> Extracted:
     except Exception as exc:  # noqa: BLE001 - a parser failing on hostile input must not end the run
         raise DocumentError(f"{name}: cannot read the HTML ({_one_line(exc)})") from None
     if not blocks:
-        raise DocumentError(f"{name}: no readable text found in the HTML")
+        depth, blocks = _flat_html_text(data)
+        if depth <= LXML_MAX_DEPTH or not blocks:
+            raise DocumentError(f"{name}: no readable text found in the HTML")
+        return Extracted("\n\n".join(blocks), "html",
+                         note=f"nested {depth:,} elements deep, past what the HTML parser reads: its text read as is")
     if title and title not in blocks:
         blocks.insert(0, title)
     return Extracted("\n\n".join(blocks), "html")
+
+
+# libxml2 (lxml, so trafilatura) stops building the tree 255 elements deep and
+# drops what lies below: a page nested deeper looked like a page without text.
+LXML_MAX_DEPTH = 255
+_VOID_TAGS = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta",
+                        "param", "source", "track", "wbr"})
+_SKIPPED_TAGS = frozenset({"script", "style", "template", "noscript", "head"})
+
+
+def _flat_html_text(data: bytes) -> tuple[int, list[str]]:
+    """Return how deep a page's elements nest, and its text as paragraphs, without a tree.
+
+    The standard library's HTML tokenizer keeps no tree, so any depth costs nothing
+    more; a paragraph ends at every tag (it can't tell block from inline), and
+    script, style and head are left out. Used only for a page nested deeper than
+    :data:`LXML_MAX_DEPTH`, whose text the article extractor never sees.
+    """
+    from html.parser import HTMLParser
+
+    class Flattener(HTMLParser):
+        def __init__(self):
+            super().__init__(convert_charrefs=True)
+            self.depth = self.max_depth = self.skipping = 0
+            self.blocks: list[str] = []
+
+        def handle_starttag(self, tag, attrs):
+            if tag not in _VOID_TAGS:
+                self.depth += 1
+                self.max_depth = max(self.max_depth, self.depth)
+            self.skipping += tag in _SKIPPED_TAGS
+
+        def handle_endtag(self, tag):
+            if tag not in _VOID_TAGS:
+                self.depth = max(0, self.depth - 1)
+            self.skipping = max(0, self.skipping - (tag in _SKIPPED_TAGS))
+
+        def handle_data(self, text):
+            text = " ".join(text.split())
+            if text and not self.skipping:
+                self.blocks.append(text)
+
+    text, _ = decode_text(data, "")
+    parser = Flattener()
+    parser.feed(text)
+    parser.close()
+    return parser.max_depth, parser.blocks
 
 
 def _html_article(data: bytes) -> tuple[str | None, list[str]]:
@@ -293,10 +344,49 @@ def _pdfium_reason(exc: Exception) -> str:
     return match.group(1) if match else _one_line(exc)
 
 
+# A .docx is a zip of XML parts. Its declared sizes are checked before anything is
+# unzipped: a 2 MB file that unzips to gigabytes took 4.3 GB of memory to parse.
+# The zip reader never unzips more than a part's declared size, so the check holds.
+# Real documents' XML unzips 3-20 times; the bounds leave a wide margin.
+MAX_DOCX_UNZIPPED = 256 * 1024 * 1024
+MAX_DOCX_RATIO = 200
+DOCX_RATIO_FROM = 8 * 1024 * 1024  # small parts may compress as well as they like
+
+
+def docx_bomb_reason(data: bytes) -> str | None:
+    """Return why a .docx's zip would unzip to too much (a zip bomb), or None.
+
+    Takes the file's bytes; reads only the zip's central directory. Refuses a total
+    declared size over :data:`MAX_DOCX_UNZIPPED`, and a part of
+    :data:`DOCX_RATIO_FROM` bytes or more that unzips over :data:`MAX_DOCX_RATIO`
+    times its compressed size. A zip that can't be listed is left to the reader,
+    which says it is broken.
+    """
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            parts = archive.infolist()
+    except Exception:  # noqa: BLE001 - a broken zip: the .docx reader reports it
+        return None
+    total = 0
+    for part in parts:
+        total += part.file_size
+        if total > MAX_DOCX_UNZIPPED:
+            return (f"unzips to more than {MAX_DOCX_UNZIPPED // (1024 * 1024)} MB "
+                    "(a zip bomb?); not read")
+        if part.file_size >= DOCX_RATIO_FROM and part.file_size > MAX_DOCX_RATIO * max(part.compress_size, 1):
+            return (f"a part unzips {part.file_size // max(part.compress_size, 1):,} times its size "
+                    "(a zip bomb?); not read")
+    return None
+
+
 def _extract_docx(data: bytes, name: str) -> Extracted:
     import docx
     from docx.table import Table
 
+    if reason := docx_bomb_reason(data):
+        raise DocumentError(f"{name}: {reason}")
     try:
         document = docx.Document(io.BytesIO(data))
         title = document.core_properties.title

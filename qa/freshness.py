@@ -9,6 +9,7 @@ date is :mod:`qa.indexer`'s job.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -83,7 +84,7 @@ def new_documents(manifest: dict) -> list[str]:
         for path in find_documents([root]).files:
             if str(path) in known:
                 continue
-            resolved = path.resolve()
+            resolved = Path(os.path.realpath(path))  # never raises: a link loop stays as named
             key = document_key(resolved)
             if key in known or any(is_under(str(resolved), e) for e in excluded):
                 continue

@@ -42,7 +42,7 @@ from qa.roots import (
     vanished,
 )
 from qa.lexical import TERMS_VERSION, Lexicon
-from qa.paths import BUNDLED_ARTICLE, cache_dir
+from qa.paths import cache_dir
 from qa.vectorstore import VectorBackend, backend_for_record, store_uri, vector_backend
 from qa.store import (
     IndexContent,
@@ -51,6 +51,7 @@ from qa.store import (
     IndexOldFormat,
     Snapshot,
     make_current,
+    generation_signed,
     newest_intact_generation,
     read_index,
     read_manifest,
@@ -279,7 +280,7 @@ class _Model:
         return probe
 
 
-def _previous_snapshot(index_dir: Path, notify: Notify, has_inputs: bool = False) -> tuple[Snapshot | None, dict]:
+def _previous_snapshot(index_dir: Path, notify: Notify, has_inputs: bool = False) -> tuple[Snapshot | None, dict, bool]:
     """Return the index to update (None if there is none or it can't be loaded), and the
     manifest of an index that can't be loaded but whose documents can be indexed again
     (older format, or damaged with a trustworthy manifest; else empty).
@@ -290,23 +291,30 @@ def _previous_snapshot(index_dir: Path, notify: Notify, has_inputs: bool = False
     With no intact manifest anywhere, the index is rebuilt only from paths the user
     gave (``has_inputs``), never from the bundled article; without them this raises
     :class:`IndexingError` saying how to rebuild it. The caller holds the writer lock.
+    The third value says whether what is returned was written by this user's qa
+    (:mod:`qa.signing`); True when nothing is returned.
     """
     try:
-        return read_index(index_dir), {}
+        snapshot = read_index(index_dir)
+        return snapshot, {}, snapshot.signed
     except IndexMissing:
-        return None, {}
+        return None, {}, True
     except IndexOldFormat as exc:
-        notify("the index was written by an older qa: indexing its documents again")
-        return None, exc.manifest
+        signed = generation_signed(index_dir)
+        if signed:
+            notify("the index was written by an older qa: indexing its documents again")
+        return None, exc.manifest, signed
     except IndexCorrupt as exc:
         manifest = read_manifest(index_dir)
         if manifest is not None:  # a damaged data file; the document list is intact
-            notify(f"{exc}; building a new index from its documents")
-            return None, manifest
+            signed = generation_signed(index_dir)
+            if signed:
+                notify(f"{exc}; building a new index from its documents")
+            return None, manifest, signed
         return _recovered(index_dir, exc, notify, has_inputs)
 
 
-def _recovered(index_dir: Path, exc: IndexCorrupt, notify: Notify, has_inputs: bool) -> tuple[Snapshot | None, dict]:
+def _recovered(index_dir: Path, exc: IndexCorrupt, notify: Notify, has_inputs: bool) -> tuple[Snapshot | None, dict, bool]:
     """What to rebuild from when ``CURRENT`` or the current manifest can't be trusted:
     see :func:`_previous_snapshot`."""
     intact = newest_intact_generation(index_dir)
@@ -315,7 +323,9 @@ def _recovered(index_dir: Path, exc: IndexCorrupt, notify: Notify, has_inputs: b
             raise IndexingError(f"{damaged_index_message(exc)}: `qa index PATH... --replace --index-dir {index_dir}` "
                                 "rebuilds it from the given paths")
         notify(f"{damaged_index_message(exc)}: building a new index from the paths given")
-        return None, {}
+        return None, {}, True
+    if not intact.signed:
+        return None, intact.manifest, False
     documents = intact.manifest.get("documents")
     count = len(documents) if isinstance(documents, list) else 0
     written = intact.manifest.get("updated") or intact.manifest.get("created")
@@ -323,9 +333,16 @@ def _recovered(index_dir: Path, exc: IndexCorrupt, notify: Notify, has_inputs: b
     notify(f"{exc}; rebuilding it from the document list of {intact.generation} "
            f"({count} document{'s' * (count != 1)}{when}), the newest intact one")
     if intact.snapshot is None:  # its data files are damaged too, or of an older format
-        return None, intact.manifest
+        return None, intact.manifest, True
     make_current(index_dir, intact)
-    return intact.snapshot, {}
+    return intact.snapshot, {}, True
+
+
+def foreign_index_message(index_dir: Path) -> str:
+    """The one-line refusal to update an index this user's qa did not write (:mod:`qa.signing`)."""
+    return (f"the index in {index_dir} was not written by your qa (its manifest lacks your signature), so qa "
+            f"never reads the paths it names: `qa index PATH... --replace --index-dir {index_dir}` "
+            "makes it yours from paths you give")
 
 
 def damaged_index_message(exc: IndexCorrupt) -> str:
@@ -388,7 +405,12 @@ def update_index(
     notify = notify or (lambda _message: None)
     with writer_lock(index_dir, timeout=lock_timeout):
         remove_leftovers(index_dir)  # of a run killed while writing
-        previous, old_format = _previous_snapshot(index_dir, notify, has_inputs=bool(inputs))
+        previous, old_format, signed = _previous_snapshot(index_dir, notify, has_inputs=bool(inputs))
+        if not signed:
+            if not replace_all:
+                raise IndexingError(foreign_index_message(index_dir))
+            notify(f"the index in {index_dir} was not written by your qa: building a new one from the paths given")
+            previous, old_format = None, {}
         carried = [] if replace_all else _carried_roots(old_format)
         old_model = old_format.get("model")
         if not model and isinstance(old_model, dict) and isinstance(old_model.get("name"), str):
@@ -545,7 +567,7 @@ def _find_files(roots: list[str], excluded: list[str], old_rows: dict, replace_a
         walk_skips.extend(found.skipped)
         root_files[root] = []
         for path in found.files:
-            resolved = path.resolve()
+            resolved = Path(os.path.realpath(path))  # never raises: a link loop stays as named
             if not is_excluded(str(resolved)):
                 files.setdefault(document_key(resolved), path)
                 root_files[root].append(document_key(resolved))
@@ -559,7 +581,7 @@ def _find_files(roots: list[str], excluded: list[str], old_rows: dict, replace_a
             files[key] = path
     # A file a folder walk passes over (an unlisted suffix) but that was named and indexed
     # before is a document of the index, not a skipped file.
-    report.skipped.extend(item for item in walk_skips if document_key(Path(item.path).resolve()) not in files)
+    report.skipped.extend(item for item in walk_skips if document_key(os.path.realpath(item.path)) not in files)
     return files, root_files
 
 

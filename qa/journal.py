@@ -16,6 +16,8 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
+import tempfile
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -42,10 +44,27 @@ def journal_dir(index_dir: Path, model_name: str, probe: Sequence[float] | np.nd
     return index_dir / f"{PREFIX}{digest[:20]}"
 
 
+def own_directory(path: Path) -> bool:
+    """Return whether ``path`` is a real directory of this user, not a symbolic link.
+
+    A link planted at a journal's name inside a writable index directory made qa
+    write batches into, and delete batches from, the folder it pointed at.
+    """
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid()
+
+
 def remove_journals(index_dir: Path, journal: Path) -> None:
-    """Delete ``journal`` once its build is current; other models' journals stay to resume."""
+    """Delete ``journal`` once its build is current; other models' journals stay to resume.
+    A link at its name is removed as a link, never followed."""
     if journal.parent == index_dir and journal.name.startswith(PREFIX):
-        shutil.rmtree(journal, ignore_errors=True)
+        if own_directory(journal):
+            shutil.rmtree(journal, ignore_errors=True)
+        elif os.path.islink(journal):
+            journal.unlink(missing_ok=True)
 
 
 class EmbeddingJournal:
@@ -61,7 +80,7 @@ class EmbeddingJournal:
 
     def batches(self) -> Iterator[tuple[list[bytes], np.ndarray]]:
         """Yield ``(keys, vectors)`` of every intact batch; damaged or foreign ones are deleted."""
-        for path in sorted(self.directory.glob("batch-*.npz")) if self.directory.is_dir() else ():
+        for path in sorted(self.directory.glob("batch-*.npz")) if own_directory(self.directory) else ():
             batch = self._load(path)
             if batch is None:
                 path.unlink(missing_ok=True)
@@ -96,9 +115,12 @@ class EmbeddingJournal:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         key_array = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), KEY_BYTES)
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            tmp = self.directory / f".tmp-{os.getpid()}.npz"
-            with open(tmp, "wb") as handle:
+            self.directory.mkdir(mode=0o700, exist_ok=True)
+            if not own_directory(self.directory):
+                return  # a link or someone else's folder: embed again rather than write through it
+            fd, name = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=self.directory)
+            tmp = Path(name)
+            with os.fdopen(fd, "wb") as handle:
                 np.savez(handle, keys=key_array, vectors=vectors)
                 handle.flush()
                 os.fsync(handle.fileno())

@@ -52,3 +52,16 @@ def cache_dir() -> Path:
     from platformdirs import user_cache_path
 
     return user_cache_path("qa")
+
+
+STATE_DIR_ENV = "QA_STATE_DIR"
+
+
+def state_dir() -> Path:
+    """Return the directory of the user's private state: the index signing key, chat
+    history (``$QA_STATE_DIR`` wins; else ``~/.local/state/qa`` on Linux)."""
+    if os.environ.get(STATE_DIR_ENV):
+        return Path(os.environ[STATE_DIR_ENV]).expanduser()
+    from platformdirs import user_state_path
+
+    return user_state_path("qa")

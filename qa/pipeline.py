@@ -133,6 +133,11 @@ def open_retriever(
 
 
 def _fresh_retriever(index_dir: Path, snapshot, embedder: Embedder, notify: Notify, progress) -> Retriever:
+    if not snapshot.signed:
+        # Its manifest could name any file of this user's (qa.signing): read none of them.
+        notify(f"the index in {index_dir} was not written by your qa: answering from it as it is, never "
+               f"updating it from the paths it names (`qa index PATH... --replace --index-dir {index_dir}` makes it yours)")
+        return Retriever(snapshot, embedder)
     documents = stale_reasons(snapshot.manifest)
     model = model_reasons(snapshot.manifest, embedder, model_probe(embedder))
     if not documents and not model:
@@ -147,8 +152,11 @@ def keep_fresh(retriever: Retriever, index_dir: Path, notify: Notify, progress: 
 
     For the chat, which keeps one retriever for many questions: before each question
     the documents are checked again (file sizes and times, and the folders for new
-    files), so that no answer quotes text that is no longer in a file.
+    files), so that no answer quotes text that is no longer in a file. An index
+    another user's qa wrote is never refreshed (see :func:`_fresh_retriever`).
     """
+    if not retriever.snapshot.signed:
+        return retriever
     reasons = stale_reasons(retriever.snapshot.manifest)
     if not reasons:
         return retriever

@@ -13,6 +13,7 @@ import os
 import re
 from pathlib import Path
 
+from qa.documents import open_regular
 from qa.paths import BUNDLED_ARTICLE
 
 BUNDLED_ROOT = "<bundled article>"
@@ -53,10 +54,13 @@ def normalize_input(value: str | Path) -> str:
     removing or excluding it matches the documents found through it.
     """
     path = Path(os.fspath(value)).expanduser()
-    resolved = path.resolve()
+    resolved = Path(os.path.realpath(path))  # Path.resolve raises RuntimeError on a link loop
     if resolved == BUNDLED_ARTICLE.resolve():
         return BUNDLED_ROOT
-    return str(resolved) if path.exists() else os.path.abspath(path)
+    if not (resolved.is_file() or resolved.is_dir()):
+        # /dev/stdin resolves to /dev/null or "pipe:[1234]": errors name what the user typed
+        return os.path.abspath(path)
+    return str(resolved)
 
 
 def is_under(path: str, parent: str) -> bool:
@@ -66,7 +70,7 @@ def is_under(path: str, parent: str) -> bool:
 
 def file_digest(path: Path) -> str:
     """Return the SHA-256 of a file's bytes: the content hash a manifest records."""
-    with open(path, "rb") as handle:
+    with open_regular(path) as handle:  # a document replaced by a FIFO must not hang ask
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 

@@ -29,10 +29,11 @@ index can execute code: JSON, FAISS's own format, and ``.npy`` with pickles disa
 
 from __future__ import annotations
 
+import errno
 import hashlib
-import json
 import os
 import shutil
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,7 +42,8 @@ from typing import Iterator
 
 import numpy as np
 
-from qa.documents import Passage
+from qa import jsontext
+from qa.documents import NotARegularFile, Passage
 from qa.manifest import Manifest, ManifestError, validate_manifest
 from qa.vectorstore import VectorBackend, VectorStore, backend_for_record, vector_backend
 
@@ -50,6 +52,14 @@ CURRENT = "CURRENT"
 LOCK = ".lock"
 MANIFEST = "manifest.json"
 MANIFEST_SHA = "manifest.sha256"
+# This user's HMAC of the manifest (qa/signing.py): whether qa may refresh the index
+# from the paths its manifest names.
+MANIFEST_SIG = "manifest.hmac"
+MAX_SIGNATURE_BYTES = 256
+# Index files are regular files of bounded size, or the index is damaged: CURRENT or
+# a manifest linked to /dev/zero grew memory by gigabytes; a FIFO hung every read.
+MAX_SMALL_FILE_BYTES = 4096
+MAX_MANIFEST_BYTES = 256 << 20
 VECTORS = "vectors.faiss"
 VECTORS_NPY = "vectors.npy"
 # Arrays of at least this size are memory-mapped when an index is read, not loaded.
@@ -126,6 +136,7 @@ class Snapshot:
     manifest: dict
     content: IndexContent
     vector_store: "VectorStore"
+    signed: bool = False  # written by this user's qa (see qa.signing): may be refreshed
 
     @property
     def passages(self) -> list[Passage]:
@@ -148,8 +159,15 @@ class Snapshot:
         return self.vector_store.search(queries, k)
 
 
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as handle:
+def _sha256(path: Path, size: object = None) -> str:
+    """Return the SHA-256 of a regular file ("" when ``size`` is given and differs: not
+    worth hashing). Raises ``NotARegularFile`` for a FIFO or a device, which would hang
+    or never end."""
+    from qa.documents import open_regular
+
+    with open_regular(path) as handle:
+        if isinstance(size, int) and os.fstat(handle.fileno()).st_size != size:
+            return ""
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
@@ -194,7 +212,7 @@ def _not_a_directory(index_dir: Path, blocker: Path, doing: str) -> StoreError:
 
 def _read_current(index_dir: Path) -> tuple[str, str]:
     try:
-        words = (index_dir / CURRENT).read_text(encoding="ascii").split()
+        words = read_bounded(index_dir / CURRENT, MAX_SMALL_FILE_BYTES).decode("ascii").split()
     except FileNotFoundError:
         if generations(index_dir):  # generations without a pointer: damaged, not new
             raise IndexCorrupt(f"index at {index_dir} is damaged: {CURRENT} is missing") from None
@@ -216,10 +234,10 @@ def read_manifest(index_dir: Path) -> dict | None:
     ``CURRENT``), else None: what a damaged index still says about its documents."""
     try:
         generation, manifest_sha = _read_current(index_dir)
-        data = (index_dir / generation / MANIFEST).read_bytes()
+        data = read_bounded(index_dir / generation / MANIFEST, MAX_MANIFEST_BYTES)
         if hashlib.sha256(data).hexdigest() != manifest_sha:
             return None
-        manifest = json.loads(data)
+        manifest = jsontext.loads(data)
     except (StoreError, OSError, ValueError):
         return None
     return manifest if isinstance(manifest, dict) else None
@@ -252,7 +270,7 @@ def _check_manifest(index_dir: Path, manifest_bytes: bytes, manifest_sha: str) -
     if hashlib.sha256(manifest_bytes).hexdigest() != manifest_sha:
         raise IndexCorrupt(f"{damaged}: {MANIFEST} does not match its checksum")
     try:
-        manifest = json.loads(manifest_bytes)
+        manifest = jsontext.loads(manifest_bytes)
     except ValueError:
         raise IndexCorrupt(f"{damaged}: {MANIFEST} is not valid JSON") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
@@ -279,13 +297,23 @@ def _check_manifest(index_dir: Path, manifest_bytes: bytes, manifest_sha: str) -
 def _read_generation(index_dir: Path, generation: str, manifest_sha: str) -> Snapshot:
     gen_dir = index_dir / generation
     damaged = f"index at {index_dir} is damaged"
-    manifest = _check_manifest(index_dir, (gen_dir / MANIFEST).read_bytes(), manifest_sha)
+    try:
+        manifest_bytes = read_bounded(gen_dir / MANIFEST, MAX_MANIFEST_BYTES)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise IndexCorrupt(f"{damaged}: {MANIFEST}: {exc.strerror or exc}") from None
+    manifest = _check_manifest(index_dir, manifest_bytes, manifest_sha)
     record = _vector_record(manifest, damaged)
 
     def verify(name: str) -> None:
         entry = manifest["files"].get(name)
         expected = entry.get("sha256") if isinstance(entry, dict) else None
-        if expected is None or _sha256(gen_dir / name) != expected:
+        try:
+            digest = _sha256(gen_dir / name, entry.get("bytes") if isinstance(entry, dict) else None)
+        except NotARegularFile:
+            raise IndexCorrupt(f"{damaged}: {name} is not a regular file") from None
+        if expected is None or digest != expected:
             raise IndexCorrupt(f"{damaged}: {name} does not match its checksum")
 
     for name in (*record["files"], *CORE_FILES):
@@ -300,7 +328,7 @@ def _read_generation(index_dir: Path, generation: str, manifest_sha: str) -> Sna
         passages, spans = [], []
         with open(gen_dir / PASSAGES, encoding="utf-8") as handle:
             for line in handle:
-                row = json.loads(line)
+                row = jsontext.loads(line)
                 doc = documents[row["doc"]]
                 passages.append(
                     Passage(row["text"], doc["source"], row["start"], row["end"], doc.get("title"),
@@ -343,7 +371,43 @@ def _read_generation(index_dir: Path, generation: str, manifest_sha: str) -> Sna
         if not all((gen_dir / name).exists() for name in record["files"]):
             raise FileNotFoundError(f"{gen_dir} was removed while being read") from None
         raise
-    return Snapshot(gen_dir, manifest, content, store)
+    return Snapshot(gen_dir, manifest, content, store, _signed(gen_dir, manifest_bytes))
+
+
+def _signed(gen_dir: Path, manifest_bytes: bytes) -> bool:
+    """Return whether a generation's manifest carries this user's signature."""
+    from qa.documents import open_regular
+    from qa.signing import is_signed_by_me
+
+    try:
+        with open_regular(gen_dir / MANIFEST_SIG) as handle:  # no FIFO, no /dev/zero
+            signature = handle.read(MAX_SIGNATURE_BYTES).decode("ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return False
+    return is_signed_by_me(manifest_bytes, signature)
+
+
+def generation_signed(index_dir: Path, generation: str | None = None) -> bool:
+    """Return whether a generation (default: the one ``CURRENT`` names) was written by
+    this user's qa. False when anything about it can't be read."""
+    try:
+        generation = generation or _read_current(index_dir)[0]
+        return _signed(index_dir / generation, read_bounded(index_dir / generation / MANIFEST))
+    except (StoreError, OSError):
+        return False
+
+
+def read_bounded(path: Path, limit: int = 64 << 20) -> bytes:
+    """Return the bytes of an index file that must be a regular file of at most ``limit``
+    bytes; raise ``OSError`` otherwise (a FIFO, ``/dev/zero``, a huge file planted in the
+    index directory never hangs qa or fills its memory)."""
+    from qa.documents import open_regular
+
+    with open_regular(path) as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise OSError(errno.EFBIG, "larger than an index file can be", str(path))
+    return data
 
 
 def _vector_record(manifest: dict, damaged: str) -> dict:
@@ -393,8 +457,8 @@ def write_index(index_dir: Path, manifest: dict, content: IndexContent,
         raise ValueError("one vector and one sentence list per passage are required")
     ensure_writable(index_dir)
     generation = f"gen-{time.time_ns()}-{os.getpid()}"
-    tmp = index_dir / f".tmp-{generation}"
-    tmp.mkdir()
+    # mkdtemp: made exclusively, mode 0700, so nothing can be planted in it before qa writes
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{generation}-", dir=index_dir))
     try:
         record = backend.write(vectors, tmp, generation)
         for name, array in ((VECTORS_NPY, vectors), (BACKGROUND, content.background),
@@ -409,7 +473,7 @@ def write_index(index_dir: Path, manifest: dict, content: IndexContent,
                 row = {"doc": doc_numbers[p.source], "start": p.start, "end": p.end, "text": p.text,
                        "sentences": [list(span) for span in spans],
                        **({"line": p.line} if p.line else {}), **({"page": p.page} if p.page else {})}
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+                handle.write(jsontext.dumps(row) + "\n")
         files = (*record["files"], *CORE_FILES)
         for name in files:
             with open(tmp / name, "rb+") as handle:
@@ -421,10 +485,16 @@ def write_index(index_dir: Path, manifest: dict, content: IndexContent,
             "vectors": record,
             "files": {name: {"sha256": _sha256(tmp / name), "bytes": (tmp / name).stat().st_size} for name in files},
         }
-        manifest_bytes = json.dumps(manifest, ensure_ascii=False, indent=1).encode("utf-8")
+        manifest_bytes = jsontext.dumps(manifest, indent=1).encode("utf-8")
         manifest_sha = hashlib.sha256(manifest_bytes).hexdigest()
         _write_file(tmp / MANIFEST, manifest_bytes)
         _write_file(tmp / MANIFEST_SHA, f"{manifest_sha}\n".encode())
+        from qa.signing import sign
+
+        _write_file(tmp / MANIFEST_SIG, f"{sign(manifest_bytes)}\n".encode())
+        for entry in os.scandir(tmp):  # private as ssh's files: documents may be 0600
+            if entry.is_file(follow_symlinks=False):
+                os.chmod(entry.path, 0o600)
         _fsync_dir(tmp)
         os.rename(tmp, index_dir / generation)
         _fsync_dir(index_dir)
@@ -438,8 +508,13 @@ def write_index(index_dir: Path, manifest: dict, content: IndexContent,
 
 def _swap_current(index_dir: Path, generation: str, manifest_sha: str) -> None:
     """Point ``CURRENT`` at ``generation`` (whose manifest has ``manifest_sha``), atomically."""
-    current_tmp = index_dir / f".tmp-{CURRENT}-{os.getpid()}"
-    _write_file(current_tmp, f"{generation} {manifest_sha}\n".encode())
+    # mkstemp: a fresh name, created exclusively (a link planted at a predictable name
+    # would have been followed), mode 0600
+    fd, current_tmp = tempfile.mkstemp(prefix=f".tmp-{CURRENT}-", dir=index_dir)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(f"{generation} {manifest_sha}\n".encode())
+        handle.flush()
+        os.fsync(handle.fileno())
     os.replace(current_tmp, index_dir / CURRENT)
     _fsync_dir(index_dir)
 
@@ -476,6 +551,7 @@ class IntactGeneration:
     manifest: dict
     manifest_sha: str
     snapshot: Snapshot | None
+    signed: bool = False  # written by this user's qa (see qa.signing)
 
 
 def _trusted_shas(index_dir: Path, generation: str) -> set[str]:
@@ -483,7 +559,7 @@ def _trusted_shas(index_dir: Path, generation: str) -> set[str]:
     when ``CURRENT`` names it. Empty for a generation written before qa recorded one."""
     shas = set()
     try:
-        words = (index_dir / generation / MANIFEST_SHA).read_text(encoding="ascii").split()
+        words = read_bounded(index_dir / generation / MANIFEST_SHA, MAX_SMALL_FILE_BYTES).decode("ascii").split()
         if len(words) == 1:
             shas.add(words[0])
         else:
@@ -505,7 +581,7 @@ def _intact_manifest(index_dir: Path, generation: str) -> tuple[dict, str] | Non
     """Return a generation's manifest and its checksum if it passes :func:`read_index`'s
     manifest checks (checksum, JSON, shape, a format this qa knows), else None."""
     try:
-        data = (index_dir / generation / MANIFEST).read_bytes()
+        data = read_bounded(index_dir / generation / MANIFEST, MAX_MANIFEST_BYTES)
     except OSError:
         return None
     sha = hashlib.sha256(data).hexdigest()
@@ -542,7 +618,7 @@ def newest_intact_generation(index_dir: Path, load: bool = True) -> IntactGenera
                 snapshot = _read_generation(index_dir, generation, sha)
             except (StoreError, OSError):
                 snapshot = None
-        return IntactGeneration(generation, manifest, sha, snapshot)
+        return IntactGeneration(generation, manifest, sha, snapshot, generation_signed(index_dir, generation))
     return None
 
 
@@ -627,14 +703,18 @@ def ensure_writable(index_dir: Path) -> None:
     if blocker is not None:
         raise _not_a_directory(index_dir, blocker, "write")
     try:
-        index_dir.mkdir(parents=True, exist_ok=True)
-        probe = index_dir / f".tmp-probe-{os.getpid()}"
-        probe.write_bytes(b"")
-        # missing_ok: a concurrent writer's clean-up of ".tmp-*" leftovers may have
-        # removed the probe already; the directory was writable all the same.
-        probe.unlink(missing_ok=True)
+        index_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # mkstemp creates the probe exclusively (O_EXCL, O_NOFOLLOW) under a fresh name:
+        # a link planted at a predictable ".tmp-probe-PID" truncated the file it named.
+        fd, probe = tempfile.mkstemp(prefix=".tmp-probe-", dir=index_dir)
+        os.close(fd)
+        # a concurrent writer's clean-up of ".tmp-*" leftovers may have removed the
+        # probe already; the directory was writable all the same.
+        Path(probe).unlink(missing_ok=True)
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
+        if exc.errno in (errno.EEXIST, errno.ELOOP) and os.path.islink(index_dir):
+            reason = "it is a symbolic link that leads nowhere (a loop, or a broken link)"
         raise StoreError(f"cannot write the index directory {index_dir}: {reason}") from None
 
 
@@ -649,7 +729,9 @@ def writer_lock(index_dir: Path, timeout: float = 600.0) -> Iterator[None]:
     from filelock import FileLock, Timeout
 
     ensure_writable(index_dir)
-    lock = FileLock(str(index_dir / LOCK))
+    if os.path.islink(index_dir / LOCK):  # opening it would follow the link (and truncate its target)
+        raise StoreError(f"{index_dir / LOCK} is a symbolic link, not qa's lock file: remove it and try again")
+    lock = FileLock(str(index_dir / LOCK), mode=0o600)
     try:
         lock.acquire(timeout=timeout)
     except Timeout:

@@ -66,7 +66,12 @@ def isolated_dirs(tmp_path, monkeypatch):
     monkeypatch.setenv("QA_CACHE_DIR", str(REPO / ".cache"))
     monkeypatch.delenv("QA_MODEL", raising=False)
     monkeypatch.delenv("QA_STORE", raising=False)
-    return tmp_path
+    # The index signing key (qa/signing.py), set apart from ``monkeypatch`` so that a
+    # test's monkeypatch.undo() keeps the key its indexes were signed with.
+    state = pytest.MonkeyPatch()
+    state.setenv("QA_STATE_DIR", str(tmp_path / "state"))
+    yield tmp_path
+    state.undo()
 
 
 @pytest.fixture

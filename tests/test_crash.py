@@ -300,6 +300,12 @@ def forge(index_dir: Path, name: str, data: bytes | None = None, manifest: objec
     manifest_bytes = json.dumps(manifest).encode()
     (gen / MANIFEST).write_bytes(manifest_bytes)
     (index_dir / CURRENT).write_text(f"{gen.name} {hashlib.sha256(manifest_bytes).hexdigest()}\n")
+    # Signed too, as by someone holding the user's key: the worst case for parsing. (Without
+    # the key an index is never refreshed at all: tests/test_forged_index.py.)
+    from qa.signing import sign
+    from qa.store import MANIFEST_SIG
+
+    (gen / MANIFEST_SIG).write_text(sign(manifest_bytes) + "\n")
 
 
 class Payload:

@@ -1,6 +1,7 @@
 import hashlib
 import io
 import os
+import resource
 import subprocess
 import sys
 import zipfile
@@ -383,3 +384,48 @@ def test_the_pdf_pages_move_with_a_title_put_first(monkeypatch):
     shift = len("Port Authority\n\n")
     assert titled.pages == (0, plain.pages[1] + shift)
     assert titled.text[titled.pages[1]:] == plain.text[plain.pages[1]:]
+
+
+def docx_with_document_xml(size: int) -> bytes:
+    """A real .docx whose word/document.xml is padded with ``size`` bytes of blanks."""
+    import docx
+
+    document = docx.Document()
+    document.add_paragraph("A paragraph of text.")
+    buffer = io.BytesIO()
+    document.save(buffer)
+    source = zipfile.ZipFile(io.BytesIO(buffer.getvalue()))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for part in source.infolist():
+            content = source.read(part)
+            if part.filename == "word/document.xml":
+                content = content.replace(b"<w:body>", b"<w:body>" + b" " * size, 1)
+            archive.writestr(part.filename, content)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("size, reason", [(300 * 1024 * 1024, "unzips to more than 256 MB"),
+                                          (20 * 1024 * 1024, "times its size")])
+def test_docx_zip_bomb_is_refused_before_unzipping(size, reason):
+    bomb = docx_with_document_xml(size)
+    assert len(bomb) < 1024 * 1024  # a small file
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    message = error_of(bomb, ".docx", "bomb.docx")
+    assert reason in message and "zip bomb" in message
+    # parsing 20 MB of XML alone would take more than 100 MB
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before < 64 * 1024
+
+
+def test_docx_with_a_large_but_ordinary_part_is_read():
+    extracted = extract_text(docx_with_document_xml(2 * 1024 * 1024), ".docx", "big.docx")
+    assert extracted.text == "A paragraph of text."
+
+
+def test_html_nested_past_the_parser_depth_is_read_not_called_empty():
+    depth = 100_000
+    page = ("<html><body>" + "<div>" * depth + "<p>Drones came from Iran in the spring.</p>"
+            + "</div>" * depth + "</body></html>").encode()
+    extracted = extract_text(page, ".html", "deep.html")
+    assert extracted.text == "Drones came from Iran in the spring."
+    assert "nested 100,003 elements deep" in extracted.note

@@ -482,6 +482,10 @@ def downgrade(index_dir, version=2):
     data = json.dumps(manifest).encode()
     (gen / MANIFEST).write_bytes(data)
     (index_dir / CURRENT).write_text(f"{gen.name} {hashlib.sha256(data).hexdigest()}\n")
+    from qa.signing import sign  # written by this user's (older) qa: signed with their key
+    from qa.store import MANIFEST_SIG
+
+    (gen / MANIFEST_SIG).write_text(sign(data) + "\n")
 
 
 def test_an_index_of_an_older_qa_is_rebuilt_from_its_documents_on_ask(fake_model, library):
