@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,8 @@ MORE = "\x1b[2m.\x1b[0m "  # the continuation prompt, dim
 @pytest.fixture
 def chat(fake_model, isolated_dirs):
     env = {**os.environ, "QA_INDEX_DIR": str(isolated_dirs / "index"), "HOME": str(isolated_dirs),
-           "XDG_STATE_HOME": str(isolated_dirs / "state"), "TERM": "xterm", "INPUTRC": "/dev/null"}
+           "XDG_STATE_HOME": str(isolated_dirs / "state"), "TERM": "xterm", "INPUTRC": "/dev/null",
+           "QA_FAKE_SLOW_WORD": "slowpoke"}
     subprocess.run([sys.executable, str(TESTS / "fake_qa.py"), "index", "--model", FAKE_MODEL],
                    env=env, check=True, capture_output=True)
     child = pexpect.spawn(sys.executable, [str(TESTS / "fake_qa.py"), "chat"], env=env,
@@ -88,3 +90,20 @@ def test_a_pasted_question_of_several_lines_is_one_question(chat):
     chat.sendline("/sources")
     chat.expect(r"\[1\]")
     assert "Q:" not in chat.before
+
+
+def test_ctrl_c_stops_a_long_answer_and_keeps_the_chat(chat):
+    chat.sendline("slowpoke Mohajer-6 drone")  # the fake model takes a minute over this one
+    time.sleep(1)
+    started = time.monotonic()
+    chat.sendcontrol("c")
+    chat.expect_exact("(stopped)", timeout=10)
+    chat.expect(PROMPT)
+    assert time.monotonic() - started < 10
+    chat.sendline("Mohajer-6 drone Iran")
+    chat.expect("Mohajer-6 dan seri Shahed")
+    chat.expect(PROMPT)
+    chat.sendline("exit")
+    chat.expect(pexpect.EOF)
+    chat.close()
+    assert chat.exitstatus == 0
