@@ -213,6 +213,10 @@ def main_options(
     """Ask questions, in any language, about your documents. Runs entirely on this machine."""
 
 
+REFUSED_EXIT = 3
+"""``qa ask``'s exit code when nothing in the documents answers: 0 is an answer, 1 an error, 2 a usage
+error (typer's), so a script can tell the four apart, as with grep."""
+
 STDIN_QUESTION_MAX = 1 << 20
 """Characters of standard input read as a question at most; a question is cut to the model's window anyway."""
 
@@ -239,7 +243,11 @@ def ask(
     model: Optional[str] = ModelOption,
     store: Optional[str] = StoreOption,
 ) -> None:
-    """Answer one question with the passage that answers it."""
+    """Answer one question with the passage that answers it.
+
+    Exit code: 0 with an answer, 3 when nothing in the documents answers (the closest
+    passage is still shown), 1 on an error, 2 on a usage error.
+    """
     from qa.reader import answer_question
     from qa.render import answer_json, make_console, render_answer
     from qa.retriever import clean_question
@@ -254,6 +262,8 @@ def ask(
         typer.echo(answer_json(answer))
     else:
         render_answer(make_console(), answer, limit=top_k)
+    if not answer.found:
+        raise typer.Exit(REFUSED_EXIT)
 
 
 @app.command()

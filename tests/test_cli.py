@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from qa.cli import REFUSED_EXIT  # qa ask exits 3 when nothing answers
 from qa.cli import app
 from qa.paths import BUNDLED_ARTICLE
 
@@ -238,7 +239,7 @@ def test_help_does_not_import_heavy_libraries():
 
 def test_overlong_question_is_answered_with_a_note(indexed):
     result = qa("ask", "drone " * 200)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == REFUSED_EXIT, result.output
     assert "longer than the model reads" in result.stdout
     assert json.loads(qa("ask", "--json", "drone " * 200).stdout)["truncated"] is True
 
@@ -287,3 +288,12 @@ def test_ask_without_a_question_at_a_terminal_says_how(isolated_dirs):
     proc = subprocess.run([sys.executable, "-c", "import pty, sys; sys.exit(pty.spawn([sys.executable, '-m', 'qa.cli', 'ask']) >> 8)"],
                           capture_output=True, text=True, timeout=60)
     assert "give a question" in proc.stdout and "Traceback" not in proc.stdout
+
+
+def test_ask_exit_codes_tell_an_answer_a_refusal_an_error_and_a_usage_error_apart(indexed):
+    assert qa("ask", "Mohajer-6 Shahed drone Iran").exit_code == 0
+    refused = qa("ask", "--json", "zzzz qqqq xxxx")
+    assert refused.exit_code == REFUSED_EXIT == 3
+    assert json.loads(refused.stdout)["found"] is False  # --json unchanged
+    assert qa("ask", "?").exit_code == 1
+    assert qa("ask", "--top-k", "0", "drones").exit_code == 2

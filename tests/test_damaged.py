@@ -16,6 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import FAKE_MODEL, FakeEmbedder
+from qa.cli import REFUSED_EXIT  # qa ask exits 3 when nothing answers
 from qa.cli import app
 from qa.indexer import IndexingError, update_index
 from qa.paths import BUNDLED_ARTICLE
@@ -239,7 +240,7 @@ def test_index_with_paths_and_without_an_intact_manifest_builds_from_them(fake_m
 
 def test_new_index_still_gets_the_bundled_article(fake_model, tmp_path):
     result = qa("ask", "--model", FAKE_MODEL, "drone", "--index-dir", tmp_path / "fresh")
-    assert result.exit_code == 0 and "indexing the bundled article" in result.stderr
+    assert result.exit_code == REFUSED_EXIT and "indexing the bundled article" in result.stderr
 
 
 # --------------------------------------------------------------------------- a file as the index directory

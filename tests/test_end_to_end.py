@@ -8,6 +8,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
+from qa.cli import REFUSED_EXIT
 from qa.cli import app
 
 pytestmark = pytest.mark.model
@@ -29,8 +30,9 @@ def index_dir(tmp_path_factory):
 
 def ask(index_dir, question, *extra):
     result = runner.invoke(app, ["ask", "--json", "--index-dir", str(index_dir), *extra, question])
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
+    data = json.loads(result.stdout)
+    assert result.exit_code == (0 if data["found"] else REFUSED_EXIT), result.output  # 3: nothing answers
+    return data
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
+from qa.cli import REFUSED_EXIT  # qa ask exits 3 when nothing answers
 from qa.cli import app
 from qa.signing import key_path
 from qa.store import CURRENT, MANIFEST, MANIFEST_SHA
@@ -54,7 +55,7 @@ def test_a_forged_manifest_never_makes_ask_read_a_private_file(fake_model, tmp_p
     real_open, opened = os.open, []
 
     asked = runner.invoke(app, ["ask", "--index-dir", str(index_dir), "--json", "private key secret"])
-    assert asked.exit_code == 0, asked.output
+    assert asked.exit_code == REFUSED_EXIT, asked.output
     assert "PRIVATE" not in asked.stdout and "not written by your qa" in asked.stderr
     assert asked.stderr.count("not written by your qa") == 1
     for generation in index_dir.glob("gen-*"):
@@ -89,7 +90,7 @@ def test_an_index_signed_with_another_users_key_is_foreign(fake_model, tmp_path,
     monkeypatch.setenv("QA_STATE_DIR", str(tmp_path / "someone-else"))
     (tmp_path / "a.txt").write_text("Tea grows on the hills.\n")
     asked = runner.invoke(app, ["ask", "tea hills"])
-    assert asked.exit_code == 0 and "not written by your qa" in asked.stderr
+    assert asked.exit_code == REFUSED_EXIT and "not written by your qa" in asked.stderr
     assert "Tea" not in asked.stdout  # answered from the index as it is, never refreshed
 
 

@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import FAKE_MODEL, FakeEmbedder
+from qa.cli import REFUSED_EXIT  # qa ask exits 3 when nothing answers
 from qa import indexer
 from qa.cli import app
 from qa.indexer import IndexingError, update_index
@@ -387,7 +388,7 @@ def test_ask_drops_a_deleted_document(fake_model, library):
     assert qa("index", str(folder), "--model", FAKE_MODEL, "--index-dir", str(index_dir)).exit_code == 0
     (folder / "sub" / "kangaroo.txt").unlink()
     result = qa("ask", "--json", "where do kangaroos live", "--index-dir", str(index_dir))
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == REFUSED_EXIT, result.output
     assert "missing" in result.stderr
     assert not any("kangaroo" in p["source"] for p in json.loads(result.stdout)["passages"])
 
@@ -463,7 +464,7 @@ def test_ask_during_another_update_answers_from_the_index_as_it_is(fake_model, l
     monkeypatch.setattr(pipeline, "REFRESH_WAIT", 0.2)
     with writer_lock(index_dir):
         result = qa("ask", "--json", "where does the zebra live", "--index-dir", str(index_dir))
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == REFUSED_EXIT, result.output
     assert "answering from the index as it is" in result.stderr
     assert "Africa" in json.loads(result.stdout)["passages"][0]["text"]
     result = qa("ask", "--json", "where does the zebra live", "--index-dir", str(index_dir))  # lock free: updated

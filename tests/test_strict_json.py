@@ -7,6 +7,7 @@ import os
 
 from typer.testing import CliRunner
 
+from qa.cli import REFUSED_EXIT  # qa ask exits 3 when nothing answers
 from qa.cli import app
 
 from conftest import FAKE_MODEL
@@ -27,7 +28,7 @@ def test_ask_json_on_an_index_without_documents_is_strict(fake_model, tmp_path):
     removed = runner.invoke(app, ["index", "--remove", str(document)])
     assert removed.exit_code == 0, removed.output
     result = runner.invoke(app, ["ask", "--json", "drones"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == REFUSED_EXIT, result.output
     answer = strict(result.stdout)
     assert answer["found"] is False and answer["passages"] == [] and answer["margin"] is None
 

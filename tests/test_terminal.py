@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.text import Text
 from typer.testing import CliRunner
 
+from qa.cli import REFUSED_EXIT  # qa ask exits 3 when nothing answers
 from qa.cli import app
 from qa.render import make_console
 from qa.terminal import SafeConsole, json_safe, one_line, printable
@@ -109,7 +110,7 @@ def test_json_of_an_index_without_documents_is_strict(fake_model, tmp_path):
     assert runner.invoke(app, ["index", str(folder), "--model", FAKE_MODEL, "--index-dir", str(index_dir)]).exit_code == 0
     assert runner.invoke(app, ["index", "--remove", str(folder), "--index-dir", str(index_dir)]).exit_code == 0
     result = runner.invoke(app, ["ask", "--json", "kangaroos", "--index-dir", str(index_dir)])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == REFUSED_EXIT, result.output
     data = strict_json(result.stdout)
     assert data["found"] is False and data["passages"] == [] and data["margin"] is None
     evaluation = tmp_path / "set.jsonl"
