@@ -6,21 +6,28 @@ two minutes; later runs find the build. Skip with ``-m "not slow"``.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from qa.embedder import load_embedder
 from qa.models import gemma_pypi
 from qa.models.names import GEMMA_MODEL
-from qa.paths import BUNDLED_ARTICLE, cache_dir
+from qa.paths import BUNDLED_ARTICLE, CACHE_DIR_ENV, cache_dir
+
+REPO = Path(__file__).resolve().parents[1]
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
 def gemma():
-    lines = []
-    embedder = load_embedder("embeddinggemma", progress=lines.append)
+    # Module-scoped: runs before conftest's per-test cache setting, so it sets the same one.
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv(CACHE_DIR_ENV, str(REPO / ".cache"))
+        lines = []
+        embedder = load_embedder("embeddinggemma", progress=lines.append)
     if embedder.name != GEMMA_MODEL:
         pytest.fail(f"EmbeddingGemma did not build: {lines}")
     return embedder
