@@ -212,3 +212,25 @@ def test_every_real_wheel_and_file_is_pinned():
     assert source.file_sha256["tokenizer.model"].startswith("1299c11d")
     for digest in [*source.wheel_sha256.values(), source.zip_sha256, *source.file_sha256.values()]:
         assert len(digest) == 64 and int(digest, 16) >= 0
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_step_bars_count_wheels_and_megabytes_on_a_terminal_only():
+    from qa.models.build_progress import StepBars
+
+    quiet = io.StringIO()
+    bars = StepBars(quiet)
+    bars("download", 3, 25)
+    bars.close()
+    assert quiet.getvalue() == ""
+
+    terminal = _Terminal()
+    bars = StepBars(terminal)
+    bars("download", 3, 25)
+    bars("extract", 410_000_000, 1_270_000_000)
+    bars.close()
+    assert "3/25" in terminal.getvalue() and "410/1,270 MB" in terminal.getvalue()

@@ -26,13 +26,16 @@ class StepBars:
             from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
             self._progress = Progress(
-                TextColumn("{task.description:>8}"), BarColumn(), TaskProgressColumn(), TimeRemainingColumn(),
+                TextColumn("{task.description:>8}"), BarColumn(), TaskProgressColumn(),
+                TextColumn("{task.fields[count]}"), TimeRemainingColumn(),
                 console=Console(file=self._stream), transient=True,
             )  # fmt: skip
             self._progress.start()
+        # Steps count items (download 3/25) or bytes (extract 410/1,270 MB).
+        count = f"{done}/{total}" if total <= 1000 else f"{done / 1e6:,.0f}/{total / 1e6:,.0f} MB"
         if step not in self._tasks:
-            self._tasks[step] = self._progress.add_task(step, total=total)
-        self._progress.update(self._tasks[step], completed=done, total=total)
+            self._tasks[step] = self._progress.add_task(step, total=total, count=count)
+        self._progress.update(self._tasks[step], completed=done, total=total, count=count)
         if done >= total and all(t.finished for t in self._progress.tasks):
             self.close()
 
