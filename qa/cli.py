@@ -240,7 +240,8 @@ def ask(
         help="The question, in any language; - (or none, with a pipe) reads it from standard input.",
         show_default=False,
     ),
-    top_k: int = typer.Option(1, "--top-k", "-k", min=1, max=100, metavar="N", help="How many passages to show."),
+    top_k: int = typer.Option(1, "--top-k", "-k", min=1, max=100, metavar="N", envvar="QA_TOP_K",
+                              help="How many passages to show."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of text."),
     index_dir: Optional[Path] = IndexDirOption,
     model: Optional[str] = ModelOption,
@@ -271,7 +272,8 @@ def ask(
 
 @app.command()
 def chat(
-    top_k: int = typer.Option(1, "--top-k", "-k", min=1, max=100, metavar="N", help="How many passages to show per answer."),
+    top_k: int = typer.Option(1, "--top-k", "-k", min=1, max=100, metavar="N", envvar="QA_TOP_K",
+                              help="How many passages to show per answer."),
     index_dir: Optional[Path] = IndexDirOption,
     model: Optional[str] = ModelOption,
     store: Optional[str] = StoreOption,
@@ -510,7 +512,16 @@ def optional_ray_address(args: List[str]) -> List[str]:
 
 
 def main() -> None:
-    """Entry point of the ``qa`` script."""
+    """Entry point of the ``qa`` script: settings from ``qa.toml`` (beneath the environment), then the command."""
+    import os
+
+    from qa.config import ConfigError, apply_config, config_path, read_config
+
+    try:
+        apply_config(read_config(config_path()), os.environ)
+    except ConfigError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise SystemExit(1)
     args = sys.argv[1:]
     app(prog_name="qa", args=optional_ray_address(args) if "--ray" in args else args)
 

@@ -66,6 +66,8 @@ def isolated_dirs(tmp_path, monkeypatch):
     monkeypatch.setenv("QA_CACHE_DIR", str(REPO / ".cache"))
     monkeypatch.delenv("QA_MODEL", raising=False)
     monkeypatch.delenv("QA_STORE", raising=False)
+    monkeypatch.delenv("QA_TOP_K", raising=False)
+    monkeypatch.setenv("QA_CONFIG", str(tmp_path / "no-qa.toml"))  # the developer's own qa.toml stays out
     # The index signing key (qa/signing.py), set apart from ``monkeypatch`` so that a
     # test's monkeypatch.undo() keeps the key its indexes were signed with.
     state = pytest.MonkeyPatch()
