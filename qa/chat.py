@@ -72,12 +72,15 @@ class ChatSession:
 
     ``refresh`` (optional) takes the retriever before each question after the first and
     returns it, or one over an index updated because the documents changed meanwhile.
+    ``on_answer`` (optional) is told of every answer shown (``qa log`` keeps them).
     """
 
     def __init__(self, get_retriever: Callable[[], Retriever], console: Console, top_k: int = 1,
-                 refresh: Callable[[Retriever], Retriever] | None = None):
+                 refresh: Callable[[Retriever], Retriever] | None = None,
+                 on_answer: Callable[[Answer], None] | None = None):
         self._get_retriever = get_retriever
         self._refresh = refresh
+        self._on_answer = on_answer
         self._retriever: Retriever | None = None
         self.console = console
         self.top_k = top_k
@@ -123,6 +126,8 @@ class ChatSession:
             return
         self.last_answer = answer
         render_answer(self.console, answer, limit=self.top_k)
+        if self._on_answer is not None:
+            self._on_answer(answer)
 
 
 def run_piped(session: ChatSession, lines: Iterable[str]) -> None:

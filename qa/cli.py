@@ -6,6 +6,7 @@ and ``qa --version`` stay instant.
 
 from __future__ import annotations
 
+import json
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -266,6 +267,9 @@ def ask(
         typer.echo(answer_json(answer))
     else:
         render_answer(make_console(), answer, limit=top_k)
+    from qa.log import record_answer
+
+    record_answer(answer, _resolve_index_dir(index_dir))
     if not answer.found:
         raise typer.Exit(REFUSED_EXIT)
 
@@ -285,7 +289,10 @@ def chat(
     with user_errors():
         status = Status()
         console = make_console()
+        from qa.log import record_answer
+
         session = ChatSession(lambda: _open_retriever(index_dir, model, status, store), console, top_k=top_k,
+                              on_answer=lambda answer: record_answer(answer, _resolve_index_dir(index_dir)),
                               refresh=lambda retriever: _keep_fresh(retriever, index_dir, status))
         session.retriever  # load before the first prompt, so errors surface at once
         if sys.stdin.isatty() and sys.stdout.isatty():
@@ -352,6 +359,33 @@ def index_command(
         render_index_report(make_console(), make_console(stderr=True), report, verbose=verbose)
     if report.failed_inputs:
         fail("; ".join(f"{item.path}: {item.reason}" for item in report.failed_inputs))
+
+
+@app.command("log")
+def log_command(
+    count: int = typer.Option(10, "--count", "-n", min=1, max=100_000, metavar="N", help="How many of the latest to show."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object per answer, a line each."),
+) -> None:
+    """Show past questions and their answers, oldest first (QA_LOG=0 keeps no log)."""
+    import sqlite3
+
+    from qa.log import log_path, logging_enabled, recent_answers
+    from qa.render import make_console, render_log
+    from qa.terminal import json_safe
+
+    try:
+        entries = recent_answers(count)
+    except (OSError, sqlite3.Error) as exc:
+        fail(f"cannot read the log {log_path()}: {exc}")
+    if as_json:
+        for entry in entries:
+            typer.echo(json_safe(json.dumps(entry, ensure_ascii=False, allow_nan=False)))
+        return
+    if not entries:
+        off = " (the log is off: QA_LOG=0 or log = false in qa.toml)" if not logging_enabled() else ""
+        typer.echo(f"No questions logged yet{off}.")
+        return
+    render_log(make_console(), entries)
 
 
 @app.command("sources")

@@ -242,3 +242,20 @@ def render_sources_table(console: Console, documents: Sequence[dict]) -> None:
         # file names are the user's text: Text keeps "[b]" in a name from being read as markup
         table.add_row(*(Text(field) for field in row))
     console.print(table)
+
+
+def render_log(console: Console, entries: Sequence[dict]) -> None:
+    """Print logged answers (``qa log``): when, the question, and the best passage's source, or the refusal."""
+    for entry in entries:
+        when = str(entry.get("asked", ""))[:16].replace("T", " ")
+        console.print(Text(f"{when}  {one_line(str(entry.get('question', '')))}", style="bold"))
+        passages = entry.get("passages") or []
+        if not entry.get("found"):
+            console.print(Text("  no answer", style="yellow"))
+        elif passages:
+            top = passages[0]
+            where = f"line {top['line']}" if top.get("line") else f"page {top['page']}" if top.get("page") else ""
+            name = one_line(Path(str(top.get("source", ""))).name)
+            console.print(Text(f"  {name}{', ' + where if where else ''}  score {top.get('score', 0):.3f}", style="cyan"))
+            console.print(Text("  " + normalize_for_model(str(top.get("text", "")))[:200]))
+
