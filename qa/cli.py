@@ -313,7 +313,7 @@ def index_command(
         show_default=False,
     ),
     remove: Optional[List[str]] = typer.Option(
-        None, "--remove", metavar="PATH", help="Remove this document (or every document under this directory) from the index."
+        None, "--remove", metavar="PATH", help="Remove this document (or every document under this directory) from the index; 'bundled' removes the example article qa ships with."
     ),
     replace_all: bool = typer.Option(False, "--replace", help="Index exactly PATHS, dropping every other document."),
     index_dir: Optional[Path] = IndexDirOption,
@@ -344,21 +344,42 @@ def index_command(
         ray_options = RayOptions(ray_address(ray), ray_workers)
     with user_errors():
         directory = _resolve_index_dir(index_dir)
-        from qa.store import ensure_writable
+        from qa.store import ensure_writable, read_manifest
 
         ensure_writable(directory)
+        before = read_manifest(directory) or {}
+        only_bundled = bool(before.get("documents")) and all(d.get("bundled") for d in before["documents"])
         with Status() as status:
             report = update_index(
-                directory, paths or [], model=model, remove=remove or [], replace_all=replace_all,
-                notify=status.notify, progress=status.progress, ray=ray_options,
+                directory, paths or [], model=model, remove=[_removal(path) for path in remove or []],
+                replace_all=replace_all, notify=status.notify, progress=status.progress, ray=ray_options,
                 store=store,
             )
     from qa.render import make_console, render_index_report
 
     if report.written or not report.failed_inputs:  # an error that changed nothing is printed alone
         render_index_report(make_console(), make_console(stderr=True), report, verbose=verbose)
+    if only_bundled and report.added and not replace_all:
+        # the first documents of the user's own, beside the article qa ships with: say once how to drop it
+        option = f" --index-dir {directory}" if directory != default_index_dir() else ""
+        typer.echo(f"note: the bundled example article is still in this index; `qa index --remove bundled{option}` "
+                   "drops it", err=True)
     if report.failed_inputs:
         fail("; ".join(f"{item.path}: {item.reason}" for item in report.failed_inputs))
+
+
+BUNDLED_NAME = "bundled"
+"""What ``qa index --remove`` takes for the example article qa ships with."""
+
+
+def _removal(path: str) -> str:
+    """Return a ``--remove`` argument as a path: ``bundled`` names the bundled article
+    (unless a file of that name is where the user stands)."""
+    from qa.paths import BUNDLED_ARTICLE
+
+    if path == BUNDLED_NAME and not Path(path).exists():
+        return str(BUNDLED_ARTICLE)
+    return path
 
 
 @app.command("log")

@@ -751,3 +751,18 @@ def test_an_answer_from_a_pdf_names_its_metadata_title(fake_model, tmp_path):
     result = runner.invoke(app, ["ask", "when does the harbour open", "--index-dir", str(index_dir)], terminal_width=300)
     header = next(line for line in result.stdout.splitlines() if line.startswith("[1]"))
     assert header.startswith("[1] Harbour Rules 2024 (scan01.pdf, page 1)")
+
+
+def test_the_bundled_article_is_named_once_and_removed_by_name(fake_model, library, isolated_dirs):
+    folder, _ = library
+    assert qa("index", "--model", FAKE_MODEL).exit_code == 0  # the default index: the bundled article
+    first = qa("index", str(folder))
+    assert first.exit_code == 0 and "`qa index --remove bundled` drops it" in first.stderr
+    again = qa("index", str(folder / "sub"))
+    assert "--remove bundled" not in again.stderr  # said once: the index holds the user's own documents now
+    removed = qa("index", "--remove", "bundled")
+    assert removed.exit_code == 0, removed.output
+    sources = qa("sources", "--json").stdout
+    assert "000_007ef922b28a0a10.txt" not in sources and "zebra.txt" in sources
+    assert qa("index").exit_code == 0  # a rescan doesn't bring it back
+    assert "000_007ef922b28a0a10.txt" not in qa("sources", "--json").stdout
