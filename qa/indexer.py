@@ -49,6 +49,7 @@ from qa.store import (
     IndexMissing,
     IndexOldFormat,
     Snapshot,
+    is_current,
     make_current,
     newest_intact_generation,
     read_index,
@@ -348,6 +349,7 @@ def update_index(
     progress: PassageProgress | None = None,
     lock_timeout: float = 600.0,
     skips_shown: bool = True,
+    current: Snapshot | None = None,
 ) -> IndexReport:
     """Bring the index in ``index_dir`` up to date with its documents, embedding only what changed.
 
@@ -359,7 +361,9 @@ def update_index(
     embedding progress; and whether the caller shows the user the files skipped
     (``skips_shown``: ``qa index`` does, ``ask`` and ``chat`` don't). The manifest
     records the skipped files shown, so that the next run can tell which are new
-    (``report.skipped_before``).
+    (``report.skipped_before``). ``current`` is the snapshot the caller already read
+    and verified (``qa ask`` on a stale index): while ``CURRENT`` still names its
+    generation it is updated without reading and checksumming the index again.
 
     A document is re-embedded only when its content hash changed; deleted documents
     are dropped; unreadable or unsupported files are skipped with a reason, and a
@@ -374,7 +378,10 @@ def update_index(
     notify = notify or (lambda _message: None)
     with writer_lock(index_dir, timeout=lock_timeout):
         remove_leftovers(index_dir)  # of a run killed while writing
-        previous, old_format = _previous_snapshot(index_dir, notify, has_inputs=bool(inputs))
+        if current is not None and is_current(index_dir, current):
+            previous, old_format = current, {}
+        else:
+            previous, old_format = _previous_snapshot(index_dir, notify, has_inputs=bool(inputs))
         carried = [] if replace_all else _carried_roots(old_format)
         old_model = old_format.get("model")
         if not model and isinstance(old_model, dict) and isinstance(old_model.get("name"), str):

