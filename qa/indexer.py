@@ -304,8 +304,7 @@ def _recovered(index_dir: Path, exc: IndexCorrupt, notify: Notify, has_inputs: b
     intact = newest_intact_generation(index_dir)
     if intact is None:
         if not has_inputs:
-            raise IndexingError(f"{damaged_index_message(exc)}: `qa index PATH... --replace --index-dir {index_dir}` "
-                                "rebuilds it from the given paths")
+            raise IndexingError(rebuild_message(exc, f" --index-dir {index_dir}"))
         notify(f"{damaged_index_message(exc)}: building a new index from the paths given")
         return None, {}
     documents = intact.manifest.get("documents")
@@ -324,6 +323,13 @@ def damaged_index_message(exc: IndexCorrupt) -> str:
     """Return the one-line description of an index that can't be recovered: its damage
     (``exc``), and that no intact document list is left in it. The caller adds what to run."""
     return f"{exc}, and no intact list of its documents is left"
+
+
+def rebuild_message(exc: IndexCorrupt, option: str) -> str:
+    """Return the one-line error for an index that can't be recovered, with its repair
+    hint: the command that rebuilds it from the user's paths (``option`` names its
+    ``--index-dir``, or is empty for the default). ``qa index`` and ``qa ask`` both say this."""
+    return f"{damaged_index_message(exc)}: `qa index PATH... --replace{option}` rebuilds it from the given paths"
 
 
 def _carried_roots(manifest: dict) -> list[str]:

@@ -20,7 +20,7 @@ from qa.embedder import (
     model_probe,
 )
 from qa.freshness import model_reasons, stale_reasons
-from qa.indexer import PassageProgress, damaged_index_message, update_index
+from qa.indexer import PassageProgress, rebuild_message, update_index
 from qa.retriever import Retriever
 from qa.store import (
     IndexBusy,
@@ -62,7 +62,7 @@ def repair_message(exc: IndexCorrupt, index_dir: Path, default_dir: Path) -> str
         return f"{exc}: `qa index{option}` rebuilds it from its documents"
     if newest_intact_generation(index_dir, load=False) is not None:
         return f"{exc}: `qa index{option}` recovers it from its newest intact generation"
-    return f"{damaged_index_message(exc)}: `qa index PATH... --replace{option}` rebuilds it from the given paths"
+    return rebuild_message(exc, option)
 
 
 def open_retriever(
