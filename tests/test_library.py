@@ -762,10 +762,10 @@ def test_a_question_on_a_stale_index_checksums_each_generation_once(fake_model, 
     reads = Counter()
     checksum = store._sha256
 
-    def counted(path):
+    def counted(path, *args, **kwargs):
         if path.parent.name.startswith("gen-"):
             reads[path.parent.name, path.name] += 1
-        return checksum(path)
+        return checksum(path, *args, **kwargs)
 
     monkeypatch.setattr(store, "_sha256", counted)
     result = qa("ask", "eats", "--index-dir", str(index_dir))
