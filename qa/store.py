@@ -229,6 +229,19 @@ def _read_current(index_dir: Path) -> tuple[str, str]:
     return words[0], words[1]
 
 
+def is_current(index_dir: Path, snapshot: Snapshot) -> bool:
+    """Return whether ``CURRENT`` in ``index_dir`` still names ``snapshot``'s generation.
+
+    A generation's files never change once written and its name is unique, so a
+    snapshot verified earlier is still the index when this holds: an update under the
+    writer lock uses it instead of reading and checksumming the index again.
+    """
+    try:
+        return _read_current(index_dir)[0] == snapshot.directory.name
+    except StoreError:
+        return False
+
+
 def read_manifest(index_dir: Path) -> dict | None:
     """Return the current generation's manifest if it is intact (its checksum matches
     ``CURRENT``), else None: what a damaged index still says about its documents."""

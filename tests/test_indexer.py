@@ -1,7 +1,8 @@
 import numpy as np
 
 from qa.freshness import stale_reasons
-from qa.indexer import background_sets, background_vectors, build_index, closest_background
+from qa.background import background_sets, background_vectors, closest_background
+from qa.indexer import build_index
 from qa.store import FORMAT_VERSION, read_index
 
 from conftest import FakeEmbedder

@@ -766,3 +766,33 @@ def test_the_bundled_article_is_named_once_and_removed_by_name(fake_model, libra
     assert "000_007ef922b28a0a10.txt" not in sources and "zebra.txt" in sources
     assert qa("index").exit_code == 0  # a rescan doesn't bring it back
     assert "000_007ef922b28a0a10.txt" not in qa("sources", "--json").stdout
+
+
+def test_a_question_on_a_stale_index_checksums_each_generation_once(fake_model, library, monkeypatch):
+    """``qa ask`` after an edit reads and checksums the index it found once (the update
+    reuses it) and the generation it wrote once, not the old one three times over."""
+    from collections import Counter
+
+    from qa import store
+
+    folder, index_dir = library
+    update_index(index_dir, [folder], embedder=FakeEmbedder())
+    old = read_index(index_dir).directory
+    write(folder / "zebra.txt", "Zebras\n\nThe zebra lives in Africa.\n\nThe zebra eats leaves at night.\n")
+    reads = Counter()
+    checksum = store._sha256
+
+    def counted(path, *args, **kwargs):
+        if path.parent.name.startswith("gen-"):
+            reads[path.parent.name, path.name] += 1
+        return checksum(path, *args, **kwargs)
+
+    monkeypatch.setattr(store, "_sha256", counted)
+    result = qa("ask", "eats", "--index-dir", str(index_dir))
+    assert result.exit_code == 0 and "leaves at night" in result.stdout, result.output
+    monkeypatch.undo()
+    new = read_index(index_dir).directory
+    assert new != old
+    files = {name for generation, name in reads if generation == old.name}
+    assert files and files == {name for generation, name in reads if generation == new.name}, reads
+    assert set(reads.values()) == {1}, reads  # each file of each generation checksummed once
