@@ -347,8 +347,9 @@ def index_command(
         from qa.store import ensure_writable, read_manifest
 
         ensure_writable(directory)
-        before = read_manifest(directory) or {}
-        only_bundled = bool(before.get("documents")) and all(d.get("bundled") for d in before["documents"])
+        documents = (read_manifest(directory) or {}).get("documents")  # unchecked: only a hint hangs on it
+        only_bundled = isinstance(documents, list) and bool(documents) and all(
+            isinstance(d, dict) and d.get("bundled") is True for d in documents)
         with Status() as status:
             report = update_index(
                 directory, paths or [], model=model, remove=[_removal(path) for path in remove or []],
