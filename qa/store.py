@@ -408,6 +408,8 @@ def read_bounded(path: Path, limit: int = 64 << 20) -> bytes:
     index directory never hangs qa or fills its memory)."""
     from qa.documents import open_regular
 
+    if path.parent.name.startswith("gen-") and os.path.islink(path.parent):  # a generation is never a link
+        raise OSError(errno.ELOOP, "a generation folder that is a symbolic link", str(path.parent))
     with open_regular(path, follow_links=False) as handle:
         data = handle.read(limit + 1)
     if len(data) > limit:
