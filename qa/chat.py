@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.text import Text
 
 from qa.followup import Conversation
+from qa.reader import answer_question
 from qa.render import render_answer, render_sources
 from qa.retriever import Answer, QuestionError, Retriever
 
@@ -116,7 +117,7 @@ class ChatSession:
     def answer(self, question: str) -> None:
         """Answer a question and remember it for ``/sources``."""
         try:
-            answer = self.conversation.ask(self.retriever, question, max(self.top_k, SOURCES_SHOWN))
+            answer = answer_question(self.retriever, question, max(self.top_k, SOURCES_SHOWN), self.conversation)
         except QuestionError as exc:
             self.console.print(Text(f"Error: {exc}"))
             return

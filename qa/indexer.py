@@ -28,6 +28,19 @@ from qa.documents import (
 from qa.embedder import DEFAULT_MODEL, Embedder, load_embedder, model_probe, same_model
 from qa.journal import EmbeddingJournal, journal_dir, remove_journals, text_key
 from qa.discover import Skipped, find_documents
+from qa.freshness import as_recorded, chunk_settings_for, lexicon_reasons, recorded_probe
+from qa.roots import (
+    BUNDLED_ROOT,
+    GLOB,
+    document_key,
+    document_path,
+    file_digest,
+    is_under,
+    normalize_input,
+    record_key,
+    root_path,
+    vanished,
+)
 from qa.lexical import TERMS_VERSION, Lexicon
 from qa.paths import BUNDLED_ARTICLE, cache_dir
 from qa.vectorstore import VectorBackend, backend_for_record, store_uri, vector_backend
@@ -37,6 +50,7 @@ from qa.store import (
     IndexMissing,
     IndexOldFormat,
     Snapshot,
+    is_current,
     make_current,
     newest_intact_generation,
     read_index,
@@ -52,8 +66,6 @@ PassageProgress = Callable[..., None]
 files read when ``step`` is "reading files"; shown as a bar per step."""
 
 
-BUNDLED_ROOT = "<bundled article>"
-_GLOB = re.compile(r"[*?\[]")
 EMBED_BATCH = 256
 
 
@@ -104,12 +116,6 @@ class IndexReport:
         return [item for item in self.skipped if item.path not in failed]
 
 
-def chunk_settings_for(embedder: Embedder) -> ChunkSettings:
-    """Return the chunk settings used with ``embedder``: defaults, capped by its window."""
-    defaults = ChunkSettings()
-    return ChunkSettings(max_tokens=min(defaults.max_tokens, embedder.max_tokens))
-
-
 def background_sets() -> dict[str, list[str]]:
     """Return the bundled texts on unrelated topics, by language (the null model for "no answer").
 
@@ -133,7 +139,7 @@ def background_vectors(embedder: Embedder, probe: np.ndarray, embed_missing: boo
     sets = background_sets()
     names = sorted(sets)
     texts = [t for name in names for t in sets[name]]
-    key = hashlib.sha256(_recorded(probe).tobytes() + "\n".join(texts).encode()).hexdigest()[:24]
+    key = hashlib.sha256(as_recorded(probe).tobytes() + "\n".join(texts).encode()).hexdigest()[:24]
     path = cache_dir() / "background" / f"{key}.npy"
     try:
         vectors = np.load(path, allow_pickle=False)
@@ -151,18 +157,6 @@ def background_vectors(embedder: Embedder, probe: np.ndarray, embed_missing: boo
         out[name] = vectors[start : start + len(sets[name])]
         start += len(sets[name])
     return out
-
-
-def recorded_probe(manifest: dict) -> np.ndarray:
-    """Return the probe vector an index's manifest records for its model (empty if none):
-    what the model's vectors are checked against, and what its journal is named after."""
-    return np.asarray(manifest.get("model", {}).get("probe", []), dtype=np.float32)
-
-
-def _recorded(probe: np.ndarray) -> np.ndarray:
-    """The probe as the manifest records it (6 decimals): the same key whether it was
-    just computed or read back from an index."""
-    return np.asarray([round(float(x), 6) for x in probe], dtype=np.float32)
 
 
 def _save_cache(path: Path, vectors: np.ndarray) -> None:
@@ -228,7 +222,7 @@ def rows_by_document(snapshot: Snapshot) -> dict[str, DocumentRows]:
         count = int(record.get("passages", 0))
         spans = content.sentence_spans[first : first + count]
         n_sentences = sum(map(len, spans))
-        out[_record_key(record)] = DocumentRows(
+        out[record_key(record)] = DocumentRows(
             record,
             content.passages[first : first + count],
             spans,
@@ -238,143 +232,6 @@ def rows_by_document(snapshot: Snapshot) -> dict[str, DocumentRows]:
         first += count
         first_sentence += n_sentences
     return out
-
-
-def document_path(record: dict) -> Path:
-    """Return where to read a manifest's document now (the bundled article moves with qa)."""
-    return BUNDLED_ARTICLE.resolve() if record.get("bundled") else Path(record["source"])
-
-
-def changed_documents(manifest: dict) -> list[str]:
-    """Return one reason per document of ``manifest`` that changed or vanished on disk.
-
-    A document whose size and modification time are unchanged is trusted without
-    reading it; otherwise its content hash decides, so touching a file is not a change.
-    A document that can't be read now (permissions, I/O) is not a change: an update
-    would keep its indexed version anyway.
-    """
-    reasons = []
-    for record in manifest.get("documents", []):
-        path = document_path(record)
-        if _vanished(path):
-            reasons.append(f"{path} is missing")
-            continue
-        try:
-            stat = path.stat()
-            if stat.st_size == record.get("size") and stat.st_mtime_ns == record.get("mtime_ns"):
-                continue
-            digest = _file_digest(path)
-        except OSError:
-            continue
-        if digest != record.get("sha256"):
-            reasons.append(f"{path} changed")
-    return reasons
-
-
-def new_documents(manifest: dict) -> list[str]:
-    """Return one reason per document file that appeared in the index's folders or globs
-    since it was written.
-
-    Files that gave nothing to index then (binary, empty...) are new again only once
-    they change. Walking the folders is cheap next to answering from a stale index.
-    """
-    # Sources are stored resolved, so a found path equal to one is known without
-    # resolving it again (resolving thousands of paths costs more than the walk).
-    known = {_record_key(record) for record in manifest.get("documents", [])}
-    passed_over = {item["key"]: (item["size"], item["mtime_ns"]) for item in manifest.get("passed_over", [])}
-    excluded = manifest.get("excluded", [])
-    reasons = []
-    for root in manifest.get("roots", []):
-        if root == BUNDLED_ROOT or not (_GLOB.search(root) or Path(root).is_dir()):
-            continue  # a file named as a root is a document of the manifest, or vanished
-        for path in find_documents([root]).files:
-            if str(path) in known:
-                continue
-            resolved = path.resolve()
-            key = document_key(resolved)
-            if key in known or any(_under(str(resolved), e) for e in excluded):
-                continue
-            try:
-                stat = path.stat()
-            except OSError:
-                continue
-            if passed_over.get(key) != (stat.st_size, stat.st_mtime_ns):
-                reasons.append(f"{path} is new")
-                known.add(key)
-    return reasons
-
-
-def stale_reasons(manifest: dict, embedder: Embedder, probe: np.ndarray | None = None) -> list[str]:
-    """Return why the index described by ``manifest`` is out of date for ``embedder``.
-
-    Checks the documents on disk (:func:`changed_documents`), new files in its folders
-    (:func:`new_documents`), the rules its BM25
-    statistics were counted with (:func:`lexicon_reasons`), then the chunking settings and
-    the model (:func:`model_reasons`). An empty list means the index is fresh.
-    """
-    return (changed_documents(manifest) + new_documents(manifest) + lexicon_reasons(manifest)
-            + model_reasons(manifest, embedder, probe))
-
-
-def lexicon_reasons(manifest: dict) -> list[str]:
-    """Return why the index's BM25 statistics are out of date: counted with other rules
-    for words (:data:`qa.lexical.TERMS_VERSION`). Counting them again needs no model."""
-    if manifest.get("terms", 1) != TERMS_VERSION:
-        return ["the rules for BM25 terms changed"]
-    return []
-
-
-def model_reasons(manifest: dict, embedder: Embedder, probe: np.ndarray | None = None) -> list[str]:
-    """Return why the index's vectors no longer fit ``embedder``: other chunking settings,
-    or the model embedding the probe text differently than at build time."""
-    reasons = []
-    if manifest.get("chunking") != chunk_settings_for(embedder).to_dict():
-        reasons.append("the chunking settings changed")
-    probe = model_probe(embedder) if probe is None else probe
-    if not same_model(recorded_probe(manifest), probe):
-        reasons.append(f"the model '{embedder.name}' now gives different vectors")
-    return reasons
-
-
-def document_key(path: Path | str) -> str:
-    """Return how a document is matched between index runs: its resolved path.
-
-    The bundled article is matched as itself wherever qa is installed.
-    """
-    path = Path(path)
-    if path == BUNDLED_ARTICLE.resolve() or path == BUNDLED_ARTICLE:
-        return BUNDLED_ROOT
-    return str(path)
-
-
-def _record_key(record: dict) -> str:
-    return BUNDLED_ROOT if record.get("bundled") else record["source"]
-
-
-def _root_path(root: str) -> str:
-    return str(BUNDLED_ARTICLE.resolve()) if root == BUNDLED_ROOT else root
-
-
-def normalize_input(value: str | Path) -> str:
-    """Return an input path or glob as an absolute string, as stored among the roots.
-
-    A path that exists is resolved (symlinks followed), as document keys are, so that
-    removing or excluding it matches the documents found through it.
-    """
-    path = Path(os.fspath(value)).expanduser()
-    resolved = path.resolve()
-    if resolved == BUNDLED_ARTICLE.resolve():
-        return BUNDLED_ROOT
-    return str(resolved) if path.exists() else os.path.abspath(path)
-
-
-def _under(path: str, parent: str) -> bool:
-    return path == parent or path.startswith(parent.rstrip(os.sep) + os.sep)
-
-
-def _file_digest(path: Path) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _expected_chunking(manifest: dict) -> dict | None:
@@ -416,7 +273,7 @@ class _Model:
         engine of the same model, such as the torch-free one of small updates, must
         not rewrite it), else this model's own, rounded as the manifest keeps it.
         """
-        probe = _recorded(self.probe)
+        probe = as_recorded(self.probe)
         stored = recorded_probe(manifest)
         if manifest.get("model", {}).get("name") == self.name and same_model(stored, probe):
             return stored
@@ -456,8 +313,7 @@ def _recovered(index_dir: Path, exc: IndexCorrupt, notify: Notify, has_inputs: b
     intact = newest_intact_generation(index_dir)
     if intact is None:
         if not has_inputs:
-            raise IndexingError(f"{damaged_index_message(exc)}: `qa index PATH... --replace --index-dir {index_dir}` "
-                                "rebuilds it from the given paths")
+            raise IndexingError(rebuild_message(exc, f" --index-dir {index_dir}"))
         notify(f"{damaged_index_message(exc)}: building a new index from the paths given")
         return None, {}
     documents = intact.manifest.get("documents")
@@ -476,6 +332,13 @@ def damaged_index_message(exc: IndexCorrupt) -> str:
     """Return the one-line description of an index that can't be recovered: its damage
     (``exc``), and that no intact document list is left in it. The caller adds what to run."""
     return f"{exc}, and no intact list of its documents is left"
+
+
+def rebuild_message(exc: IndexCorrupt, option: str) -> str:
+    """Return the one-line error for an index that can't be recovered, with its repair
+    hint: the command that rebuilds it from the user's paths (``option`` names its
+    ``--index-dir``, or is empty for the default). ``qa index`` and ``qa ask`` both say this."""
+    return f"{damaged_index_message(exc)}: `qa index PATH... --replace{option}` rebuilds it from the given paths"
 
 
 def _carried_roots(manifest: dict) -> list[str]:
@@ -501,6 +364,7 @@ def update_index(
     progress: PassageProgress | None = None,
     lock_timeout: float = 600.0,
     skips_shown: bool = True,
+    current: Snapshot | None = None,
     ray: RayOptions | None = None,
     store: str | None = None,
 ) -> IndexReport:
@@ -514,10 +378,13 @@ def update_index(
     embedding progress; and whether the caller shows the user the files skipped
     (``skips_shown``: ``qa index`` does, ``ask`` and ``chat`` don't). The manifest
     records the skipped files shown, so that the next run can tell which are new
-    (``report.skipped_before``). With ``ray``, the texts to embed are embedded by
-    Ray actors (see :mod:`qa.ray_embed`) instead of in this process. ``store`` is the
-    URI of the vector store to write (see :mod:`qa.vectorstore`; None: the one the
-    index uses, FAISS files for a new index); naming another one moves the vectors.
+    (``report.skipped_before``). ``current`` is the snapshot the caller already read
+    and verified (``qa ask`` on a stale index): while ``CURRENT`` still names its
+    generation it is updated without reading and checksumming the index again. With
+    ``ray``, the texts to embed are embedded by Ray actors (see :mod:`qa.ray_embed`)
+    instead of in this process. ``store`` is the URI of the vector store to write (see
+    :mod:`qa.vectorstore`; None: the one the index uses, FAISS files for a new index);
+    naming another one moves the vectors.
 
     A document is re-embedded only when its content hash changed; deleted documents
     are dropped; unreadable or unsupported files are skipped with a reason, and a
@@ -532,7 +399,10 @@ def update_index(
     notify = notify or (lambda _message: None)
     with writer_lock(index_dir, timeout=lock_timeout):
         remove_leftovers(index_dir)  # of a run killed while writing
-        previous, old_format = _previous_snapshot(index_dir, notify, has_inputs=bool(inputs))
+        if current is not None and is_current(index_dir, current):
+            previous, old_format = current, {}
+        else:
+            previous, old_format = _previous_snapshot(index_dir, notify, has_inputs=bool(inputs))
         carried = [] if replace_all else _carried_roots(old_format)
         old_model = old_format.get("model")
         if not model and isinstance(old_model, dict) and isinstance(old_model.get("name"), str):
@@ -573,7 +443,7 @@ def _update(index_dir, previous, inputs, model_name, embedder, remove, replace_a
     roots, excluded = _roots_and_exclusions(manifest, new_roots, [normalize_input(r) for r in remove],
                                             carried, replace_all, old_rows)
     # A folder or file indexed before and deleted since is forgotten (its documents dropped).
-    roots = [r for r in roots if r in new_roots or r == BUNDLED_ROOT or _GLOB.search(r) or not _vanished(Path(r))]
+    roots = [r for r in roots if r in new_roots or r == BUNDLED_ROOT or GLOB.search(r) or not vanished(Path(r))]
     files, root_files = _find_files(roots, excluded, old_rows, replace_all, report)
     kept, pending = _split_unchanged(files, old_rows, reusable, report)
     if embedder is not None and reusable:
@@ -657,13 +527,13 @@ def _roots_and_exclusions(manifest: dict, new_roots: list[str], removals: list[s
     """
     roots = list(dict.fromkeys(new_roots if replace_all else [*manifest.get("roots", []), *carried, *new_roots]))
     # Naming a path again lifts an exclusion of it or of a folder around it, not of what is inside it.
-    excluded = [] if replace_all else [e for e in manifest.get("excluded", []) if not any(_under(r, e) for r in new_roots)]
+    excluded = [] if replace_all else [e for e in manifest.get("excluded", []) if not any(is_under(r, e) for r in new_roots)]
     for target in removals:
-        if not any(_under(_root_path(k), _root_path(target)) for k in old_rows) and not any(_under(r, target) for r in roots):
+        if not any(is_under(root_path(k), root_path(target)) for k in old_rows) and not any(is_under(r, target) for r in roots):
             raise IndexingError(f"{target} is not in the index")
     if removals:
-        roots = [r for r in roots if not any(_under(_root_path(r), _root_path(t)) for t in removals)]
-        excluded = list(dict.fromkeys([*excluded, *(_root_path(t) for t in removals)]))
+        roots = [r for r in roots if not any(is_under(root_path(r), root_path(t)) for t in removals)]
+        excluded = list(dict.fromkeys([*excluded, *(root_path(t) for t in removals)]))
     if not roots and not manifest and not carried and not replace_all and not removals:
         roots = [BUNDLED_ROOT]
     return roots, excluded
@@ -679,13 +549,13 @@ def _find_files(roots: list[str], excluded: list[str], old_rows: dict, replace_a
     """
 
     def is_excluded(path: str) -> bool:
-        return any(_under(path, e) for e in excluded)
+        return any(is_under(path, e) for e in excluded)
 
     files: dict[str, Path] = {}
     root_files: dict[str, list[str]] = {}
     walk_skips: list[Skipped] = []
     for root in roots:
-        found = find_documents([_root_path(root)])
+        found = find_documents([root_path(root)])
         walk_skips.extend(found.skipped)
         root_files[root] = []
         for path in found.files:
@@ -697,7 +567,7 @@ def _find_files(roots: list[str], excluded: list[str], old_rows: dict, replace_a
         path = document_path(rows.record)
         if key in files:
             continue
-        if replace_all or is_excluded(str(path)) or _vanished(path):
+        if replace_all or is_excluded(str(path)) or vanished(path):
             report.removed.append(rows.record["source"])
         else:
             files[key] = path
@@ -726,17 +596,6 @@ def _passed_over(files: dict[str, Path], kept: dict, chunked: dict) -> list[dict
     return out
 
 
-def _vanished(path: Path) -> bool:
-    """True when ``path`` is gone; False when it exists or can't be checked (kept, then)."""
-    try:
-        path.stat()
-    except (FileNotFoundError, NotADirectoryError):
-        return True
-    except OSError:
-        return False
-    return False
-
-
 def _split_unchanged(files: dict[str, Path], old_rows: dict, reusable: bool,
                      report: IndexReport) -> tuple[dict[str, DocumentRows], list[str]]:
     """Return the documents whose content hash is unchanged (their rows), and the keys of the rest."""
@@ -745,7 +604,7 @@ def _split_unchanged(files: dict[str, Path], old_rows: dict, reusable: bool,
     for key, path in files.items():
         old = old_rows.get(key)
         try:
-            digest = _file_digest(path)
+            digest = file_digest(path)
         except OSError as exc:
             _skip_keeping(report, kept, key, path, old, exc.strerror or type(exc).__name__)
             continue
@@ -805,11 +664,11 @@ def _drop_failed_inputs(roots, new_roots, root_files, kept, chunked, report: Ind
     """Record today's inputs that gave nothing to index (an error), and forget them as roots."""
     for root in new_roots:
         if not any(key in kept or key in chunked for key in root_files.get(root, ())):
-            path = _root_path(root)
-            reasons = sorted({item.reason for item in report.skipped if _under(item.path, path)})
+            path = root_path(root)
+            reasons = sorted({item.reason for item in report.skipped if is_under(item.path, path)})
             report.failed_inputs.append(Skipped(path, reasons[0] if len(reasons) == 1 else "no documents to index"))
     failed = {item.path for item in report.failed_inputs}
-    return [r for r in roots if _root_path(r) not in failed]
+    return [r for r in roots if root_path(r) not in failed]
 
 
 def _skip_keeping(report: IndexReport, kept: dict, key: str, path: Path, old: DocumentRows | None, reason: str) -> None:

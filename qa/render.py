@@ -102,6 +102,8 @@ def render_answer(console: Console, answer: Answer, limit: int | None = None) ->
         console.print(Text("(the question is longer than the model reads; only its beginning was used)", style="dim"))
     if answer.context:
         console.print(Text(f"(read as a follow-up to: {answer.context})", style="dim"))
+    if answer.written and answer.found:
+        console.print(Text(answer.written, style="bold"))
     for rank, item in enumerate(shown, start=1):
         header = Text()
         header.append(f"[{rank}] ", style="bold cyan")

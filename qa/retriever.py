@@ -153,7 +153,9 @@ class Answer:
     """The outcome of one question: ranked passages and whether they answer it.
 
     ``margin`` is the best score minus the question's background level; ``found``
-    is ``margin >= ANSWER_MARGIN``.
+    is ``margin >= ANSWER_MARGIN``. ``written`` is an answer a reader wrote from the
+    passages (:mod:`qa.reader`); None with today's reader, whose answer is the best
+    passage itself.
     """
 
     question: str
@@ -162,6 +164,7 @@ class Answer:
     margin: float
     context: str | None = None
     truncated: bool = False
+    written: str | None = None
 
     def to_dict(self) -> dict:
         """Return the answer as the ``qa ask --json`` object."""
@@ -172,6 +175,7 @@ class Answer:
             "passages": [p.to_dict() for p in self.passages],
             **({"context": self.context} if self.context else {}),
             **({"truncated": True} if self.truncated else {}),
+            **({"answer": self.written} if self.written is not None else {}),
         }
 
 

@@ -42,6 +42,7 @@ from typing import Iterator
 import numpy as np
 
 from qa.documents import Passage
+from qa.manifest import Manifest, ManifestError, validate_manifest
 from qa.vectorstore import VectorBackend, VectorStore, backend_for_record, vector_backend
 
 FORMAT_VERSION = 4
@@ -210,6 +211,19 @@ def _read_current(index_dir: Path) -> tuple[str, str]:
     return words[0], words[1]
 
 
+def is_current(index_dir: Path, snapshot: Snapshot) -> bool:
+    """Return whether ``CURRENT`` in ``index_dir`` still names ``snapshot``'s generation.
+
+    A generation's files never change once written and its name is unique, so a
+    snapshot verified earlier is still the index when this holds: an update under the
+    writer lock uses it instead of reading and checksumming the index again.
+    """
+    try:
+        return _read_current(index_dir)[0] == snapshot.directory.name
+    except StoreError:
+        return False
+
+
 def read_manifest(index_dir: Path) -> dict | None:
     """Return the current generation's manifest if it is intact (its checksum matches
     ``CURRENT``), else None: what a damaged index still says about its documents."""
@@ -244,7 +258,7 @@ def read_index(index_dir: Path) -> Snapshot:
     raise IndexCorrupt(f"index at {index_dir} keeps changing while being read")
 
 
-def _check_manifest(index_dir: Path, manifest_bytes: bytes, manifest_sha: str) -> dict:
+def _check_manifest(index_dir: Path, manifest_bytes: bytes, manifest_sha: str) -> Manifest:
     """Return the parsed manifest if it matches ``manifest_sha`` and is a manifest of this
     qa's format; raise :class:`IndexCorrupt` (or :class:`IndexOldFormat`) otherwise."""
     damaged = f"index at {index_dir} is damaged"
@@ -257,6 +271,11 @@ def _check_manifest(index_dir: Path, manifest_bytes: bytes, manifest_sha: str) -
     if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
         raise IndexCorrupt(f"{damaged}: {MANIFEST} is not an index manifest")
     version = manifest.get("format_version")
+    if version == FORMAT_VERSION:  # an older format is read only for its document list
+        try:
+            manifest = validate_manifest(manifest)
+        except ManifestError as exc:
+            raise IndexCorrupt(f"{damaged}: {MANIFEST}: {exc}") from None
     if isinstance(version, int) and 1 <= version < FORMAT_VERSION:
         raise IndexOldFormat(
             f"index at {index_dir} has format version {version} of an older qa; rebuild it with `qa index`",

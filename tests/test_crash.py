@@ -552,3 +552,50 @@ def test_faiss_file_is_read_on_first_use_and_checked_again_then(built):
     (snap.directory / "vectors.faiss").write_bytes(b"changed after the read")
     with pytest.raises(IndexCorrupt, match="does not match its checksum"):
         snap.vector_store.faiss_index
+
+
+def _with(manifest: dict, path: str, value) -> dict:
+    """A copy of ``manifest`` with the key at ``path`` ("documents.0.source") set to ``value``."""
+    copy = json.loads(json.dumps(manifest))
+    *parents, last = path.split(".")
+    target = copy
+    for part in parents:
+        target = target[int(part)] if isinstance(target, list) else target[part]
+    if isinstance(target, list):
+        target[int(last)] = value
+    else:
+        target[last] = value
+    return copy
+
+
+FORGED_TYPES = {
+    "source-number": ("documents.0.source", 5), "source-empty": ("documents.0.source", ""),
+    "roots-null": ("roots", None), "roots-numbers": ("roots", [1, 2]), "excluded-string": ("excluded", "x"),
+    "model-string": ("model", "string"), "probe-string": ("model.probe", "abc"),
+    "probe-strings": ("model.probe", ["a"]), "max-tokens-string": ("model.max_tokens", "x"),
+    "model-name-number": ("model.name", 3), "documents-numbers": ("documents", [5]),
+    "size-string": ("documents.0.size", "big"), "mtime-float-string": ("documents.0.mtime_ns", "1"),
+    "passages-negative": ("documents.0.passages", -1), "passages-wrong-sum": ("documents.0.passages", 99),
+    "title-number": ("documents.0.title", 5), "bundled-string": ("documents.0.bundled", "yes"),
+    "sha-number": ("documents.0.sha256", 7), "passed-over-strings": ("passed_over", ["x"]),
+    "background-number": ("background", 5), "chunking-list": ("chunking", []), "terms-string": ("terms", "x"),
+    "dim-negative": ("dim", -1), "vectors-string": ("vectors", "faiss"), "n-passages-bool": ("n_passages", True),
+}
+
+
+@pytest.mark.parametrize("path, value", list(FORGED_TYPES.values()), ids=list(FORGED_TYPES))
+def test_a_manifest_of_valid_checksums_and_wrong_types_is_damaged_never_a_traceback(built, path, value, fake_model):
+    from typer.testing import CliRunner
+
+    from qa.cli import app
+
+    manifest = json.loads((read_index(built).directory / MANIFEST).read_bytes())
+    forge(built, MANIFEST, manifest=_with(manifest, path, value))
+    assert_one_line_corrupt(built)
+    runner = CliRunner()
+    for command in (["sources"], ["ask", "drone"], ["index", "--model", FAKE_MODEL]):
+        result = runner.invoke(app, [*command, "--index-dir", str(built)])
+        assert result.exception is None or isinstance(result.exception, SystemExit), (command, result.exception)
+        assert "Traceback" not in result.output
+        if result.exit_code != 0:
+            assert len(result.stderr.strip().splitlines()) == 1, (command, result.stderr)

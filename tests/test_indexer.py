@@ -1,6 +1,7 @@
 import numpy as np
 
-from qa.indexer import background_sets, background_vectors, build_index, closest_background, stale_reasons
+from qa.freshness import stale_reasons
+from qa.indexer import background_sets, background_vectors, build_index, closest_background
 from qa.store import FORMAT_VERSION, read_index
 
 from conftest import FakeEmbedder

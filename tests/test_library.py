@@ -746,3 +746,33 @@ def test_an_answer_from_a_pdf_names_its_metadata_title(fake_model, tmp_path):
     result = runner.invoke(app, ["ask", "when does the harbour open", "--index-dir", str(index_dir)], terminal_width=300)
     header = next(line for line in result.stdout.splitlines() if line.startswith("[1]"))
     assert header.startswith("[1] Harbour Rules 2024 (scan01.pdf, page 1)")
+
+
+def test_a_question_on_a_stale_index_checksums_each_generation_once(fake_model, library, monkeypatch):
+    """``qa ask`` after an edit reads and checksums the index it found once (the update
+    reuses it) and the generation it wrote once, not the old one three times over."""
+    from collections import Counter
+
+    from qa import store
+
+    folder, index_dir = library
+    update_index(index_dir, [folder], embedder=FakeEmbedder())
+    old = read_index(index_dir).directory
+    write(folder / "zebra.txt", "Zebras\n\nThe zebra lives in Africa.\n\nThe zebra eats leaves at night.\n")
+    reads = Counter()
+    checksum = store._sha256
+
+    def counted(path):
+        if path.parent.name.startswith("gen-"):
+            reads[path.parent.name, path.name] += 1
+        return checksum(path)
+
+    monkeypatch.setattr(store, "_sha256", counted)
+    result = qa("ask", "eats", "--index-dir", str(index_dir))
+    assert result.exit_code == 0 and "leaves at night" in result.stdout, result.output
+    monkeypatch.undo()
+    new = read_index(index_dir).directory
+    assert new != old
+    files = {name for generation, name in reads if generation == old.name}
+    assert files and files == {name for generation, name in reads if generation == new.name}, reads
+    assert set(reads.values()) == {1}, reads  # each file of each generation checksummed once

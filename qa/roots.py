@@ -1,0 +1,81 @@
+"""Which files make up an index's library: document keys, roots and paths.
+
+The manifest names each document by its resolved path (the bundled article by
+:data:`BUNDLED_ROOT`, wherever qa is installed) and keeps the folders, files and globs
+it was asked to index (its roots). These functions turn one into the other; both the
+indexer and the freshness checks use them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+
+from qa.paths import BUNDLED_ARTICLE
+
+BUNDLED_ROOT = "<bundled article>"
+GLOB = re.compile(r"[*?\[]")
+"""A root holding one of these characters is a glob pattern."""
+
+
+def document_path(record: dict) -> Path:
+    """Return where to read a manifest's document now (the bundled article moves with qa)."""
+    return BUNDLED_ARTICLE.resolve() if record.get("bundled") else Path(record["source"])
+
+
+def document_key(path: Path | str) -> str:
+    """Return how a document is matched between index runs: its resolved path.
+
+    The bundled article is matched as itself wherever qa is installed.
+    """
+    path = Path(path)
+    if path == BUNDLED_ARTICLE.resolve() or path == BUNDLED_ARTICLE:
+        return BUNDLED_ROOT
+    return str(path)
+
+
+def record_key(record: dict) -> str:
+    """Return a manifest document's key (see :func:`document_key`)."""
+    return BUNDLED_ROOT if record.get("bundled") else record["source"]
+
+
+def root_path(root: str) -> str:
+    """Return the path a root names (the bundled article's, for :data:`BUNDLED_ROOT`)."""
+    return str(BUNDLED_ARTICLE.resolve()) if root == BUNDLED_ROOT else root
+
+
+def normalize_input(value: str | Path) -> str:
+    """Return an input path or glob as an absolute string, as stored among the roots.
+
+    A path that exists is resolved (symlinks followed), as document keys are, so that
+    removing or excluding it matches the documents found through it.
+    """
+    path = Path(os.fspath(value)).expanduser()
+    resolved = path.resolve()
+    if resolved == BUNDLED_ARTICLE.resolve():
+        return BUNDLED_ROOT
+    return str(resolved) if path.exists() else os.path.abspath(path)
+
+
+def is_under(path: str, parent: str) -> bool:
+    """Return True when ``path`` is ``parent`` or inside it (both absolute strings)."""
+    return path == parent or path.startswith(parent.rstrip(os.sep) + os.sep)
+
+
+def file_digest(path: Path) -> str:
+    """Return the SHA-256 of a file's bytes: the content hash a manifest records."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def vanished(path: Path) -> bool:
+    """True when ``path`` is gone; False when it exists or can't be checked (kept, then)."""
+    try:
+        path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    except OSError:
+        return False
+    return False
