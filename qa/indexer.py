@@ -312,9 +312,9 @@ def update_index(
     progress: PassageProgress | None = None,
     lock_timeout: float = 600.0,
     skips_shown: bool = True,
+    current: Snapshot | None = None,
     ray: RayOptions | None = None,
     store: str | None = None,
-    current: Snapshot | None = None,
 ) -> IndexReport:
     """Bring the index in ``index_dir`` up to date with its documents, embedding only what changed.
 
@@ -326,13 +326,13 @@ def update_index(
     embedding progress; and whether the caller shows the user the files skipped
     (``skips_shown``: ``qa index`` does, ``ask`` and ``chat`` don't). The manifest
     records the skipped files shown, so that the next run can tell which are new
-    (``report.skipped_before``). With ``ray``, the texts to embed are embedded by
-    Ray actors (see :mod:`qa.ray_embed`) instead of in this process. ``store`` is the
-    URI of the vector store to write (see :mod:`qa.vectorstore`; None: the one the
-    index uses, FAISS files for a new index); naming another one moves the vectors.
-    ``current`` is the snapshot the caller already read
+    (``report.skipped_before``). ``current`` is the snapshot the caller already read
     and verified (``qa ask`` on a stale index): while ``CURRENT`` still names its
-    generation it is updated without reading and checksumming the index again.
+    generation it is updated without reading and checksumming the index again. With
+    ``ray``, the texts to embed are embedded by Ray actors (see :mod:`qa.ray_embed`)
+    instead of in this process. ``store`` is the URI of the vector store to write (see
+    :mod:`qa.vectorstore`; None: the one the index uses, FAISS files for a new index);
+    naming another one moves the vectors.
 
     A document is re-embedded only when its content hash changed; deleted documents
     are dropped; unreadable or unsupported files are skipped with a reason, and a

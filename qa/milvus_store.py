@@ -190,6 +190,16 @@ class MilvusStore:
         self._checked = True
 
 
+def _drop_orphans(client, index_dir: Path) -> None:
+    """Drop this index's collections whose generation directory is gone: those of writes
+    killed before their swap. The caller holds the index's writer lock."""
+    prefix = collection_name(index_dir, "")
+    kept = {collection_name(index_dir, path.name) for path in index_dir.glob("gen-*")}
+    for name in client.list_collections():
+        if name.startswith(prefix) and name not in kept:
+            client.drop_collection(name)
+
+
 class MilvusBackend:
     """Writes, opens and drops the Milvus collections of generations (see :class:`qa.vectorstore.VectorBackend`)."""
 
@@ -221,8 +231,7 @@ class MilvusBackend:
         index_params = client.prepare_index_params()
         index_params.add_index(field_name="vector", index_type=plan["index"], metric_type="IP", params=plan["params"])
         try:
-            if client.has_collection(name):  # left by a write killed before its swap
-                client.drop_collection(name)
+            _drop_orphans(client, directory.parent)
             client.create_collection(name, schema=schema)
             for start in range(0, n, INSERT_ROWS):
                 rows = vectors[start : start + INSERT_ROWS]
