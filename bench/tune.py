@@ -1,6 +1,6 @@
 """Grid search of the retrieval weights on the valid splits (never on test).
 
-    .venv/bin/python bench/tune.py
+    .venv/bin/python bench/tune.py [--onnx-engine DIR] [--dim N]
 
 Uses bench/retrieval.py's cached vectors: run that once with --split valid first.
 """
@@ -29,7 +29,15 @@ def prepared(name: str, vectors: Vectors):
 
 
 def main() -> None:
-    vectors = Vectors()
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--onnx-engine", help="the engine folder given to bench/retrieval.py")
+    parser.add_argument("--dim", type=int, help="keep only this many coordinates (Matryoshka)")
+    parser.add_argument("--margins", default="-0.02,0.03,0.001",
+                        help="no-answer thresholds tried: start,stop,step (another model, another scale)")
+    args = parser.parse_args()
+    vectors = Vectors(args.onnx_engine, args.dim)
     background = background_for(vectors, "id")
     data = {name: prepared(name, vectors) for name in ("tydi", "facqa", "nusax", "idk")}
     print("| sentence_weight | lexical_weight | tydi hit@1 | facqa hit@1 | nusax hit@1 | idk answerable hit@1 |")
@@ -47,10 +55,11 @@ def main() -> None:
                 n += 1
             cells.append(f"{hits / n:.3f}")
         print(f"| {sw} | {lw} | " + " | ".join(cells) + " |")
-    calibrate_no_answer(vectors, background, data)
+    start, stop, step = (float(x) for x in args.margins.split(","))
+    calibrate_no_answer(vectors, background, data, np.round(np.arange(start, stop + step / 2, step), 3))
 
 
-def calibrate_no_answer(vectors: Vectors, background: np.ndarray, data: dict) -> None:
+def calibrate_no_answer(vectors: Vectors, background: np.ndarray, data: dict, thresholds: np.ndarray) -> None:
     """Print how many questions each "no answer" threshold refuses, and the one to use.
 
     Answerable: the valid questions of TyDi, FacQA and IDK-MRC against their own
@@ -78,7 +87,6 @@ def calibrate_no_answer(vectors: Vectors, background: np.ndarray, data: dict) ->
     print("\n| margin threshold | " + " | ".join(f"{n} answerable refused" for n in answerable) + " | "
           + " | ".join(f"{n} unanswerable refused" for n in unanswerable) + " |")
     print("|---|" + "---|" * (len(answerable) + len(unanswerable)))
-    thresholds = np.round(np.arange(-0.02, 0.0305, 0.001), 3)
     for threshold in thresholds:
         cells = [f"{np.mean(m < threshold):.3f}" for m in (*answerable.values(), *unanswerable.values())]
         print(f"| {threshold:+.3f} | " + " | ".join(cells) + " |")
