@@ -201,3 +201,18 @@ def test_real_embeddinggemma_int8_engine_matches_sentence_transformers(tmp_path)
     got = engine.embed_passages(texts)
     want = _reference(Path(folder), texts, "document")
     assert np.sum(got * want, axis=1).min() >= 0.99
+
+
+def test_int8_keeps_the_outlier_prone_matmuls_in_fp32(tiny):
+    """The MLP down projections and the Dense layers stay fp32 in the int8 engine."""
+    import onnx
+
+    from qa.models.onnx_engine import _sensitive_matmuls
+
+    _, fp32, int8, _ = tiny
+    kept = _sensitive_matmuls(fp32 / ONNX_FILE)
+    assert len([n for n in kept if "down_proj" in n]) == 3 and len([n for n in kept if "/dense." in n]) == 2
+    graph = onnx.load(str(int8 / ONNX_FILE), load_external_data=False).graph
+    integer_nodes = [n.name for n in graph.node if "Integer" in n.op_type or "Quant" in n.op_type]
+    assert integer_nodes, "nothing was quantized"
+    assert not any("down_proj" in name or "/dense." in name for name in integer_nodes)
