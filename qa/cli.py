@@ -456,6 +456,7 @@ def serve(
     port: int = typer.Option(8000, "--port", min=0, max=65535, metavar="PORT", help="Port to listen on (0: any free port)."),
     index_dir: Optional[Path] = IndexDirOption,
     model: Optional[str] = ModelOption,
+    store: Optional[str] = StoreOption,
 ) -> None:
     """Serve a chat page and an HTTP API for the documents, on this machine (Ctrl-C stops it).
 
@@ -476,7 +477,7 @@ def serve(
         except server.ServeError as exc:
             fail(str(exc))
         # Bound first, so a taken port fails at once; clients that come early wait in its backlog.
-        service = _answer_service(index_dir, model, Status())
+        service = _answer_service(index_dir, model, Status(), store)
         app_ = server.create_app(service, token=token, loopback=loopback)
         server.announce(server.url_of(sock), token, lambda line: typer.echo(line))
         try:
@@ -486,14 +487,14 @@ def serve(
     typer.echo("qa serve: stopped")
 
 
-def _answer_service(index_dir: Optional[Path], model: Optional[str], status: Status):
+def _answer_service(index_dir: Optional[Path], model: Optional[str], status: Status, store: Optional[str] = None):
     from qa.retriever import Retriever
     from qa.service import AnswerService
 
     directory = _resolve_index_dir(index_dir)
     return AnswerService(
         directory,
-        open_retriever=lambda: _open_retriever(index_dir, model, status),
+        open_retriever=lambda: _open_retriever(index_dir, model, status, store),
         keep_fresh=lambda retriever: _keep_fresh(retriever, index_dir, status),
         reload=lambda retriever: Retriever(_read_index_or_repair(directory), retriever.embedder),
     )

@@ -308,3 +308,11 @@ def test_the_server_answers_through_the_reader_seam(index_dir, monkeypatch):
     assert plain["answer"] == plain["passages"][0]["text"][:20].upper()
     assert follow_up["answer"] == follow_up["passages"][0]["text"][:20].upper()
     AnswerOut.model_validate(plain)
+
+
+def test_serve_takes_the_store_the_index_uses_and_refuses_another_in_one_line(index_dir):
+    assert _answer_service(None, None, Status(), "faiss") is not None
+    result = runner.invoke(cli_app, ["serve", "--port", "0", "--store", "milvus:elsewhere.db"])
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "keeps its vectors in 'faiss'" in lines[0] and "qa index --store milvus:elsewhere.db" in lines[0]
