@@ -362,7 +362,9 @@ def index_command(
         render_index_report(make_console(), make_console(stderr=True), report, verbose=verbose)
     if only_bundled and report.added and not replace_all:
         # the first documents of the user's own, beside the article qa ships with: say once how to drop it
-        option = f" --index-dir {directory}" if directory != default_index_dir() else ""
+        from qa.pipeline import index_option
+
+        option = index_option(directory, default_index_dir())
         typer.echo(f"note: the bundled example article is still in this index; `qa index --remove bundled{option}` "
                    "drops it", err=True)
     if report.failed_inputs:
@@ -417,8 +419,7 @@ def sources_command(
     store: Optional[str] = StoreOption,
 ) -> None:
     """List the indexed documents: passages, format, when added, content hash."""
-    import json
-
+    from qa.pipeline import check_store, index_option, repair_message
     from qa.render import make_console, render_sources_table, source_record
     from qa.store import IndexCorrupt, IndexMissing, read_index
     from qa.terminal import json_safe
@@ -428,16 +429,10 @@ def sources_command(
         try:
             snapshot = read_index(directory)
         except IndexMissing as exc:
-            from qa.pipeline import index_option
-
             option = index_option(directory, default_index_dir())
             fail(f"{exc}: `qa index PATH...{option}` makes one (`qa index{option}` alone indexes the bundled article)")
         except IndexCorrupt as exc:
-            from qa.pipeline import repair_message
-
             fail(repair_message(exc, directory, default_index_dir()))
-        from qa.pipeline import check_store, index_option
-
         check_store(snapshot.manifest, store, directory, index_option(directory, default_index_dir()))
     documents = snapshot.manifest.get("documents", [])
     if as_json:
@@ -527,8 +522,6 @@ def eval_command(
     list means the documents cannot answer. Reports Hit@1, Hit@5 and MRR, and how
     "no answer" fares.
     """
-    import json
-
     from qa.evaluate import evaluate, metrics, read_eval_set
     from qa.reader import answer_question
     from qa.render import make_console, render_eval

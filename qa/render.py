@@ -54,15 +54,26 @@ def source_label(item: RetrievedPassage) -> str:
     title is named by its file alone (``notes.txt, line 3``).
     """
     p = item.passage
-    if p.page:
-        where = f"page {p.page}"
-    elif p.line:
-        where = f"line {p.line}"
-    else:
-        where = f"characters {p.start}-{p.end}"
-    location = f"{one_line(Path(p.source).name)}, {where}"
+    location = passage_location(p.source, p.page, p.line, p.start, p.end)
     title = display_title(p.title)
     return f"{one_line(title)} ({location})" if title else location
+
+
+def passage_location(source: str, page: int | None, line: int | None, start: int, end: int) -> str:
+    """Return a passage's file name and place in it: ``report.pdf, page 3``, ``notes.txt, line 12``,
+    or ``page.html, characters 10-250`` when the format has neither pages nor lines."""
+    if page:
+        where = f"page {page}"
+    elif line:
+        where = f"line {line}"
+    else:
+        where = f"characters {start}-{end}"
+    return f"{one_line(Path(source).name)}, {where}"
+
+
+def short_time(iso: str | None) -> str:
+    """Return an ISO 8601 time as ``2026-12-04 19:51`` (minutes, no zone), or "" for none."""
+    return str(iso or "")[:16].replace("T", " ")
 
 
 def passage_text(item: RetrievedPassage) -> Text:
@@ -225,7 +236,7 @@ def render_sources_table(console: Console, documents: Sequence[dict]) -> None:
     rows = [
         tuple(one_line(field) for field in (
             str(record.get("source", "?")), str(record.get("kind", "text")), str(record.get("passages", 0)),
-            str(record.get("added") or "")[:16].replace("T", " "), str(record.get("sha256", ""))[:12]))
+            short_time(record.get("added")), str(record.get("sha256", ""))[:12]))
         for record in documents
     ]
     if not console.is_terminal:
@@ -247,15 +258,14 @@ def render_sources_table(console: Console, documents: Sequence[dict]) -> None:
 def render_log(console: Console, entries: Sequence[dict]) -> None:
     """Print logged answers (``qa log``): when, the question, and the best passage's source, or the refusal."""
     for entry in entries:
-        when = str(entry.get("asked", ""))[:16].replace("T", " ")
-        console.print(Text(f"{when}  {one_line(str(entry.get('question', '')))}", style="bold"))
+        console.print(Text(f"{short_time(entry.get('asked'))}  {one_line(str(entry.get('question', '')))}", style="bold"))
         passages = entry.get("passages") or []
         if not entry.get("found"):
             console.print(Text("  no answer", style="yellow"))
         elif passages:
             top = passages[0]
-            where = f"line {top['line']}" if top.get("line") else f"page {top['page']}" if top.get("page") else ""
-            name = one_line(Path(str(top.get("source", ""))).name)
-            console.print(Text(f"  {name}{', ' + where if where else ''}  score {top.get('score', 0):.3f}", style="cyan"))
+            where = passage_location(str(top.get("source", "")), top.get("page"), top.get("line"),
+                                     top.get("start", 0), top.get("end", 0))
+            console.print(Text(f"  {where}  score {top.get('score', 0):.3f}", style="cyan"))
             console.print(Text("  " + normalize_for_model(str(top.get("text", "")))[:200]))
 
