@@ -31,11 +31,9 @@ def chat(fake_model, isolated_dirs):
     child.close(force=True)
 
 
-def test_ctrl_c_clears_the_half_typed_line_and_keeps_the_chat(chat):
-    chat.send("a half typed question")
-    chat.expect_exact("a half typed question")  # echoed: readline is reading (a signal sent before is lost)
-    chat.sendcontrol("c")
-    chat.expect(PROMPT)
+
+def assert_still_answers_and_leaves(chat):
+    """The chat answers a question after an interruption, then ``exit`` leaves it with status 0."""
     chat.sendline("Mohajer-6 drone Iran")
     chat.expect("Mohajer-6 dan seri Shahed")
     chat.expect(PROMPT)
@@ -43,6 +41,14 @@ def test_ctrl_c_clears_the_half_typed_line_and_keeps_the_chat(chat):
     chat.expect(pexpect.EOF)
     chat.close()
     assert chat.exitstatus == 0
+
+
+def test_ctrl_c_clears_the_half_typed_line_and_keeps_the_chat(chat):
+    chat.send("a half typed question")
+    chat.expect_exact("a half typed question")  # echoed: readline is reading (a signal sent before is lost)
+    chat.sendcontrol("c")
+    chat.expect(PROMPT)
+    assert_still_answers_and_leaves(chat)
 
 
 def test_ctrl_d_leaves(chat):
@@ -101,10 +107,4 @@ def test_ctrl_c_stops_a_long_answer_and_keeps_the_chat(chat):
     chat.expect_exact("(stopped)", timeout=10)
     chat.expect(PROMPT)
     assert time.monotonic() - started < 10
-    chat.sendline("Mohajer-6 drone Iran")
-    chat.expect("Mohajer-6 dan seri Shahed")
-    chat.expect(PROMPT)
-    chat.sendline("exit")
-    chat.expect(pexpect.EOF)
-    chat.close()
-    assert chat.exitstatus == 0
+    assert_still_answers_and_leaves(chat)
