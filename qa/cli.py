@@ -570,8 +570,10 @@ def main() -> None:
     try:
         apply_config(read_config(config_path()), os.environ)
     except ConfigError as exc:
-        typer.echo(f"Error: {exc}", err=True)
-        raise SystemExit(1)
+        try:
+            fail(str(exc))  # outside the app: its typer.Exit is turned into the exit code here
+        except typer.Exit as done:
+            raise SystemExit(done.exit_code) from None
     args = sys.argv[1:]
     app(prog_name="qa", args=optional_ray_address(args) if "--ray" in args else args)
 
