@@ -187,12 +187,14 @@ def _resolve_index_dir(index_dir: Optional[Path]) -> Path:
     return index_dir.expanduser() if index_dir else default_index_dir()
 
 
-def _open_retriever(index_dir: Optional[Path], model: Optional[str], status: Status, store: Optional[str] = None):
+def _open_retriever(index_dir: Optional[Path], model: Optional[str], status: Status, store: Optional[str] = None,
+                    one_shot: bool = False):
     from qa.pipeline import open_retriever
 
     with status:
         return open_retriever(
-            _resolve_index_dir(index_dir), model, default_index_dir(), status.notify, status.progress, store
+            _resolve_index_dir(index_dir), model, default_index_dir(), status.notify, status.progress, store,
+            one_shot=one_shot,
         )
 
 
@@ -261,7 +263,7 @@ def ask(
     with user_errors():
         clean_question(question)
         status = Status()
-        retriever = _open_retriever(index_dir, model, status, store)
+        retriever = _open_retriever(index_dir, model, status, store, one_shot=True)
         answer = answer_question(retriever, question, top_k)
     if as_json:
         typer.echo(answer_json(answer))

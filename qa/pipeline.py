@@ -85,6 +85,7 @@ def open_retriever(
     notify: Notify,
     progress: PassageProgress | None = None,
     store: str | None = None,
+    one_shot: bool = False,
 ) -> Retriever:
     """Return a :class:`Retriever` over a fresh index in ``index_dir``.
 
@@ -101,6 +102,8 @@ def open_retriever(
     index's is a :class:`PipelineError` that says what to run. ``store`` is the vector
     store URI the user named (None: the index's own; for a new index, FAISS files); an
     index whose vectors are elsewhere is a :class:`PipelineError` that says how to move them.
+    ``one_shot`` says the retriever answers one question and exits (``qa ask``): the
+    question embedder is then the one that starts fastest (:func:`load_query_embedder`).
     """
     hint_dir = index_option(index_dir, default_dir)
     try:
@@ -138,7 +141,7 @@ def open_retriever(
             f"the index in {index_dir} was built with model '{built_with}', not '{model}'; "
             f"embed its documents with that model with: qa index --model {model}{hint_dir}"
         )
-    embedder = load_query_embedder(built_with, progress=notify)
+    embedder = load_query_embedder(built_with, progress=notify, one_shot=one_shot)
     return _fresh_retriever(index_dir, snapshot, embedder, notify, progress)
 
 

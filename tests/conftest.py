@@ -68,6 +68,7 @@ def isolated_dirs(tmp_path, monkeypatch):
     monkeypatch.delenv("QA_STORE", raising=False)
     monkeypatch.delenv("QA_TOP_K", raising=False)
     monkeypatch.setenv("QA_CONFIG", str(tmp_path / "no-qa.toml"))  # the developer's own qa.toml stays out
+    monkeypatch.setenv("QA_SERVICE", "0")  # no warm model service outlives a test (test_embed_service starts its own)
     # The index signing key (qa/signing.py), set apart from ``monkeypatch`` so that a
     # test's monkeypatch.undo() keeps the key its indexes were signed with.
     state = pytest.MonkeyPatch()

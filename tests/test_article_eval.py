@@ -1,4 +1,4 @@
-"""CI gate: the bundled article's own evaluation set, with the real default model.
+"""CI gate: the bundled article's own evaluation set, with the real default model and e5-small.
 
 The floors are today's measured levels (see README) less one question, so that a
 change that makes answers worse fails CI. The issue's targets are higher; see the README's table.
@@ -37,19 +37,31 @@ def test_eval_set_composition():
     assert all(not set(terms(item.question)) & article_terms for item in paraphrases)
 
 
+# Per model, today's measured levels less one question of slack each, so that a score
+# that moves in the fifth decimal on another CPU doesn't fail CI (hit@1, hit@5 of 47
+# answerable; at most this many of them wrongly refused; at least this many of 15
+# unanswerable refused).
+FLOORS = {
+    # EmbeddingGemma (the default) today: Hit@1 44 of 47, Hit@5 47, 2 wrongly refused, 10 of 15 refused.
+    "default": {"hit@1": 43 / 47, "hit@5": 46 / 47, "false_refusals": 3, "no_answer_correct": 9},
+    # e5-small today: Hit@1 41 of 47, Hit@5 47, 3 wrongly refused, 10 of 15 refused.
+    "e5-small": {"hit@1": 40 / 47, "hit@5": 46 / 47, "false_refusals": 4, "no_answer_correct": 9},
+}
+
+
 @pytest.mark.model
 @pytest.mark.slow  # over 3 s: the whole article eval set
-def test_article_eval_gate(tmp_path):
+@pytest.mark.parametrize("model", FLOORS)
+def test_article_eval_gate(tmp_path, model):
     runner = CliRunner()
     index_dir = str(tmp_path / "index")
-    assert runner.invoke(app, ["index", "--index-dir", index_dir]).exit_code == 0
+    chosen = [] if model == "default" else ["--model", model]
+    assert runner.invoke(app, ["index", "--index-dir", index_dir, *chosen]).exit_code == 0
     result = runner.invoke(app, ["eval", "--json", "--index-dir", index_dir, str(EVAL_SET)])
     assert result.exit_code == 0, result.output
     m = json.loads(result.stdout)
-    # Today: Hit@1 41 of 47, Hit@5 47, 3 of 47 wrongly refused, 10 of 15 refused.
-    # Each floor leaves one question of slack, so a score that moves in the fifth
-    # decimal on another CPU doesn't fail CI.
-    assert m["hit@1"] >= 40 / 47, m
-    assert m["hit@5"] >= 46 / 47, m
-    assert m["false_refusals"] <= 4, m
-    assert m["no_answer_correct"] >= 9, m
+    floor = FLOORS[model]
+    assert m["hit@1"] >= floor["hit@1"], m
+    assert m["hit@5"] >= floor["hit@5"], m
+    assert m["false_refusals"] <= floor["false_refusals"], m
+    assert m["no_answer_correct"] >= floor["no_answer_correct"], m

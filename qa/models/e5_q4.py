@@ -606,7 +606,8 @@ def _marker_digest(marker: dict) -> str:
 
 
 def is_complete_build(
-    folder: Path, verify_checksums: bool = False, format_version: int = BUILD_FORMAT_VERSION
+    folder: Path, verify_checksums: bool = False, format_version: int = BUILD_FORMAT_VERSION,
+    required: str = "model.safetensors",
 ) -> bool:
     """Return True if ``folder`` holds a finished build, judged by its ``qa-build.json``.
 
@@ -614,7 +615,8 @@ def is_complete_build(
     carry this module's format version and a correct checksum of itself, and every
     file it lists must exist with the recorded size. ``verify_checksums=True`` also
     re-hashes every file (slow: about 250 MB). ``format_version`` is the one the
-    folder's builder writes (another model's build, e.g. :mod:`qa.models.gemma_pypi`).
+    folder's builder writes (another model's build, e.g. :mod:`qa.models.gemma_pypi`),
+    and ``required`` the file without which it is no model (an ONNX engine's graph).
     """
     try:
         marker = json.loads((Path(folder) / BUILD_MARKER).read_text(encoding="utf-8"))
@@ -623,7 +625,7 @@ def is_complete_build(
         if marker.get("marker_sha256") != _marker_digest(marker):
             return False
         files = marker["files"]
-        if "model.safetensors" not in files:
+        if required not in files:
             return False
         for rel, info in files.items():
             path = Path(folder) / rel

@@ -9,7 +9,7 @@ from __future__ import annotations
 E5_MODEL = "intfloat/multilingual-e5-small"
 GEMMA_MODEL = "google/embeddinggemma-300m"
 
-DEFAULT_MODEL = E5_MODEL
+DEFAULT_MODEL = GEMMA_MODEL
 """The model of a new index when none is asked for (E5_MODEL or GEMMA_MODEL)."""
 
 SHORT_NAMES = {"e5-small": E5_MODEL, "embeddinggemma": GEMMA_MODEL}
