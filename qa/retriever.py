@@ -242,18 +242,21 @@ class Retriever:
         self._sentence_owner = np.repeat(np.arange(len(counts)), counts)
         self._sentence_start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
 
-    def closest_passages(self, query: np.ndarray, k: int, query_terms: Sequence[str] = ()) -> tuple[list[RetrievedPassage], float]:
+    def closest_passages(self, query: np.ndarray, k: int, query_terms: Sequence[str] = (),
+                         highlight_query: np.ndarray | None = None) -> tuple[list[RetrievedPassage], float]:
         """Return the ``k`` best passages for ``query``, best first, and the evidence score.
 
-        See :func:`rank_passages`; ``query_terms`` feed the lexical signal.
+        See :func:`rank_passages`; ``query_terms`` feed the lexical signal. Each passage's
+        highlighted sentence is the one closest to ``highlight_query`` (default ``query``).
         """
+        highlight_query = query if highlight_query is None else highlight_query
         content = self.snapshot.content
         order, scores, evidence = rank_passages(
             query, content.vectors, content.sentence_vectors, self._sentence_owner,
             self._lexicon, query_terms, self.config, k, self.candidates(query, k, query_terms),
         )
         passages = [
-            RetrievedPassage(content.passages[int(i)], float(s), self.best_sentence(int(i), query))
+            RetrievedPassage(content.passages[int(i)], float(s), self.best_sentence(int(i), highlight_query))
             for i, s in zip(order, scores)
         ]
         return passages, evidence
@@ -297,7 +300,9 @@ class Retriever:
 
         ``context`` (an earlier question of the conversation) is added after the
         question for retrieval, for follow-up questions that depend on it; when the two
-        are longer than the model reads, the context is what gets cut.
+        are longer than the model reads, the context is what gets cut. The sentence
+        highlighted is still the one closest to the question itself: the topic finds
+        the passage, the follow-up says what in it is asked about.
         """
         from qa.lexical import terms
 
@@ -308,8 +313,11 @@ class Retriever:
             context = None
         text = f"{cleaned} {context}" if context else cleaned
         truncated = self.embedder.count_tokens(cleaned) > self.embedder.max_tokens
-        query = self.embedder.embed_queries([text])[0]
-        passages, evidence = self.closest_passages(query, max(1, top_k), terms(text))
+        if context:
+            query, own = self.embedder.embed_queries([text, cleaned])
+        else:
+            query = own = self.embedder.embed_queries([text])[0]
+        passages, evidence = self.closest_passages(query, max(1, top_k), terms(text), highlight_query=own)
         margin = evidence - background_level(query, self.snapshot.background)
         found = bool(passages) and margin >= self.config.answer_margin
         return Answer(question, found, passages, margin, context, truncated)

