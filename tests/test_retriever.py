@@ -204,7 +204,8 @@ def test_context_is_cleaned_like_a_question_and_comes_after_it(tmp_path):
             return super().embed_queries(texts)
 
     answer = Retriever(snap, Recording([1, 0.05, 0.1])).ask("What are they for?", context="Which\x00 drones\udcff?")
-    assert seen == ["What are they for? Which drones??"] and answer.context == "Which drones??"
+    # the question with its context for retrieval, then alone for the highlighted sentence
+    assert seen == ["What are they for? Which drones??", "What are they for?"] and answer.context == "Which drones??"
     # A context with nothing left after cleaning is no context.
     assert Retriever(snap, Recording([1, 0.05, 0.1])).ask("q", context="\x00\x01").context is None
 
