@@ -1,4 +1,4 @@
-"""Documents to passages: loading, cleaning, sentence splitting and chunking.
+"""Documents to passages: cleaning, sentence splitting and chunking.
 
 Everything here is a pure function over a document's text that works in character
 offsets of that text, so that every passage can point back into its source:
@@ -8,15 +8,10 @@ Cleaning never rewrites text; it only decides which spans are content.
 
 from __future__ import annotations
 
-import errno
-import hashlib
-import os
 import re
-import stat
 import unicodedata
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import Callable, Iterator
 
 Span = tuple[int, int]
 TokenCounter = Callable[[str], int]
@@ -97,96 +92,6 @@ class ChunkSettings:
     def to_dict(self) -> dict:
         """Return the settings as a JSON-ready dict (compared to detect stale indexes)."""
         return asdict(self)
-
-
-class NotARegularFile(OSError):
-    """The path names a FIFO, a device, a socket or a directory, not a file to read."""
-
-
-def open_regular(path: Path | str, follow_links: bool = True) -> BinaryIO:
-    """Open a file for binary reading, only if it is a regular file; return the handle.
-
-    The check is made on the opened descriptor (``fstat``), not on the path before
-    opening it: a file replaced by a FIFO between the two would otherwise block the
-    open (a FIFO's open waits for a writer) or the read forever. The open itself is
-    non-blocking for that reason; reads of the regular file it returns block as usual.
-    Raises :class:`NotARegularFile` (an ``OSError``) for anything else, and the
-    ``OSError`` of the open (missing, permission denied, a link loop) as is. Without
-    ``follow_links`` a symbolic link is not followed but refused (``ELOOP``): qa's own
-    index files are never links.
-    """
-    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0)
-    fd = os.open(path, flags if follow_links else flags | os.O_NOFOLLOW)
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise NotARegularFile(errno.EINVAL, "not a regular file", str(path))
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-def read_document(path: Path, source: str | None = None) -> Document:
-    """Read a document file (text, Markdown, HTML, PDF or DOCX) into a :class:`Document`.
-
-    Takes the path to read and, optionally, the name to record as its source
-    (default: the resolved path). The extractor is chosen by the file's suffix; an
-    unknown suffix is read as plain text. Files of ``MAX_FILE_BYTES`` or more are
-    refused by their size, before they are read. Raises :class:`DocumentError` with
-    a one-line reason naming the file when it is missing (it disappeared), not a
-    regular file (checked on the opened file: a FIFO never blocks), too large,
-    unreadable, binary, broken or without text.
-    """
-    from qa.extract import MAX_FILE_BYTES, too_large  # not at the top: qa.extract imports this module
-
-    try:
-        if path.is_dir():
-            raise DocumentError(f"{path}: is a directory, not a document")
-        with open_regular(path) as handle:
-            if reason := too_large(os.fstat(handle.fileno()).st_size):
-                raise DocumentError(f"{path}: {reason}")
-            data = handle.read(MAX_FILE_BYTES)
-    except NotARegularFile:
-        raise DocumentError(f"{path}: not a regular file") from None
-    except FileNotFoundError:
-        raise DocumentError(f"{path}: disappeared while indexing (no such file)") from None
-    except IsADirectoryError:
-        raise DocumentError(f"{path}: is a directory, not a document") from None
-    except PermissionError:
-        raise DocumentError(f"{path}: permission denied") from None
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise DocumentError(f"{path}: symbolic link loop") from None
-        raise DocumentError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    if reason := too_large(len(data)):  # it grew after the size check
-        raise DocumentError(f"{path}: {reason}")
-    return document_from_bytes(data, source or os.path.realpath(path), display=str(path), suffix=path.suffix)
-
-
-def document_from_bytes(
-    data: bytes, source: str, display: str | None = None, suffix: str | None = None
-) -> Document:
-    """Extract a :class:`Document` from a file's raw bytes.
-
-    ``display`` names the file in error messages (default: ``source``); ``suffix``
-    picks the format (default: the suffix of ``source``; unknown suffixes, or none,
-    are read as plain text). Raises :class:`DocumentError` when the bytes hold no
-    text of that format (see :func:`qa.extract.extract_text`).
-    """
-    from qa.extract import extract_text  # not at the top: qa.extract imports this module
-
-    suffix = Path(source).suffix if suffix is None else suffix
-    extracted = extract_text(data, suffix, display or source)
-    return Document(
-        source=source,
-        text=extracted.text,
-        sha256=hashlib.sha256(data).hexdigest(),
-        kind=extracted.kind,
-        pages=extracted.pages,
-        note=extracted.note,
-    )
 
 
 # --- cleaning -------------------------------------------------------------------

@@ -1,4 +1,7 @@
-"""Text out of document files: plain text, Markdown, HTML, PDF and DOCX.
+"""Document files to text: reading them safely, then plain text, Markdown, HTML, PDF, DOCX.
+
+:func:`read_document` is where a document file is opened and read (never a FIFO,
+never more than ``MAX_FILE_BYTES``); the chunker in ``qa.documents`` only sees text.
 
 Each format has one extractor that turns a file's bytes into text for the chunker:
 paragraphs separated by a blank line, so that passages never run across them.
@@ -10,13 +13,17 @@ starts without paying for them, and only the formats present cost anything.
 from __future__ import annotations
 
 import codecs
+import errno
+import hashlib
 import io
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from qa.documents import DocumentError
+from qa.documents import Document, DocumentError
+from qa.files import NotARegularFile, open_regular
 
 MAX_FILE_BYTES = 100 * 1024 * 1024
 TEXT_SUFFIXES = frozenset({".txt", ".text", ".md", ".markdown"})
@@ -65,6 +72,63 @@ def extract_text(data: bytes, suffix: str, name: str) -> Extracted:
     if not extracted.text or extracted.text.isspace():  # not .strip(): no copy of a huge text
         raise DocumentError(f"{name}: no text (only white space)")
     return extracted
+
+
+def read_document(path: Path, source: str | None = None) -> Document:
+    """Read a document file (text, Markdown, HTML, PDF or DOCX) into a :class:`Document`.
+
+    Takes the path to read and, optionally, the name to record as its source
+    (default: the resolved path). The extractor is chosen by the file's suffix; an
+    unknown suffix is read as plain text. Files of ``MAX_FILE_BYTES`` or more are
+    refused by their size, before they are read. Raises :class:`DocumentError` with
+    a one-line reason naming the file when it is missing (it disappeared), not a
+    regular file (checked on the opened file: a FIFO never blocks), too large,
+    unreadable, binary, broken or without text.
+    """
+    try:
+        if path.is_dir():
+            raise DocumentError(f"{path}: is a directory, not a document")
+        with open_regular(path) as handle:
+            if reason := too_large(os.fstat(handle.fileno()).st_size):
+                raise DocumentError(f"{path}: {reason}")
+            data = handle.read(MAX_FILE_BYTES)
+    except NotARegularFile:
+        raise DocumentError(f"{path}: not a regular file") from None
+    except FileNotFoundError:
+        raise DocumentError(f"{path}: disappeared while indexing (no such file)") from None
+    except IsADirectoryError:
+        raise DocumentError(f"{path}: is a directory, not a document") from None
+    except PermissionError:
+        raise DocumentError(f"{path}: permission denied") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise DocumentError(f"{path}: symbolic link loop") from None
+        raise DocumentError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if reason := too_large(len(data)):  # it grew after the size check
+        raise DocumentError(f"{path}: {reason}")
+    return document_from_bytes(data, source or os.path.realpath(path), display=str(path), suffix=path.suffix)
+
+
+def document_from_bytes(
+    data: bytes, source: str, display: str | None = None, suffix: str | None = None
+) -> Document:
+    """Extract a :class:`Document` from a file's raw bytes.
+
+    ``display`` names the file in error messages (default: ``source``); ``suffix``
+    picks the format (default: the suffix of ``source``; unknown suffixes, or none,
+    are read as plain text). Raises :class:`DocumentError` when the bytes hold no
+    text of that format (see :func:`qa.extract.extract_text`).
+    """
+    suffix = Path(source).suffix if suffix is None else suffix
+    extracted = extract_text(data, suffix, display or source)
+    return Document(
+        source=source,
+        text=extracted.text,
+        sha256=hashlib.sha256(data).hexdigest(),
+        kind=extracted.kind,
+        pages=extracted.pages,
+        note=extracted.note,
+    )
 
 
 def too_large(size: int) -> str | None:

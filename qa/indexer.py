@@ -22,12 +22,12 @@ from qa.documents import (
     chunk_document,
     normalize_for_model,
     passage_model_text,
-    read_document,
     split_sentences,
 )
 from qa.embedder import DEFAULT_MODEL, Embedder, load_embedder, model_probe, same_model
 from qa.journal import EmbeddingJournal, journal_dir, remove_journals, text_key
 from qa.discover import Skipped, find_documents
+from qa.extract import read_document
 from qa.freshness import as_recorded, chunk_settings_for, lexicon_reasons, recorded_probe
 from qa.roots import (
     BUNDLED_ROOT,

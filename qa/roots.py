@@ -8,12 +8,11 @@ indexer and the freshness checks use them.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from pathlib import Path
 
-from qa.documents import open_regular
+from qa.files import file_sha256
 from qa.paths import BUNDLED_ARTICLE
 
 BUNDLED_ROOT = "<bundled article>"
@@ -70,8 +69,7 @@ def is_under(path: str, parent: str) -> bool:
 
 def file_digest(path: Path) -> str:
     """Return the SHA-256 of a file's bytes: the content hash a manifest records."""
-    with open_regular(path) as handle:  # a document replaced by a FIFO must not hang ask
-        return hashlib.file_digest(handle, "sha256").hexdigest()
+    return file_sha256(path)  # regular files only: a document replaced by a FIFO must not hang ask
 
 
 def vanished(path: Path) -> bool:

@@ -44,7 +44,8 @@ from typing import Iterator
 import numpy as np
 
 from qa import jsontext
-from qa.documents import NotARegularFile, Passage
+from qa.documents import Passage
+from qa.files import file_sha256, fsync_dir, open_regular, write_synced
 from qa.manifest import Manifest, ManifestError, validate_manifest
 from qa.vectorstore import VectorBackend, VectorStore, backend_for_record, vector_backend
 
@@ -158,38 +159,6 @@ class Snapshot:
         index is capped.
         """
         return self.vector_store.search(queries, k)
-
-
-def _sha256(path: Path, size: object = None) -> str:
-    """Return the SHA-256 of a regular file ("" when ``size`` is given and differs: not
-    worth hashing). Raises ``NotARegularFile`` for a FIFO or a device, which would hang
-    or never end."""
-    from qa.documents import open_regular
-
-    with open_regular(path, follow_links=False) as handle:
-        if isinstance(size, int) and os.fstat(handle.fileno()).st_size != size:
-            return ""
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _write_file(path: Path, data: bytes) -> None:
-    with open(path, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
 
 
 def _file_in_the_way(index_dir: Path) -> Path | None:
@@ -326,7 +295,8 @@ def _read_generation(index_dir: Path, generation: str, manifest_sha: str) -> Sna
         entry = manifest["files"].get(name)
         expected = entry.get("sha256") if isinstance(entry, dict) else None
         try:
-            digest = _sha256(gen_dir / name, entry.get("bytes") if isinstance(entry, dict) else None)
+            digest = file_sha256(gen_dir / name, follow_links=False,
+                                 size=entry.get("bytes") if isinstance(entry, dict) else None)
         except FileNotFoundError:
             raise
         except OSError:  # a FIFO, a device, a symbolic link (never followed), unreadable
@@ -394,7 +364,6 @@ def _read_generation(index_dir: Path, generation: str, manifest_sha: str) -> Sna
 
 def _signed(gen_dir: Path, manifest_bytes: bytes) -> bool:
     """Return whether a generation's manifest carries this user's signature."""
-    from qa.documents import open_regular
     from qa.signing import is_signed_by_me
 
     try:
@@ -419,7 +388,6 @@ def read_bounded(path: Path, limit: int = 64 << 20) -> bytes:
     """Return the bytes of an index file that must be a regular file of at most ``limit``
     bytes; raise ``OSError`` otherwise (a FIFO, ``/dev/zero``, a huge file planted in the
     index directory never hangs qa or fills its memory)."""
-    from qa.documents import open_regular
 
     if path.parent.name.startswith("gen-") and os.path.islink(path.parent):  # a generation is never a link
         raise OSError(errno.ELOOP, "a generation folder that is a symbolic link", str(path.parent))
@@ -503,21 +471,21 @@ def write_index(index_dir: Path, manifest: dict, content: IndexContent,
             "format_version": FORMAT_VERSION,
             "dim": int(vectors.shape[1]),
             "vectors": record,
-            "files": {name: {"sha256": _sha256(tmp / name), "bytes": (tmp / name).stat().st_size} for name in files},
+            "files": {name: {"sha256": file_sha256(tmp / name, follow_links=False), "bytes": (tmp / name).stat().st_size} for name in files},
         }
         manifest_bytes = jsontext.dumps(manifest, indent=1).encode("utf-8")
         manifest_sha = hashlib.sha256(manifest_bytes).hexdigest()
-        _write_file(tmp / MANIFEST, manifest_bytes)
-        _write_file(tmp / MANIFEST_SHA, f"{manifest_sha}\n".encode())
+        write_synced(tmp / MANIFEST, manifest_bytes)
+        write_synced(tmp / MANIFEST_SHA, f"{manifest_sha}\n".encode())
         from qa.signing import sign
 
-        _write_file(tmp / MANIFEST_SIG, f"{sign(manifest_bytes)}\n".encode())
+        write_synced(tmp / MANIFEST_SIG, f"{sign(manifest_bytes)}\n".encode())
         for entry in os.scandir(tmp):  # private as ssh's files: documents may be 0600
             if entry.is_file(follow_symlinks=False):
                 os.chmod(entry.path, 0o600)
-        _fsync_dir(tmp)
+        fsync_dir(tmp, ignore_errors=True)
         os.rename(tmp, index_dir / generation)
-        _fsync_dir(index_dir)
+        fsync_dir(index_dir, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -536,7 +504,7 @@ def _swap_current(index_dir: Path, generation: str, manifest_sha: str) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(current_tmp, index_dir / CURRENT)
-    _fsync_dir(index_dir)
+    fsync_dir(index_dir, ignore_errors=True)
 
 
 def _generation_time(name: str) -> int:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from qa.documents import DocumentError, document_from_bytes, read_document
+from qa.documents import DocumentError
+from qa.extract import document_from_bytes, read_document
 from qa.extract import (
     MAX_FILE_BYTES,
     SUPPORTED_SUFFIXES,

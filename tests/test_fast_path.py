@@ -225,7 +225,7 @@ def test_ask_after_an_edit_updates_the_index_without_torch(tmp_path, st_embedder
     assert not list(index_dir.glob(".journal-*"))
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("QA_CACHE_DIR", str(CACHE))
-        from qa.documents import read_document
+        from qa.extract import read_document
         from qa.indexer import chunk_for_index
 
         expected = chunk_for_index(read_document(notes), st_embedder)

@@ -780,14 +780,14 @@ def test_a_question_on_a_stale_index_checksums_each_generation_once(fake_model, 
     old = read_index(index_dir).directory
     write(folder / "zebra.txt", "Zebras\n\nThe zebra lives in Africa.\n\nThe zebra eats leaves at night.\n")
     reads = Counter()
-    checksum = store._sha256
+    checksum = store.file_sha256
 
     def counted(path, *args, **kwargs):
         if path.parent.name.startswith("gen-"):
             reads[path.parent.name, path.name] += 1
         return checksum(path, *args, **kwargs)
 
-    monkeypatch.setattr(store, "_sha256", counted)
+    monkeypatch.setattr(store, "file_sha256", counted)
     result = qa("ask", "eats", "--index-dir", str(index_dir))
     assert result.exit_code == 0 and "leaves at night" in result.stdout, result.output
     monkeypatch.undo()
