@@ -193,6 +193,7 @@ def test_model_from_environment(indexed, monkeypatch):
     assert_one_line_error(qa("ask", "drone"), "not 'another-model'")
 
 
+@pytest.mark.slow  # loads sentence-transformers (torch) to fail: seconds
 def test_unknown_model_is_a_one_line_error(isolated_dirs):
     result = qa("index", "--model", str(isolated_dirs / "no-such-model-dir"))
     assert_one_line_error(result, "cannot load model")
