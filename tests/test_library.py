@@ -773,21 +773,21 @@ def test_a_question_on_a_stale_index_checksums_each_generation_once(fake_model, 
     reuses it) and the generation it wrote once, not the old one three times over."""
     from collections import Counter
 
-    from qa import store
+    from qa import index_read
 
     folder, index_dir = library
     update_index(index_dir, [folder], embedder=FakeEmbedder())
     old = read_index(index_dir).directory
     write(folder / "zebra.txt", "Zebras\n\nThe zebra lives in Africa.\n\nThe zebra eats leaves at night.\n")
     reads = Counter()
-    checksum = store.file_sha256
+    checksum = index_read.file_sha256
 
     def counted(path, *args, **kwargs):
         if path.parent.name.startswith("gen-"):
             reads[path.parent.name, path.name] += 1
         return checksum(path, *args, **kwargs)
 
-    monkeypatch.setattr(store, "file_sha256", counted)
+    monkeypatch.setattr(index_read, "file_sha256", counted)
     result = qa("ask", "eats", "--index-dir", str(index_dir))
     assert result.exit_code == 0 and "leaves at night" in result.stdout, result.output
     monkeypatch.undo()

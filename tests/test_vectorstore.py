@@ -16,7 +16,8 @@ import pytest
 
 from qa import ann
 from qa.documents import Passage
-from qa.store import FAISS_RECORD, IndexContent, IndexCorrupt, _vector_record, read_index, write_index
+from qa.index_read import _vector_record
+from qa.store import FAISS_RECORD, IndexContent, IndexCorrupt, read_index, write_index
 from qa.vectorstore import VectorStoreError, backend_for_record, register_vector_backend, uri_scheme, vector_backend
 
 STORE_URIS: dict[str, Callable[[Path], str]] = {"faiss": lambda tmp: "faiss"}
