@@ -43,7 +43,10 @@ class Document:
     ``kind`` is "text", "html", "pdf" or "docx". ``pages`` (PDF only) holds the
     offset where each page starts (``pages[0] == 0``), so the page of an offset is
     ``bisect.bisect_right(pages, offset)``. ``note`` tells how the file was read when
-    that involved a guess, e.g. "decoded as Latin-1 (not valid UTF-8)".
+    that involved a guess, e.g. "decoded as Latin-1 (not valid UTF-8)". ``observed``
+    is the file's ``(size, mtime_ns)`` as seen on the opened file just before the
+    bytes hashed in ``sha256`` were read (None when not read from a file): what an
+    index records, so that an edit made after the read is seen as a change.
     """
 
     source: str
@@ -52,6 +55,7 @@ class Document:
     kind: str = "text"
     pages: tuple[int, ...] = ()
     note: str | None = None
+    observed: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ import hashlib
 import io
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, BinaryIO, Callable
 
 from qa.documents import Document, DocumentError
 from qa.files import NotARegularFile, open_regular
@@ -89,9 +89,7 @@ def read_document(path: Path, source: str | None = None) -> Document:
         if path.is_dir():
             raise DocumentError(f"{path}: is a directory, not a document")
         with open_regular(path) as handle:
-            if reason := too_large(os.fstat(handle.fileno()).st_size):
-                raise DocumentError(f"{path}: {reason}")
-            data = handle.read(MAX_FILE_BYTES)
+            data, observed = _read_observed(handle, path, MAX_FILE_BYTES, too_large)
     except NotARegularFile:
         raise DocumentError(f"{path}: not a regular file") from None
     except FileNotFoundError:
@@ -106,7 +104,35 @@ def read_document(path: Path, source: str | None = None) -> Document:
         raise DocumentError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if reason := too_large(len(data)):  # it grew after the size check
         raise DocumentError(f"{path}: {reason}")
-    return document_from_bytes(data, source or os.path.realpath(path), display=str(path), suffix=path.suffix)
+    document = document_from_bytes(data, source or os.path.realpath(path), display=str(path), suffix=path.suffix)
+    return replace(document, observed=observed)
+
+
+READ_ATTEMPTS = 3
+"""Reads of a file that keeps changing while it is read, before its last read is kept."""
+
+
+def _read_observed(handle: BinaryIO, path: Path, limit: int, too_large: Callable[[int], str | None]
+                   ) -> tuple[bytes, tuple[int, int]]:
+    """Read an open file whole; return its bytes and its ``(size, mtime_ns)`` from before the read.
+
+    A file whose size, modification or change time moved during the read was written
+    meanwhile (the bytes may mix two versions): it is read again, up to
+    :data:`READ_ATTEMPTS` times. Whatever is kept is paired with the stat taken before
+    its own read, never after, so that an edit during or after the read leaves the
+    file's time unlike the recorded one (see :class:`Document`). Raises
+    :class:`DocumentError` when the file is too large (``too_large`` gives the reason).
+    """
+    for _attempt in range(READ_ATTEMPTS):
+        before = os.fstat(handle.fileno())
+        if reason := too_large(before.st_size):
+            raise DocumentError(f"{path}: {reason}")
+        handle.seek(0)
+        data = handle.read(limit)
+        after = os.fstat(handle.fileno())
+        if (before.st_size, before.st_mtime_ns, before.st_ctime_ns) == (after.st_size, after.st_mtime_ns, after.st_ctime_ns):
+            break
+    return data, (before.st_size, before.st_mtime_ns)
 
 
 def document_from_bytes(

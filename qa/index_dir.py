@@ -78,6 +78,19 @@ class IndexBusy(StoreError):
     """Another process is writing the index."""
 
 
+class IndexReadOnly(StoreError):
+    """Files can't be created in the index directory (a read-only mount, no write
+    permission); it can still be read. ``reason`` is the system's word for why."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+READ_ONLY_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
+"""Errors that say a directory can be read but not written."""
+
+
 def _file_in_the_way(index_dir: Path) -> Path | None:
     """Return ``index_dir``, or the ancestor of it, that exists as something other than a
     directory (a regular file where the index should be); None if there is none."""
@@ -170,7 +183,8 @@ def ensure_writable(index_dir: Path) -> None:
     """Create ``index_dir`` if needed and check that files can be written in it.
 
     Raises :class:`StoreError` with a one-line reason otherwise ("... is not a
-    directory" for a regular file in the way).
+    directory" for a regular file in the way); :class:`IndexReadOnly` when the
+    directory exists but the system refuses to create files in it.
     """
     blocker = _file_in_the_way(index_dir)
     if blocker is not None:
@@ -188,7 +202,10 @@ def ensure_writable(index_dir: Path) -> None:
         reason = exc.strerror or type(exc).__name__
         if exc.errno in (errno.EEXIST, errno.ELOOP) and os.path.islink(index_dir):
             reason = "it is a symbolic link that leads nowhere (a loop, or a broken link)"
-        raise StoreError(f"cannot write the index directory {index_dir}: {reason}") from None
+        message = f"cannot write the index directory {index_dir}: {reason}"
+        if exc.errno in READ_ONLY_ERRNOS and index_dir.is_dir():
+            raise IndexReadOnly(message, reason) from None
+        raise StoreError(message) from None
 
 
 @contextmanager

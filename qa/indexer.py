@@ -34,9 +34,9 @@ from qa.roots import (
     GLOB,
     document_key,
     document_path,
-    file_digest,
     is_under,
     normalize_input,
+    observed_digest,
     record_key,
     root_path,
     vanished,
@@ -557,12 +557,12 @@ def _split_unchanged(files: dict[str, Path], old_rows: dict, reusable: bool,
     for key, path in files.items():
         old = old_rows.get(key)
         try:
-            digest = file_digest(path)
+            digest, observed = observed_digest(path)
         except OSError as exc:
             _skip_keeping(report, kept, key, path, old, exc.strerror or type(exc).__name__)
             continue
         if reusable and old and old.record.get("sha256") == digest:
-            kept[key] = _restat(old, path)
+            kept[key] = _restat(old, path, observed)
         else:
             pending.append(key)
     return kept, pending
@@ -631,35 +631,44 @@ def _skip_keeping(report: IndexReport, kept: dict, key: str, path: Path, old: Do
     report.skipped.append(Skipped(str(path), reason))
 
 
-def _restat(rows: DocumentRows, path: Path) -> DocumentRows:
-    """Return ``rows`` with the file's size and modification time as they are now.
+def _restat(rows: DocumentRows, path: Path, observed: tuple[int, int] | None = None) -> DocumentRows:
+    """Return ``rows`` with the file's size and modification time: ``observed`` (as
+    seen before the file was hashed) or else as they are now.
 
     Recorded for a file touched but unchanged, or changed but unreadable (its indexed
     version kept), so that questions don't find it "changed" and update the index
     every time; ``qa index`` always compares content hashes.
     """
-    try:
-        stat = path.stat()
-    except OSError:
+    if observed is None:
+        try:
+            stat = path.stat()
+        except OSError:
+            return rows
+        observed = (stat.st_size, stat.st_mtime_ns)
+    if observed == (rows.record.get("size"), rows.record.get("mtime_ns")):
         return rows
-    if (stat.st_size, stat.st_mtime_ns) == (rows.record.get("size"), rows.record.get("mtime_ns")):
-        return rows
-    return replace(rows, record={**rows.record, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns})
+    return replace(rows, record={**rows.record, "size": observed[0], "mtime_ns": observed[1]})
 
 
 def _document_record(document: Document, passages: int, title: str | None) -> dict:
+    """Return a document's manifest record. Its size and modification time are those
+    seen before its bytes were read (``document.observed``): a time taken now, after
+    chunking, could be an edit's, paired with the hash of the text before it."""
     path = Path(document.source)
-    try:
-        stat = path.stat()
-    except OSError:
-        stat = None
+    observed = document.observed
+    if observed is None:
+        try:
+            stat = path.stat()
+            observed = (stat.st_size, stat.st_mtime_ns)
+        except OSError:
+            observed = (None, None)
     record = {
         "source": document.source,
         "bundled": document_key(path) == BUNDLED_ROOT,
         "kind": document.kind,
         "sha256": document.sha256,
-        "size": stat.st_size if stat else None,
-        "mtime_ns": stat.st_mtime_ns if stat else None,
+        "size": observed[0],
+        "mtime_ns": observed[1],
         "passages": passages,
         "title": title,
     }

@@ -28,6 +28,8 @@ from qa.store import (
     IndexCorrupt,
     IndexMissing,
     IndexOldFormat,
+    IndexReadOnly,
+    ensure_writable,
     newest_intact_generation,
     read_index,
     read_manifest,
@@ -170,16 +172,23 @@ def keep_fresh(retriever: Retriever, index_dir: Path, notify: Notify, progress: 
     reasons = stale_reasons(retriever.snapshot.manifest)
     if not reasons:
         return retriever
-    return _updated(index_dir, retriever.snapshot, retriever.embedder, None, reasons, notify, progress)
+    return _updated(index_dir, retriever.snapshot, retriever.embedder, None, reasons, notify, progress, retriever)
 
 
 def _updated(index_dir: Path, snapshot, embedder: Embedder, builder: Embedder | None, reasons: list[str],
-             notify: Notify, progress) -> Retriever:
+             notify: Notify, progress, current: Retriever | None = None) -> Retriever:
     """Update the index for ``reasons`` and return a retriever over it (or over ``snapshot``
     when another process holds the index). Changed documents are embedded without
     torch when the model allows it (:func:`load_update_embedder`): an edit shouldn't
     cost the next answer 10 s. Otherwise the question's embedder embeds them when it
-    is the full model (another model, or ``QA_FAST_PATH=0``), so it isn't loaded twice."""
+    is the full model (another model, or ``QA_FAST_PATH=0``), so it isn't loaded twice.
+    An index that can't be written here (a read-only mount, no permission) answers as
+    it is, with one line saying so (``current``, the retriever over it if there is one,
+    is returned then), as does one another process holds."""
+    try:
+        ensure_writable(index_dir)
+    except IndexReadOnly as exc:
+        return _as_it_is(snapshot, embedder, reasons, exc, notify, current)
     notify(f"the index is out of date ({'; '.join(reasons)}): updating it")
     if builder is None:
         # The question's embedder is the full model unless it is the fast query engine.
@@ -190,4 +199,23 @@ def _updated(index_dir: Path, snapshot, embedder: Embedder, builder: Embedder | 
     except IndexBusy:
         notify("another qa process is updating the index: answering from the index as it is")
         return Retriever(snapshot, embedder)
+    except IndexReadOnly as exc:  # it became read-only since the check
+        return _as_it_is(snapshot, embedder, reasons, exc, notify, current)
     return Retriever(read_index(index_dir), embedder)
+
+
+_SAID_READ_ONLY: dict[Path, tuple[str, ...]] = {}
+"""Per generation directory, the reasons the read-only line last gave: a chat (or the
+server) checks freshness before every question, and says the same thing only once."""
+
+
+def _as_it_is(snapshot, embedder: Embedder, reasons: list[str], exc: IndexReadOnly, notify: Notify,
+              current: Retriever | None = None) -> Retriever:
+    """Return a retriever over ``snapshot`` unchanged (``current`` if given), after the one line saying the index
+    is out of date (``reasons``) and can't be updated here (``exc``), unless that line
+    was said already for this generation and these reasons."""
+    if _SAID_READ_ONLY.get(snapshot.directory) != tuple(reasons):
+        _SAID_READ_ONLY[snapshot.directory] = tuple(reasons)
+        notify(f"the index is out of date ({'; '.join(reasons)}) and can't be updated here ({exc.reason}): "
+               "answering from it as it is")
+    return current or Retriever(snapshot, embedder)

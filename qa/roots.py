@@ -8,11 +8,12 @@ indexer and the freshness checks use them.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from pathlib import Path
 
-from qa.files import file_sha256
+from qa.files import open_regular
 from qa.paths import BUNDLED_ARTICLE
 
 BUNDLED_ROOT = "<bundled article>"
@@ -69,7 +70,19 @@ def is_under(path: str, parent: str) -> bool:
 
 def file_digest(path: Path) -> str:
     """Return the SHA-256 of a file's bytes: the content hash a manifest records."""
-    return file_sha256(path)  # regular files only: a document replaced by a FIFO must not hang ask
+    return observed_digest(path)[0]
+
+
+def observed_digest(path: Path) -> tuple[str, tuple[int, int]]:
+    """Return a file's SHA-256 and its ``(size, mtime_ns)`` as seen just before hashing.
+
+    The stat is taken on the opened descriptor before the bytes are read, so that an
+    index recording the pair next to the hash never pairs an old hash with the time
+    of an edit made while hashing: the next check then sees the file as changed.
+    """
+    with open_regular(path) as handle:  # a document replaced by a FIFO must not hang ask
+        info = os.fstat(handle.fileno())
+        return hashlib.file_digest(handle, "sha256").hexdigest(), (info.st_size, info.st_mtime_ns)
 
 
 def vanished(path: Path) -> bool:
