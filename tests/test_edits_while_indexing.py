@@ -14,7 +14,7 @@ import os
 from typer.testing import CliRunner
 
 from conftest import FAKE_MODEL
-from qa import indexer
+from qa import update_plan  # where qa index chunks each document it reads
 from qa.cli import app
 from qa.store import read_index
 
@@ -49,16 +49,16 @@ def edit(path, text):
 
 def test_an_edit_between_reading_and_recording_is_seen_by_the_next_question(fake_model, tmp_path, monkeypatch):
     folder, index_dir = notes(tmp_path)
-    real_chunk = indexer.chunk_for_index
+    real_chunk = update_plan.chunk_for_index
 
     def chunk_then_edit(document, embedder):  # the edit lands while the old text is chunked and embedded
         if document.source.endswith("zebra.txt"):
             edit(folder / "zebra.txt", "Zebras\n\nThe zebra lives in Kenya now.\n")
         return real_chunk(document, embedder)
 
-    monkeypatch.setattr(indexer, "chunk_for_index", chunk_then_edit)
+    monkeypatch.setattr(update_plan, "chunk_for_index", chunk_then_edit)
     assert qa("index", str(folder), "--model", FAKE_MODEL, "--index-dir", str(index_dir)).exit_code == 0
-    monkeypatch.setattr(indexer, "chunk_for_index", real_chunk)
+    monkeypatch.setattr(update_plan, "chunk_for_index", real_chunk)
     record = next(r for r in read_index(index_dir).manifest["documents"] if r["source"].endswith("zebra.txt"))
     assert record["sha256"] == hashlib.sha256(b"Zebras\n\nThe zebra lives in Africa.\n").hexdigest()
     assert record["size"] != os.stat(folder / "zebra.txt").st_size  # the size it had when read
@@ -68,7 +68,7 @@ def test_an_edit_between_reading_and_recording_is_seen_by_the_next_question(fake
 
 def test_a_same_size_edit_between_reading_and_recording_is_seen_too(fake_model, tmp_path, monkeypatch):
     folder, index_dir = notes(tmp_path)
-    real_chunk = indexer.chunk_for_index
+    real_chunk = update_plan.chunk_for_index
 
     def chunk_then_edit(document, embedder):
         if document.source.endswith("zebra.txt"):
@@ -76,9 +76,9 @@ def test_a_same_size_edit_between_reading_and_recording_is_seen_too(fake_model, 
         return real_chunk(document, embedder)
 
     assert len("Kenya.\n\n") == len("Africa.\n")
-    monkeypatch.setattr(indexer, "chunk_for_index", chunk_then_edit)
+    monkeypatch.setattr(update_plan, "chunk_for_index", chunk_then_edit)
     assert qa("index", str(folder), "--model", FAKE_MODEL, "--index-dir", str(index_dir)).exit_code == 0
-    monkeypatch.setattr(indexer, "chunk_for_index", real_chunk)
+    monkeypatch.setattr(update_plan, "chunk_for_index", real_chunk)
     assert "Kenya" in answer(index_dir, "where does the zebra live")
 
 

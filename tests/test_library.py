@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from conftest import FAKE_MODEL, FakeEmbedder
 from qa.cli import REFUSED_EXIT  # qa ask exits 3 when nothing answers
-from qa import indexer
+from qa import embed_new, indexer, new_generation, update_model  # the update's steps, patched below
 from qa.cli import app
 from qa.indexer import IndexingError, update_index
 from qa.journal import EmbeddingJournal, journal_dir
@@ -148,7 +148,7 @@ def test_removal_needs_no_model(library, monkeypatch):
     def no_model(*args, **kwargs):
         raise AssertionError("the model was loaded")
 
-    monkeypatch.setattr(indexer, "load_embedder", no_model)
+    monkeypatch.setattr(update_model, "load_embedder", no_model)
     (folder / "zebra.txt").unlink()
     assert update_index(index_dir, []).removed
 
@@ -173,7 +173,7 @@ def test_interrupted_run_leaves_the_index_and_a_rerun_resumes(library, monkeypat
     update_index(index_dir, [folder / "zebra.txt"], embedder=FakeEmbedder())
     before = read_index(index_dir).directory
     big = write(folder / "big.txt", "\n\n".join(f"Fact number {i} is about topic {i * 7}." for i in range(40)))
-    monkeypatch.setattr(indexer, "EMBED_BATCH", 10)
+    monkeypatch.setattr(embed_new, "EMBED_BATCH", 10)
     with pytest.raises(KeyboardInterrupt):
         update_index(index_dir, [big], embedder=Interrupting(allowed=2))
     assert read_index(index_dir).directory == before  # untouched
@@ -441,14 +441,16 @@ def test_a_document_that_turns_unreadable_keeps_its_indexed_version(library):
 
 def test_a_file_that_disappears_mid_run_is_skipped_and_the_rest_indexed(library, monkeypatch):
     folder, index_dir = library
-    real_read = indexer.read_document
+    from qa import update_plan
+
+    real_read = update_plan.read_document
 
     def vanishing(path, *args):
         if path.name == "penguin.md":
             path.unlink()
         return real_read(path, *args)
 
-    monkeypatch.setattr(indexer, "read_document", vanishing)
+    monkeypatch.setattr(update_plan, "read_document", vanishing)
     report = update_index(index_dir, [folder], embedder=FakeEmbedder())
     assert [s.reason for s in report.skipped] == ["disappeared while indexing (no such file)"]
     assert len(sources(index_dir)) == 2
@@ -510,7 +512,7 @@ def test_an_index_of_an_older_qa_keeps_its_documents_on_index(fake_model, librar
 
 def test_progress_counts_the_texts_to_embed_up_to_their_total(library, monkeypatch):
     folder, index_dir = library
-    monkeypatch.setattr(indexer, "EMBED_BATCH", 2)
+    monkeypatch.setattr(embed_new, "EMBED_BATCH", 2)
     calls = []
     steps = []
 
@@ -642,7 +644,7 @@ def test_cli_sources_without_an_index_and_replace_without_paths_are_one_line_err
 
 def test_an_index_counted_with_old_term_rules_is_recounted_without_embedding(fake_model, library, monkeypatch):
     folder, index_dir = library
-    monkeypatch.setattr(indexer, "TERMS_VERSION", 1)
+    monkeypatch.setattr(new_generation, "TERMS_VERSION", 1)
     update_index(index_dir, [folder], embedder=FakeEmbedder())
     assert read_index(index_dir).manifest["terms"] == 1
     monkeypatch.undo()
@@ -656,7 +658,7 @@ def test_an_index_counted_with_old_term_rules_is_recounted_without_embedding(fak
 
 def test_ask_recounts_old_term_rules_before_answering(fake_model, library, monkeypatch):
     folder, index_dir = library
-    monkeypatch.setattr(indexer, "TERMS_VERSION", 1)
+    monkeypatch.setattr(new_generation, "TERMS_VERSION", 1)
     update_index(index_dir, [folder], embedder=FakeEmbedder())
     monkeypatch.undo()
     result = qa("ask", "--json", "where do kangaroos live", "--index-dir", str(index_dir))
