@@ -217,6 +217,7 @@ def test_chat_commands(indexed):
     assert "Q: not asked" not in result.stdout
 
 
+@pytest.mark.slow  # a real qa process: seconds
 def test_chat_subprocess_with_piped_stdin(fake_model, isolated_dirs):
     env = {**os.environ, "QA_INDEX_DIR": str(isolated_dirs / "index")}
     subprocess.run([sys.executable, str(TESTS / "fake_qa.py"), "index", "--model", FAKE_MODEL],

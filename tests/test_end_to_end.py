@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from qa.cli import REFUSED_EXIT
 from qa.cli import app
 
-pytestmark = pytest.mark.model
+pytestmark = [pytest.mark.model, pytest.mark.slow]  # slow: indexes the article with the real model first
 runner = CliRunner()
 
 DRONES = "Mohajer-6"

@@ -52,6 +52,7 @@ def test_an_indexed_document_replaced_by_a_fifo_hangs_nothing(tmp_path):
     assert "not a regular file" in indexed.stderr
 
 
+@pytest.mark.slow  # a real qa process: seconds
 def test_eval_of_dev_zero_is_refused_in_bounded_memory(tmp_path):
     result = run_qa("eval", "--index-dir", str(tmp_path / "index"), "/dev/zero", timeout=60, memory_gb=2)
     assert result.returncode == 1

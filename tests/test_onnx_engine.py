@@ -87,6 +87,7 @@ def _reference(st_dir: Path, texts: list[str], prompt_name: str) -> np.ndarray:
     return model.encode(texts, prompt_name=prompt_name, normalize_embeddings=True, convert_to_numpy=True)
 
 
+@pytest.mark.slow  # loads torch (sentence-transformers) for the reference
 def test_fp32_engine_gives_the_sentence_transformers_vectors(tiny):
     st_dir, fp32, _, _ = tiny
     engine = OnnxEmbedder(fp32)
