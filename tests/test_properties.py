@@ -222,6 +222,7 @@ def test_is_debris_is_a_total_function(line):
         assert result
 
 
+@pytest.mark.slow  # many examples: seconds
 @PROPERTY
 @given(any_text)
 def test_content_paragraphs_keep_exactly_the_content_lines(text):
