@@ -208,25 +208,17 @@ def index_command(
     Deleted documents are dropped. An interrupted run leaves the index as it was,
     and the next run continues where it stopped.
     """
-    from qa.indexer import RayOptions, update_index
+    from qa.indexer import update_index
 
     if replace_all and not paths:
         fail("--replace needs the PATHs to index")
-    ray_options = None
-    if ray is not None:
-        from qa.ray_embed import INSTALL_HINT, ray_address, ray_installed
-
-        if not ray_installed():
-            fail(INSTALL_HINT)
-        ray_options = RayOptions(ray_address(ray), ray_workers)
+    ray_options = _ray_options(ray, ray_workers)
     with user_errors():
         directory = _resolve_index_dir(index_dir)
-        from qa.store import ensure_writable, read_manifest
+        from qa.store import ensure_writable
 
         ensure_writable(directory)
-        documents = (read_manifest(directory) or {}).get("documents")  # unchecked: only a hint hangs on it
-        only_bundled = isinstance(documents, list) and bool(documents) and all(
-            isinstance(d, dict) and d.get("bundled") is True for d in documents)
+        only_bundled = _holds_only_the_bundled_article(directory)
         with Status() as status:
             report = update_index(
                 directory, paths or [], model=model, remove=[_removal(path) for path in remove or []],
@@ -246,6 +238,29 @@ def index_command(
                    "drops it", err=True)
     if report.failed_inputs:
         fail("; ".join(f"{item.path}: {item.reason}" for item in report.failed_inputs))
+
+
+def _ray_options(ray: Optional[str], workers: int):
+    """Return ``qa index --ray``'s :class:`qa.indexer.RayOptions` (None without ``--ray``);
+    fails in one line when Ray is not installed."""
+    if ray is None:
+        return None
+    from qa.indexer import RayOptions
+    from qa.ray_embed import INSTALL_HINT, ray_address, ray_installed
+
+    if not ray_installed():
+        fail(INSTALL_HINT)
+    return RayOptions(ray_address(ray), workers)
+
+
+def _holds_only_the_bundled_article(directory: Path) -> bool:
+    """Whether the index in ``directory`` holds the bundled article alone (then adding the
+    user's own documents says once how to drop it). False when it can't be told."""
+    from qa.store import read_manifest
+
+    documents = (read_manifest(directory) or {}).get("documents")  # unchecked: only a hint hangs on it
+    return isinstance(documents, list) and bool(documents) and all(
+        isinstance(d, dict) and d.get("bundled") is True for d in documents)
 
 
 BUNDLED_NAME = "bundled"

@@ -89,15 +89,7 @@ def update_index(
     notify = notify or (lambda _message: None)
     with writer_lock(index_dir, timeout=lock_timeout):
         remove_leftovers(index_dir)  # of a run killed while writing
-        if current is not None and is_current(index_dir, current):
-            previous, old_format, signed = current, {}, current.signed
-        else:
-            previous, old_format, signed = previous_snapshot(index_dir, notify, has_inputs=bool(inputs))
-        if not signed:
-            if not replace_all:
-                raise IndexingError(foreign_index_message(index_dir))
-            notify(f"the index in {index_dir} was not written by your qa: building a new one from the paths given")
-            previous, old_format = None, {}
+        previous, old_format = _starting_point(index_dir, current, bool(inputs), replace_all, notify)
         carried = [] if replace_all else carried_roots(old_format)
         old_model = old_format.get("model")
         if not model and isinstance(old_model, dict) and isinstance(old_model.get("name"), str):
@@ -107,6 +99,27 @@ def update_index(
         report = _update(index_dir, previous, request)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _starting_point(index_dir: Path, current: Snapshot | None, has_inputs: bool, replace_all: bool,
+                    notify: Notify) -> tuple[Snapshot | None, dict]:
+    """Return the snapshot an update starts from (None: none to reuse) and the manifest
+    of an index that can't be loaded but whose documents are indexed again (else ``{}``).
+
+    The caller's verified ``current`` is used while ``CURRENT`` still names it. An index
+    this user's qa did not write is only ever replaced (``replace_all``), from the paths
+    given: :class:`IndexingError` otherwise. The caller holds the writer lock.
+    """
+    if current is not None and is_current(index_dir, current):
+        previous, old_format, signed = current, {}, current.signed
+    else:
+        previous, old_format, signed = previous_snapshot(index_dir, notify, has_inputs=has_inputs)
+    if not signed:
+        if not replace_all:
+            raise IndexingError(foreign_index_message(index_dir))
+        notify(f"the index in {index_dir} was not written by your qa: building a new one from the paths given")
+        previous, old_format = None, {}
+    return previous, old_format
 
 
 def build_index(
