@@ -128,20 +128,28 @@ def open_retriever(
 
     # An index too old to record its model's name was built with e5-small.
     built_with = snapshot.manifest.get("model", {}).get("name", E5_MODEL)
-    if model and model != built_with and is_known_model(model) and is_known_model(built_with):
-        notify(f"the index in {index_dir} was built with {short_name(built_with)}: "
-               f"embedding its documents again with {short_name(model)}")
-        # Loaded once, for the index and the questions. EmbeddingGemma may fall back to e5-small.
-        embedder = load_embedder(model, progress=notify)
-        update_index(index_dir, embedder=embedder, notify=notify, progress=progress, skips_shown=False)
-        return _fresh_retriever(index_dir, read_index(index_dir), embedder, notify, progress)
-    elif model and model != built_with:
+    if model and model != built_with:
+        return _switched_model(index_dir, model, built_with, hint_dir, notify, progress)
+    embedder = load_query_embedder(built_with, progress=notify)
+    return _fresh_retriever(index_dir, snapshot, embedder, notify, progress)
+
+
+def _switched_model(index_dir: Path, model: str, built_with: str, hint_dir: str, notify: Notify,
+                    progress: PassageProgress | None) -> Retriever:
+    """Return a retriever over the index embedded again with ``model``, another of the known
+    models than the one it was ``built_with``; any other model is a :class:`PipelineError`
+    saying what to run."""
+    if not (is_known_model(model) and is_known_model(built_with)):
         raise PipelineError(
             f"the index in {index_dir} was built with model '{built_with}', not '{model}'; "
             f"embed its documents with that model with: qa index --model {model}{hint_dir}"
         )
-    embedder = load_query_embedder(built_with, progress=notify)
-    return _fresh_retriever(index_dir, snapshot, embedder, notify, progress)
+    notify(f"the index in {index_dir} was built with {short_name(built_with)}: "
+           f"embedding its documents again with {short_name(model)}")
+    # Loaded once, for the index and the questions. EmbeddingGemma may fall back to e5-small.
+    embedder = load_embedder(model, progress=notify)
+    update_index(index_dir, embedder=embedder, notify=notify, progress=progress, skips_shown=False)
+    return _fresh_retriever(index_dir, read_index(index_dir), embedder, notify, progress)
 
 
 def _fresh_retriever(index_dir: Path, snapshot, embedder: Embedder, notify: Notify, progress) -> Retriever:
