@@ -256,11 +256,10 @@ def _ray_options(ray: Optional[str], workers: int):
 def _holds_only_the_bundled_article(directory: Path) -> bool:
     """Whether the index in ``directory`` holds the bundled article alone (then adding the
     user's own documents says once how to drop it). False when it can't be told."""
-    from qa.store import read_manifest
+    from qa.store import read_library
 
-    documents = (read_manifest(directory) or {}).get("documents")  # unchecked: only a hint hangs on it
-    return isinstance(documents, list) and bool(documents) and all(
-        isinstance(d, dict) and d.get("bundled") is True for d in documents)
+    library = read_library(directory)
+    return library is not None and library.bundled_only
 
 
 BUNDLED_NAME = "bundled"
@@ -326,7 +325,7 @@ def sources_command(
         except IndexCorrupt as exc:
             fail(repair_message(exc, directory, default_index_dir()))
         check_store(snapshot.manifest, store, directory, index_option(directory, default_index_dir()))
-    documents = snapshot.manifest.get("documents", [])
+    documents = snapshot.manifest.documents
     if as_json:
         for record in documents:
             typer.echo(json_safe(json.dumps(source_record(record), ensure_ascii=False, allow_nan=False)))

@@ -16,6 +16,7 @@ from qa.documents import ChunkSettings, Passage, normalize_for_model, passage_mo
 from qa.freshness import chunk_settings_for
 from qa.index_report import IndexingError, IndexReport, Notify, PassageProgress, RayOptions
 from qa.index_rows import Chunked, DocumentRows
+from qa.manifest import Manifest
 from qa.journal import EmbeddingJournal, journal_dir, text_key
 from qa.roots import document_key
 from qa.update_model import UpdateModel
@@ -72,7 +73,7 @@ def sentence_texts(passage: Passage, spans: list[tuple[int, int]]) -> list[str]:
 
 
 def vectors_of(index_dir: Path, documents: list[DocumentRows | Chunked], old_rows: dict[str, DocumentRows],
-               model: UpdateModel, manifest: dict, dim: int, notify: Notify, progress: PassageProgress | None,
+               model: UpdateModel, manifest: Manifest, dim: int, notify: Notify, progress: PassageProgress | None,
                report: IndexReport, ray: RayOptions | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Return the passage and sentence vectors of ``documents``, in order, embedding only new texts.
 
@@ -107,7 +108,7 @@ def _reuse_old_versions(layout: VectorLayout, documents: list[DocumentRows | Chu
                         old_rows: dict[str, DocumentRows], settings: ChunkSettings | None) -> None:
     """Place the vectors of an edited document's untouched passages and sentences."""
     for document in documents:
-        old = old_rows.get(document_key(document.record["source"])) if isinstance(document, Chunked) else None
+        old = old_rows.get(document_key(document.record.source)) if isinstance(document, Chunked) else None
         if old is None:
             continue
         old_sentence = 0

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Iterator
 
 from qa.files import open_regular
+from qa.manifest import CarriedLibrary
 
 FORMAT_VERSION = 4
 CURRENT = "CURRENT"
@@ -65,13 +66,13 @@ class IndexCorrupt(StoreError):
 class IndexOldFormat(IndexCorrupt):
     """The index was written by an older qa.
 
-    ``manifest`` is its manifest (parsed, checksum verified), whose documents can be
-    indexed again.
+    ``library`` is what its manifest (checksum verified) says about its documents,
+    which can be indexed again (:class:`qa.manifest.CarriedLibrary`).
     """
 
-    def __init__(self, message: str, manifest: dict):
+    def __init__(self, message: str, library: "CarriedLibrary"):
         super().__init__(message)
-        self.manifest = manifest
+        self.library = library
 
 
 class IndexBusy(StoreError):

@@ -41,7 +41,7 @@ from qa.index_dir import (
     _read_current,
     read_bounded,
 )
-from qa.manifest import Manifest, ManifestError, validate_manifest
+from qa.manifest import CarriedLibrary, DocumentRecord, Manifest, ManifestError
 from qa.vectorstore import VectorStore, backend_for_record
 
 
@@ -73,7 +73,7 @@ class Snapshot:
     """
 
     directory: Path
-    manifest: dict
+    manifest: Manifest
     content: IndexContent
     vector_store: "VectorStore"
     signed: bool = False  # written by this user's qa (see qa.signing): may be refreshed
@@ -112,9 +112,10 @@ def is_current(index_dir: Path, snapshot: Snapshot) -> bool:
         return False
 
 
-def read_manifest(index_dir: Path) -> dict | None:
-    """Return the current generation's manifest if it is intact (its checksum matches
-    ``CURRENT``), else None: what a damaged index still says about its documents."""
+def read_library(index_dir: Path) -> CarriedLibrary | None:
+    """Return what the current generation's manifest says about its documents, if the
+    manifest is intact (its checksum matches ``CURRENT``), else None: what a damaged
+    index, or one of an older format, still says about its library."""
     try:
         generation, manifest_sha = _read_current(index_dir)
         data = read_bounded(index_dir / generation / MANIFEST, MAX_MANIFEST_BYTES)
@@ -123,7 +124,7 @@ def read_manifest(index_dir: Path) -> dict | None:
         manifest = jsontext.loads(data)
     except (StoreError, OSError, ValueError):
         return None
-    return manifest if isinstance(manifest, dict) else None
+    return CarriedLibrary.from_json(manifest) if isinstance(manifest, dict) else None
 
 
 def read_index(index_dir: Path) -> Snapshot:
@@ -159,22 +160,20 @@ def _check_manifest(index_dir: Path, manifest_bytes: bytes, manifest_sha: str) -
     if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
         raise IndexCorrupt(f"{damaged}: {MANIFEST} is not an index manifest")
     version = manifest.get("format_version")
-    if version == FORMAT_VERSION:  # an older format is read only for its document list
-        try:
-            manifest = validate_manifest(manifest)
-        except ManifestError as exc:
-            raise IndexCorrupt(f"{damaged}: {MANIFEST}: {exc}") from None
-    if isinstance(version, int) and 1 <= version < FORMAT_VERSION:
+    if isinstance(version, int) and 1 <= version < FORMAT_VERSION:  # read only for its document list
         raise IndexOldFormat(
             f"index at {index_dir} has format version {version} of an older qa; rebuild it with `qa index`",
-            manifest,
+            CarriedLibrary.from_json(manifest),
         )
     if version != FORMAT_VERSION:
         raise IndexCorrupt(
             f"index at {index_dir} has format version {version}; this qa reads version "
             f"{FORMAT_VERSION}: rebuild it with `qa index`"
         )
-    return manifest
+    try:
+        return Manifest.from_json(manifest)
+    except ManifestError as exc:
+        raise IndexCorrupt(f"{damaged}: {MANIFEST}: {exc}") from None
 
 
 def _read_generation(index_dir: Path, generation: str, manifest_sha: str) -> Snapshot:
@@ -194,7 +193,7 @@ def _read_generation(index_dir: Path, generation: str, manifest_sha: str) -> Sna
     except OSError as exc:
         raise IndexCorrupt(f"{damaged}: {MANIFEST}: {exc.strerror or exc}") from None
     manifest = _check_manifest(index_dir, manifest_bytes, manifest_sha)
-    record = _vector_record(manifest, damaged)
+    record = _vector_record(manifest.vectors, damaged)
     verify = _verifier(gen_dir, manifest, damaged)
     for name in (*record["files"], *CORE_FILES):
         verify(name)
@@ -215,11 +214,10 @@ def _verifier(gen_dir: Path, manifest: Manifest, damaged: str):
     store's ``open`` gets it too, for files only it knows how to read."""
 
     def verify(name: str) -> None:
-        entry = manifest["files"].get(name)
-        expected = entry.get("sha256") if isinstance(entry, dict) else None
+        entry = manifest.files.get(name)
+        expected = entry.sha256 if entry else None
         try:
-            digest = file_sha256(gen_dir / name, follow_links=False,
-                                 size=entry.get("bytes") if isinstance(entry, dict) else None)
+            digest = file_sha256(gen_dir / name, follow_links=False, size=entry.bytes if entry else None)
         except FileNotFoundError:
             raise
         except OSError:  # a FIFO, a device, a symbolic link (never followed), unreadable
@@ -242,7 +240,7 @@ def _load_content(gen_dir: Path, manifest: Manifest, record: dict, damaged: str)
         return np.load(gen_dir / name, allow_pickle=False, mmap_mode="r" if big else None)
 
     try:
-        passages, spans = _read_passages(gen_dir / PASSAGES, manifest["documents"])
+        passages, spans = _read_passages(gen_dir / PASSAGES, manifest.documents)
         with np.load(gen_dir / LEXICON, allow_pickle=False) as arrays:
             lexicon = {name: arrays[name] for name in arrays.files}
         return IndexContent(passages, array(VECTORS_NPY), spans, array(SENTENCES), lexicon,
@@ -257,7 +255,7 @@ def _load_content(gen_dir: Path, manifest: Manifest, record: dict, damaged: str)
         raise IndexCorrupt(f"{damaged}: {type(exc).__name__}") from None
 
 
-def _read_passages(path: Path, documents: list) -> tuple[list[Passage], list[list[tuple[int, int]]]]:
+def _read_passages(path: Path, documents: tuple[DocumentRecord, ...]) -> tuple[list[Passage], list[list[tuple[int, int]]]]:
     """Return the passages of ``passages.jsonl`` and their sentence spans, one line at a
     time; raises whatever a malformed line raises (the caller calls it damage)."""
     passages, spans = [], []
@@ -266,7 +264,7 @@ def _read_passages(path: Path, documents: list) -> tuple[list[Passage], list[lis
             row = jsontext.loads(line)
             doc = documents[row["doc"]]
             passages.append(
-                Passage(row["text"], doc["source"], row["start"], row["end"], doc.get("title"),
+                Passage(row["text"], doc.source, row["start"], row["end"], doc.title,
                         _position(row, "line"), _position(row, "page"))
             )
             spans.append([(int(a), int(b)) for a, b in row["sentences"]])
@@ -277,7 +275,7 @@ def _check_shapes(content: IndexContent, manifest: Manifest, damaged: str) -> No
     """Raise :class:`IndexCorrupt` unless the arrays agree with the passages, each other
     and the manifest's dimension (files that each pass their checksum can still be
     from different indexes)."""
-    dim = manifest.get("dim")
+    dim = manifest.dim
     spans = content.sentence_spans
     if (
         not isinstance(dim, int)
@@ -314,10 +312,11 @@ def generation_signed(index_dir: Path, generation: str | None = None) -> bool:
         return False
 
 
-def _vector_record(manifest: dict, damaged: str) -> dict:
-    """Return a manifest's record of its vector store: which backend, which files (FAISS
-    for an index older than the record), or raise :class:`IndexCorrupt` for a malformed one."""
-    record = manifest.get("vectors", FAISS_RECORD)
+def _vector_record(record: object, damaged: str) -> dict:
+    """Return a manifest's record of its vector store (``Manifest.vectors``): which backend,
+    which files (FAISS for an index older than the record, None), or raise
+    :class:`IndexCorrupt` for a malformed one."""
+    record = FAISS_RECORD if record is None else record
     files = record.get("files") if isinstance(record, dict) else None
     if (
         not isinstance(record.get("store") if isinstance(record, dict) else None, str)

@@ -17,6 +17,7 @@ import numpy as np
 from qa.documents import ChunkSettings, Document, Passage, chunk_document, split_sentences
 from qa.embedder import Embedder
 from qa.freshness import chunk_settings_for
+from qa.manifest import DocumentRecord, Manifest
 from qa.roots import BUNDLED_ROOT, document_key, record_key
 from qa.store import Snapshot
 
@@ -39,7 +40,7 @@ def passage_positions(document: Document, passages: list[Passage]) -> list[Passa
 class DocumentRows:
     """One document's share of an index: its manifest record, passages and vectors."""
 
-    record: dict
+    record: DocumentRecord
     passages: list[Passage]
     sentence_spans: list[list[tuple[int, int]]]
     vectors: np.ndarray
@@ -51,8 +52,8 @@ def rows_by_document(snapshot: Snapshot) -> dict[str, DocumentRows]:
     content = snapshot.content
     out: dict[str, DocumentRows] = {}
     first = first_sentence = 0
-    for record in snapshot.manifest.get("documents", []):
-        count = int(record.get("passages", 0))
+    for record in snapshot.manifest.documents:
+        count = record.passages
         spans = content.sentence_spans[first : first + count]
         n_sentences = sum(map(len, spans))
         out[record_key(record)] = DocumentRows(
@@ -67,9 +68,11 @@ def rows_by_document(snapshot: Snapshot) -> dict[str, DocumentRows]:
     return out
 
 
-def expected_chunking(manifest: dict) -> dict | None:
-    max_tokens = manifest.get("model", {}).get("max_tokens")
-    if not isinstance(max_tokens, int):
+def expected_chunking(manifest: Manifest) -> dict | None:
+    """Return the chunk settings an index of this model should have been cut with (None
+    when the manifest doesn't record the model's window): else it is chunked again."""
+    max_tokens = manifest.model.max_tokens if manifest.model else None
+    if max_tokens is None:
         return None
     return ChunkSettings(max_tokens=min(ChunkSettings().max_tokens, max_tokens)).to_dict()
 
@@ -88,12 +91,12 @@ def restat(rows: DocumentRows, path: Path, observed: tuple[int, int] | None = No
         except OSError:
             return rows
         observed = (stat.st_size, stat.st_mtime_ns)
-    if observed == (rows.record.get("size"), rows.record.get("mtime_ns")):
+    if observed == (rows.record.size, rows.record.mtime_ns):
         return rows
-    return replace(rows, record={**rows.record, "size": observed[0], "mtime_ns": observed[1]})
+    return replace(rows, record=replace(rows.record, size=observed[0], mtime_ns=observed[1]))
 
 
-def _document_record(document: Document, passages: int, title: str | None) -> dict:
+def _document_record(document: Document, passages: int, title: str | None) -> DocumentRecord:
     """Return a document's manifest record. Its size and modification time are those
     seen before its bytes were read (``document.observed``): a time taken now, after
     chunking, could be an edit's, paired with the hash of the text before it."""
@@ -105,26 +108,24 @@ def _document_record(document: Document, passages: int, title: str | None) -> di
             observed = (stat.st_size, stat.st_mtime_ns)
         except OSError:
             observed = (None, None)
-    record = {
-        "source": document.source,
-        "bundled": document_key(path) == BUNDLED_ROOT,
-        "kind": document.kind,
-        "sha256": document.sha256,
-        "size": observed[0],
-        "mtime_ns": observed[1],
-        "passages": passages,
-        "title": title,
-    }
-    if document.note:
-        record["note"] = document.note
-    return record
+    return DocumentRecord(
+        source=document.source,
+        bundled=document_key(path) == BUNDLED_ROOT,
+        kind=document.kind,
+        sha256=document.sha256,
+        size=observed[0],
+        mtime_ns=observed[1],
+        passages=passages,
+        title=title,
+        note=document.note or None,
+    )
 
 
 @dataclass
 class Chunked:
     """A document cut into passages, without its full text: what embedding needs."""
 
-    record: dict
+    record: DocumentRecord
     passages: list[Passage]
     sentence_spans: list[list[tuple[int, int]]]
 

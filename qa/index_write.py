@@ -14,7 +14,9 @@ import os
 import shutil
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -40,17 +42,18 @@ from qa.index_dir import (
     ensure_writable,
     generations,
 )
-from qa.index_read import IndexContent, read_manifest
+from qa.index_read import IndexContent, read_library
+from qa.manifest import FileRecord, Manifest
 from qa.recovery import IntactGeneration, _intact_manifest
 from qa.vectorstore import VectorBackend, backend_for_record, vector_backend
 
 
-def write_index(index_dir: Path, manifest: dict, content: IndexContent,
+def write_index(index_dir: Path, manifest: Manifest | Mapping[str, Any], content: IndexContent,
                 backend: VectorBackend | None = None) -> Path:
     """Write a new generation of the index and make it current, atomically.
 
-    Takes the manifest (without ``files``, ``format_version``, ``dim`` and ``vectors``,
-    which are filled in here), the content (passages with one unit vector each, their
+    Takes the manifest (a :class:`qa.manifest.Manifest`, or its JSON object, checked
+    here; ``files``, ``format_version``, ``dim`` and ``vectors`` are filled in here), the content (passages with one unit vector each, their
     sentences, lexicon and background vectors) and the vector store to search them
     with (default: FAISS files). The caller must hold :func:`writer_lock`. Until the
     final rename of ``CURRENT`` the previous index stays current; a crash leaves at most
@@ -58,6 +61,8 @@ def write_index(index_dir: Path, manifest: dict, content: IndexContent,
     generation's directory.
     """
     backend = backend or vector_backend()
+    if not isinstance(manifest, Manifest):
+        manifest = Manifest.from_json({"files": {}, **manifest})
     vectors = np.ascontiguousarray(content.vectors, dtype=np.float32)
     if vectors.shape[0] != len(content.passages) or len(content.sentence_spans) != len(content.passages):
         raise ValueError("one vector and one sentence list per passage are required")
@@ -72,14 +77,14 @@ def write_index(index_dir: Path, manifest: dict, content: IndexContent,
         for name in files:
             with open(tmp / name, "rb+") as handle:
                 os.fsync(handle.fileno())
-        manifest_sha = _write_manifest(tmp, {
-            **manifest,
-            "format_version": FORMAT_VERSION,
-            "dim": int(vectors.shape[1]),
-            "vectors": record,
-            "files": {name: {"sha256": file_sha256(tmp / name, follow_links=False),
-                             "bytes": (tmp / name).stat().st_size} for name in files},
-        })
+        manifest_sha = _write_manifest(tmp, replace(
+            manifest,
+            format_version=FORMAT_VERSION,
+            dim=int(vectors.shape[1]),
+            vectors=record,
+            files={name: FileRecord(file_sha256(tmp / name, follow_links=False), (tmp / name).stat().st_size)
+                   for name in files},
+        ))
         for entry in os.scandir(tmp):  # private as ssh's files: documents may be 0600
             if entry.is_file(follow_symlinks=False):
                 os.chmod(entry.path, 0o600)
@@ -94,7 +99,7 @@ def write_index(index_dir: Path, manifest: dict, content: IndexContent,
     return index_dir / generation
 
 
-def _write_content(tmp: Path, manifest: dict, content: IndexContent, vectors: np.ndarray) -> None:
+def _write_content(tmp: Path, manifest: Manifest, content: IndexContent, vectors: np.ndarray) -> None:
     """Write a generation's arrays and ``passages.jsonl`` into ``tmp`` (not yet synced)."""
     for name, array in ((VECTORS_NPY, vectors), (BACKGROUND, content.background),
                         (SENTENCES, content.sentence_vectors)):
@@ -102,7 +107,7 @@ def _write_content(tmp: Path, manifest: dict, content: IndexContent, vectors: np
             np.save(handle, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
     with open(tmp / LEXICON, "wb") as handle:
         np.savez(handle, **content.lexicon)
-    doc_numbers = {doc["source"]: i for i, doc in enumerate(manifest["documents"])}
+    doc_numbers = {doc.source: i for i, doc in enumerate(manifest.documents)}
     with open(tmp / PASSAGES, "w", encoding="utf-8", newline="\n") as handle:  # line by line: no copy of it all
         for p, spans in zip(content.passages, content.sentence_spans):
             row = {"doc": doc_numbers[p.source], "start": p.start, "end": p.end, "text": p.text,
@@ -111,12 +116,12 @@ def _write_content(tmp: Path, manifest: dict, content: IndexContent, vectors: np
             handle.write(jsontext.dumps(row) + "\n")
 
 
-def _write_manifest(tmp: Path, manifest: dict) -> str:
+def _write_manifest(tmp: Path, manifest: Manifest) -> str:
     """Write the manifest, its checksum and this user's signature of it into ``tmp``,
     each synced; return the checksum (what ``CURRENT`` will name)."""
     from qa.signing import sign
 
-    manifest_bytes = jsontext.dumps(manifest, indent=1).encode("utf-8")
+    manifest_bytes = jsontext.dumps(manifest.to_json(), indent=1).encode("utf-8")
     manifest_sha = hashlib.sha256(manifest_bytes).hexdigest()
     write_synced(tmp / MANIFEST, manifest_bytes)
     write_synced(tmp / MANIFEST_SHA, f"{manifest_sha}\n".encode())
@@ -171,7 +176,7 @@ def _drop_vectors(index_dir: Path, generation: str) -> None:
     """Let a generation's vector store free what it holds outside the directory (a server's
     collection), before the directory goes. Only an intact manifest is trusted for that."""
     intact = _intact_manifest(index_dir, generation)
-    record = intact[0].get("vectors") if intact else None
+    record = intact[0].vectors if intact and intact[0] else None
     if not isinstance(record, dict) or record.get("store") == "faiss":
         return
     try:
@@ -192,7 +197,7 @@ def remove_leftovers(index_dir: Path) -> None:
         current = _read_current(index_dir)[0]
     except StoreError:
         current = None
-    if current and (index_dir / current).is_dir() and read_manifest(index_dir) is not None:
+    if current and (index_dir / current).is_dir() and read_library(index_dir) is not None:
         others = [p for p in index_dir.glob("gen-*") if p.name != current]
         if len(others) > GENERATIONS_KEPT - 1:
             _remove_old_generations(index_dir, current)

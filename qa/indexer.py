@@ -12,6 +12,7 @@ generation (:mod:`qa.new_generation`). Whether an index is stale is
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
@@ -24,8 +25,8 @@ from qa.index_rows import Chunked, DocumentRows, chunk_for_index, expected_chunk
 from qa.journal import journal_dir, remove_journals
 from qa.lexical import TERMS_VERSION
 from qa.new_generation import write_generation
+from qa.manifest import CarriedLibrary, Manifest
 from qa.previous_index import (
-    carried_roots,
     damaged_index_message,
     foreign_index_message,
     previous_snapshot,
@@ -89,11 +90,9 @@ def update_index(
     notify = notify or (lambda _message: None)
     with writer_lock(index_dir, timeout=lock_timeout):
         remove_leftovers(index_dir)  # of a run killed while writing
-        previous, old_format = _starting_point(index_dir, current, bool(inputs), replace_all, notify)
-        carried = [] if replace_all else carried_roots(old_format)
-        old_model = old_format.get("model")
-        if not model and isinstance(old_model, dict) and isinstance(old_model.get("name"), str):
-            model = old_model["name"]
+        previous, library = _starting_point(index_dir, current, bool(inputs), replace_all, notify)
+        carried = [] if replace_all else list(library.roots)
+        model = model or library.model_name
         request = UpdateRequest(list(inputs), model, embedder, list(remove), replace_all, notify, progress, carried,
                                 skips_shown, ray, store)
         report = _update(index_dir, previous, request)
@@ -102,24 +101,25 @@ def update_index(
 
 
 def _starting_point(index_dir: Path, current: Snapshot | None, has_inputs: bool, replace_all: bool,
-                    notify: Notify) -> tuple[Snapshot | None, dict]:
-    """Return the snapshot an update starts from (None: none to reuse) and the manifest
-    of an index that can't be loaded but whose documents are indexed again (else ``{}``).
+                    notify: Notify) -> tuple[Snapshot | None, CarriedLibrary]:
+    """Return the snapshot an update starts from (None: none to reuse) and what an index
+    that can't be loaded says about its documents, which are indexed again (else an
+    empty library).
 
     The caller's verified ``current`` is used while ``CURRENT`` still names it. An index
     this user's qa did not write is only ever replaced (``replace_all``), from the paths
     given: :class:`IndexingError` otherwise. The caller holds the writer lock.
     """
     if current is not None and is_current(index_dir, current):
-        previous, old_format, signed = current, {}, current.signed
+        previous, library, signed = current, CarriedLibrary(), current.signed
     else:
-        previous, old_format, signed = previous_snapshot(index_dir, notify, has_inputs=has_inputs)
+        previous, library, signed = previous_snapshot(index_dir, notify, has_inputs=has_inputs)
     if not signed:
         if not replace_all:
             raise IndexingError(foreign_index_message(index_dir))
         notify(f"the index in {index_dir} was not written by your qa: building a new one from the paths given")
-        previous, old_format = None, {}
-    return previous, old_format
+        previous, library = None, CarriedLibrary()
+    return previous, library
 
 
 def build_index(
@@ -143,28 +143,25 @@ def _update(index_dir: Path, previous: Snapshot | None, request: UpdateRequest) 
     vector store, the lexicon's rules, or the records of what was passed over or
     skipped.
     """
-    manifest = previous.manifest if previous else {}
-    backend, moved = store_backend(request.store, manifest if previous else None)
-    built_with = manifest.get("model", {}).get("name")
+    manifest = previous.manifest if previous else Manifest()
+    backend, moved = store_backend(request.store, previous.manifest if previous else None)
+    built_with = manifest.model_name
     name = request.embedder.name if request.embedder is not None else (request.model_name or built_with or DEFAULT_MODEL)
     model = UpdateModel(name, request.embedder, request.notify)
     report = IndexReport(index_dir)
     old_rows = rows_by_document(previous) if previous else {}
-    reusable = bool(previous) and built_with == name and manifest.get("chunking") == expected_chunking(manifest)
+    reusable = bool(previous) and built_with == name and manifest.chunking == expected_chunking(manifest)
     plan = plan_update(manifest, previous is not None, old_rows, model, reusable, request, report)
     records = {
         "passed_over": passed_over(plan.files, plan.kept, plan.chunked),
-        "skipped": skipped_record(report.listed_skips()) if request.skips_shown else manifest.get("skipped", []),
+        "skipped": skipped_record(report.listed_skips()) if request.skips_shown else manifest.skipped,
     }
-    report.skipped_before = {
-        (item[0], item[1]) for item in manifest.get("skipped", [])
-        if isinstance(item, list) and len(item) == 2 and all(isinstance(x, str) for x in item)
-    }
+    report.skipped_before = set(manifest.skipped)
     if previous and not moved and _nothing_changed(manifest, plan, old_rows, records, report):
         # A run killed after its generation became current left its journal.
         remove_journals(index_dir, journal_dir(index_dir, name, recorded_probe(manifest)))
         report.unchanged = len(plan.kept)
-        report.documents = len(previous.manifest.get("documents", []))
+        report.documents = len(previous.manifest.documents)
         report.passages = len(previous.passages)
         return report
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -180,7 +177,7 @@ def _update(index_dir: Path, previous: Snapshot | None, request: UpdateRequest) 
     return report
 
 
-def _nothing_changed(manifest: dict, plan: UpdatePlan, old_rows: dict[str, DocumentRows], records: dict,
+def _nothing_changed(manifest: Manifest, plan: UpdatePlan, old_rows: dict[str, DocumentRows], records: dict,
                      report: IndexReport) -> bool:
     """Return whether the index already says all the update found: no document read
     again or removed, the same roots and exclusions, no record restated (a file
@@ -191,12 +188,12 @@ def _nothing_changed(manifest: dict, plan: UpdatePlan, old_rows: dict[str, Docum
         plan.reusable
         and not plan.chunked
         and not report.removed
-        and plan.roots == manifest.get("roots")
-        and plan.excluded == manifest.get("excluded", [])
+        and tuple(plan.roots) == manifest.roots
+        and tuple(plan.excluded) == manifest.excluded
         and not restated
         and not lexicon_reasons(manifest)
-        and records["passed_over"] == manifest.get("passed_over", [])
-        and records["skipped"] == manifest.get("skipped", [])
+        and records["passed_over"] == manifest.passed_over
+        and records["skipped"] == manifest.skipped
     )
 
 
@@ -210,10 +207,9 @@ def _in_index_order(plan: UpdatePlan, old_rows: dict[str, DocumentRows], now: st
     for key in order:
         if key in plan.chunked:
             item = plan.chunked[key]
-            (report.updated if key in old_rows else report.added).append(item.record["source"])
-            item.record["added"] = old_rows[key].record.get("added", now) if key in old_rows else now
-            item.record["updated"] = now
-            documents.append(item)
+            (report.updated if key in old_rows else report.added).append(item.record.source)
+            added = (old_rows[key].record.added or now) if key in old_rows else now
+            documents.append(replace(item, record=replace(item.record, added=added, updated=now)))
         else:
             report.unchanged += 1
             documents.append(plan.kept[key])

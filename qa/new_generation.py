@@ -17,18 +17,19 @@ from qa.freshness import chunk_settings_for, recorded_probe
 from qa.index_rows import Chunked, DocumentRows
 from qa.journal import journal_dir, remove_journals
 from qa.lexical import TERMS_VERSION, Lexicon
+from qa.manifest import Manifest, ModelRecord
 from qa.store import IndexContent, Snapshot, write_index
 from qa.update_model import UpdateModel
 from qa.vectorstore import VectorBackend
 
 
-def write_generation(index_dir: Path, manifest: dict, documents: list[DocumentRows | Chunked], vectors: np.ndarray,
+def write_generation(index_dir: Path, manifest: Manifest, documents: list[DocumentRows | Chunked], vectors: np.ndarray,
                      sentence_vectors: np.ndarray, roots: list[str], excluded: list[str], skip_records: dict,
                      model: UpdateModel, previous: Snapshot | None, now: str,
                      backend: VectorBackend | None = None) -> None:
     """Write the generation an update made and make it current (see :func:`qa.store.write_index`).
 
-    Takes the previous manifest (``{}`` for a new index), the documents in index order
+    Takes the previous manifest (an empty one for a new index), the documents in index order
     with their vectors, the library's roots and exclusions, the ``passed_over`` and
     ``skipped`` records, the update's model (not loaded when only documents were
     removed: the previous model's entries stand), the previous snapshot, the time of
@@ -42,31 +43,32 @@ def write_generation(index_dir: Path, manifest: dict, documents: list[DocumentRo
         # are not cached: embedding them is 400 texts, 15 s on the torch-free engine.
         backgrounds = background_vectors(model.embedder, probe, embed_missing=not same, notify=model.notify)
         if backgrounds is None:
-            background_name, background = manifest["background"], previous.background
+            background_name, background = manifest.background, previous.background
         else:
             background_name = closest_background(vectors, backgrounds)
             background = backgrounds[background_name]
-        model_entry = {"name": model.name, "probe": [round(float(x), 6) for x in probe],
-                       "max_tokens": int(model.embedder.max_tokens)}
+        model_entry = ModelRecord(model.name, tuple(round(float(x), 6) for x in probe),
+                                  int(model.embedder.max_tokens))
         chunking = chunk_settings_for(model.embedder).to_dict()
     else:  # only removals: the previous model's entries stand
-        background_name, background = manifest["background"], previous.background
-        model_entry, chunking = manifest["model"], manifest["chunking"]
-    new_manifest = {
-        "created": manifest.get("created", now),
-        "updated": now,
-        "model": model_entry,
-        "chunking": chunking,
-        "background": background_name,
-        "roots": roots,
-        "excluded": excluded,
-        "documents": [d.record for d in documents],
-        "n_passages": len(passages),
-        "terms": TERMS_VERSION,
-        **skip_records,  # "passed_over" and "skipped"
-    }
+        background_name, background = manifest.background, previous.background
+        model_entry, chunking = manifest.model, manifest.chunking
+    new_manifest = Manifest(
+        created=manifest.created or now,
+        updated=now,
+        model=model_entry,
+        chunking=chunking,
+        background=background_name,
+        roots=tuple(roots),
+        excluded=tuple(excluded),
+        documents=tuple(d.record for d in documents),
+        n_passages=len(passages),
+        terms=TERMS_VERSION,
+        passed_over=skip_records["passed_over"],
+        skipped=skip_records["skipped"],
+    )
     lexicon = Lexicon.build([p.text for p in passages]).to_arrays()
     content = IndexContent(passages, vectors, [spans for d in documents for spans in d.sentence_spans],
                            sentence_vectors, lexicon, background)
     write_index(index_dir, new_manifest, content, backend)
-    remove_journals(index_dir, journal_dir(index_dir, model_entry["name"], model_entry["probe"]))
+    remove_journals(index_dir, journal_dir(index_dir, model_entry.name, list(model_entry.probe)))

@@ -21,6 +21,7 @@ from qa.embedder import (
 )
 from qa.freshness import model_reasons, stale_reasons
 from qa.indexer import PassageProgress, rebuild_message, update_index
+from qa.manifest import Manifest
 from qa.models.names import is_known_model, short_name
 from qa.retriever import Retriever
 from qa.store import (
@@ -32,7 +33,7 @@ from qa.store import (
     ensure_writable,
     newest_intact_generation,
     read_index,
-    read_manifest,
+    read_library,
 )
 
 Notify = Callable[[str], None]
@@ -61,14 +62,14 @@ def repair_message(exc: IndexCorrupt, index_dir: Path, default_dir: Path) -> str
     rebuild it.
     """
     option = index_option(index_dir, default_dir)
-    if read_manifest(index_dir) is not None:
+    if read_library(index_dir) is not None:
         return f"{exc}: `qa index{option}` rebuilds it from its documents"
     if newest_intact_generation(index_dir, load=False) is not None:
         return f"{exc}: `qa index{option}` recovers it from its newest intact generation"
     return rebuild_message(exc, option)
 
 
-def check_store(manifest: dict, store: str | None, index_dir: Path, hint_dir: str) -> None:
+def check_store(manifest: Manifest, store: str | None, index_dir: Path, hint_dir: str) -> None:
     """Raise :class:`PipelineError` when the user named a vector ``store`` other than the one the index uses."""
     if store is None:
         return
@@ -114,7 +115,7 @@ def open_retriever(
     except IndexCorrupt as exc:
         # A damaged data file of an intact manifest, or nothing intact left: say what repairs it.
         # A damaged CURRENT or manifest is recovered below, never replaced by the bundled article.
-        if read_manifest(index_dir) is not None or newest_intact_generation(index_dir, load=False) is None:
+        if read_library(index_dir) is not None or newest_intact_generation(index_dir, load=False) is None:
             raise PipelineError(repair_message(exc, index_dir, default_dir)) from None
         # from the newest intact generation
         update_index(index_dir, model=model, notify=notify, progress=progress, skips_shown=False)
@@ -127,7 +128,7 @@ def open_retriever(
     check_store(snapshot.manifest, store, index_dir, hint_dir)
 
     # An index too old to record its model's name was built with e5-small.
-    built_with = snapshot.manifest.get("model", {}).get("name", E5_MODEL)
+    built_with = snapshot.manifest.model_name or E5_MODEL
     if model and model != built_with:
         return _switched_model(index_dir, model, built_with, hint_dir, notify, progress)
     embedder = load_query_embedder(built_with, progress=notify)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from qa.index_report import IndexingError, Notify
-from qa.roots import BUNDLED_ROOT
+from qa.manifest import CarriedLibrary
 from qa.store import (
     IndexCorrupt,
     IndexMissing,
@@ -22,14 +22,15 @@ from qa.store import (
     make_current,
     newest_intact_generation,
     read_index,
-    read_manifest,
+    read_library,
 )
 
 
-def previous_snapshot(index_dir: Path, notify: Notify, has_inputs: bool = False) -> tuple[Snapshot | None, dict, bool]:
-    """Return the index to update (None if there is none or it can't be loaded), and the
-    manifest of an index that can't be loaded but whose documents can be indexed again
-    (older format, or damaged with a trustworthy manifest; else empty).
+def previous_snapshot(index_dir: Path, notify: Notify,
+                      has_inputs: bool = False) -> tuple[Snapshot | None, CarriedLibrary, bool]:
+    """Return the index to update (None if there is none or it can't be loaded), and what
+    an index that can't be loaded says about its documents, which are indexed again
+    (older format, or damaged with a trustworthy manifest; else an empty library).
 
     When ``CURRENT`` or the current manifest is damaged, the newest generation whose
     manifest is intact supplies the document list: loaded whole (and made current)
@@ -42,25 +43,26 @@ def previous_snapshot(index_dir: Path, notify: Notify, has_inputs: bool = False)
     """
     try:
         snapshot = read_index(index_dir)
-        return snapshot, {}, snapshot.signed
+        return snapshot, CarriedLibrary(), snapshot.signed
     except IndexMissing:
-        return None, {}, True
+        return None, CarriedLibrary(), True
     except IndexOldFormat as exc:
         signed = generation_signed(index_dir)
         if signed:
             notify("the index was written by an older qa: indexing its documents again")
-        return None, exc.manifest, signed
+        return None, exc.library, signed
     except IndexCorrupt as exc:
-        manifest = read_manifest(index_dir)
-        if manifest is not None:  # a damaged data file; the document list is intact
+        library = read_library(index_dir)
+        if library is not None:  # a damaged data file; the document list is intact
             signed = generation_signed(index_dir)
             if signed:
                 notify(f"{exc}; building a new index from its documents")
-            return None, manifest, signed
+            return None, library, signed
         return _recovered(index_dir, exc, notify, has_inputs)
 
 
-def _recovered(index_dir: Path, exc: IndexCorrupt, notify: Notify, has_inputs: bool) -> tuple[Snapshot | None, dict, bool]:
+def _recovered(index_dir: Path, exc: IndexCorrupt, notify: Notify,
+               has_inputs: bool) -> tuple[Snapshot | None, CarriedLibrary, bool]:
     """What to rebuild from when ``CURRENT`` or the current manifest can't be trusted:
     see :func:`previous_snapshot`."""
     intact = newest_intact_generation(index_dir)
@@ -68,19 +70,17 @@ def _recovered(index_dir: Path, exc: IndexCorrupt, notify: Notify, has_inputs: b
         if not has_inputs:
             raise IndexingError(rebuild_message(exc, f" --index-dir {index_dir}"))
         notify(f"{damaged_index_message(exc)}: building a new index from the paths given")
-        return None, {}, True
+        return None, CarriedLibrary(), True
     if not intact.signed:
-        return None, intact.manifest, False
-    documents = intact.manifest.get("documents")
-    count = len(documents) if isinstance(documents, list) else 0
-    written = intact.manifest.get("updated") or intact.manifest.get("created")
-    when = f", written {written}" if isinstance(written, str) else ""
+        return None, intact.library, False
+    count = intact.library.documents
+    when = f", written {intact.library.written}" if intact.library.written else ""
     notify(f"{exc}; rebuilding it from the document list of {intact.generation} "
            f"({count} document{'s' * (count != 1)}{when}), the newest intact one")
     if intact.snapshot is None:  # its data files are damaged too, or of an older format
-        return None, intact.manifest, True
+        return None, intact.library, True
     make_current(index_dir, intact)
-    return intact.snapshot, {}, True
+    return intact.snapshot, CarriedLibrary(), True
 
 
 def foreign_index_message(index_dir: Path) -> str:
@@ -101,14 +101,3 @@ def rebuild_message(exc: IndexCorrupt, option: str) -> str:
     hint: the command that rebuilds it from the user's paths (``option`` names its
     ``--index-dir``, or is empty for the default). ``qa index`` and ``qa ask`` both say this."""
     return f"{damaged_index_message(exc)}: `qa index PATH... --replace{option}` rebuilds it from the given paths"
-
-
-def carried_roots(manifest: dict) -> list[str]:
-    """The roots and documents of an index that can't be loaded (older format, or
-    damaged but with an intact manifest), to index them again rather than lose them."""
-    roots = [r for r in manifest.get("roots", []) if isinstance(r, str)] if isinstance(manifest.get("roots"), list) else []
-    documents = manifest.get("documents")
-    for record in documents if isinstance(documents, list) else []:
-        if isinstance(record, dict) and isinstance(record.get("source"), str):
-            roots.append(BUNDLED_ROOT if record.get("bundled") else record["source"])
-    return roots

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qa.index_dir import (
-    FORMAT_VERSION,
     MANIFEST,
     MANIFEST_SHA,
     MAX_MANIFEST_BYTES,
@@ -26,19 +25,22 @@ from qa.index_dir import (
     read_bounded,
 )
 from qa.index_read import Snapshot, _check_manifest, _read_generation, generation_signed
+from qa.manifest import CarriedLibrary, Manifest
 
 
 @dataclass
 class IntactGeneration:
     """A generation whose manifest can be trusted (see :func:`newest_intact_generation`).
 
-    ``manifest`` is parsed (of this or an older format); ``snapshot`` is the whole
-    generation, loaded and verified, when its data files are intact and of this format
-    (else None: only its document list can be trusted).
+    ``library`` is what its manifest says about its documents; ``manifest`` is the
+    manifest itself when it is of this qa's format (None for an older one);
+    ``snapshot`` is the whole generation, loaded and verified, when its data files are
+    intact and of this format (else None: only its document list can be trusted).
     """
 
     generation: str
-    manifest: dict
+    library: CarriedLibrary
+    manifest: Manifest | None
     manifest_sha: str
     snapshot: Snapshot | None
     signed: bool = False  # written by this user's qa (see qa.signing)
@@ -67,9 +69,10 @@ def _trusted_shas(index_dir: Path, generation: str) -> set[str]:
     return shas
 
 
-def _intact_manifest(index_dir: Path, generation: str) -> tuple[dict, str] | None:
-    """Return a generation's manifest and its checksum if it passes :func:`read_index`'s
-    manifest checks (checksum, JSON, shape, a format this qa knows), else None."""
+def _intact_manifest(index_dir: Path, generation: str) -> tuple[Manifest | None, CarriedLibrary, str] | None:
+    """Return a generation's manifest (None for an older format), what it says about its
+    library, and its checksum, if it passes :func:`read_index`'s manifest checks
+    (checksum, JSON, shape, a format this qa knows); else None."""
     try:
         data = read_bounded(index_dir / generation / MANIFEST, MAX_MANIFEST_BYTES)
     except OSError:
@@ -79,11 +82,12 @@ def _intact_manifest(index_dir: Path, generation: str) -> tuple[dict, str] | Non
     if trusted and sha not in trusted:
         return None
     try:
-        return _check_manifest(index_dir, data, sha), sha
+        manifest = _check_manifest(index_dir, data, sha)
     except IndexOldFormat as exc:
-        return exc.manifest, sha
+        return None, exc.library, sha
     except IndexCorrupt:
         return None
+    return manifest, CarriedLibrary.of(manifest), sha
 
 
 def newest_intact_generation(index_dir: Path, load: bool = True) -> IntactGeneration | None:
@@ -101,12 +105,13 @@ def newest_intact_generation(index_dir: Path, load: bool = True) -> IntactGenera
         found = _intact_manifest(index_dir, generation)
         if found is None:
             continue
-        manifest, sha = found
+        manifest, library, sha = found
         snapshot = None
-        if load and manifest.get("format_version") == FORMAT_VERSION:
+        if load and manifest is not None:
             try:
                 snapshot = _read_generation(index_dir, generation, sha)
             except (StoreError, OSError):
                 snapshot = None
-        return IntactGeneration(generation, manifest, sha, snapshot, generation_signed(index_dir, generation))
+        return IntactGeneration(generation, library, manifest, sha, snapshot,
+                                generation_signed(index_dir, generation))
     return None

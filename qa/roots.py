@@ -12,18 +12,22 @@ import hashlib
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from qa.files import open_regular
 from qa.paths import BUNDLED_ARTICLE
+
+if TYPE_CHECKING:  # qa.manifest imports this module
+    from qa.manifest import DocumentRecord
 
 BUNDLED_ROOT = "<bundled article>"
 GLOB = re.compile(r"[*?\[]")
 """A root holding one of these characters is a glob pattern."""
 
 
-def document_path(record: dict) -> Path:
+def document_path(record: DocumentRecord) -> Path:
     """Return where to read a manifest's document now (the bundled article moves with qa)."""
-    return BUNDLED_ARTICLE.resolve() if record.get("bundled") else Path(record["source"])
+    return BUNDLED_ARTICLE.resolve() if record.bundled else Path(record.source)
 
 
 def document_key(path: Path | str) -> str:
@@ -37,9 +41,9 @@ def document_key(path: Path | str) -> str:
     return str(path)
 
 
-def record_key(record: dict) -> str:
+def record_key(record: DocumentRecord) -> str:
     """Return a manifest document's key (see :func:`document_key`)."""
-    return BUNDLED_ROOT if record.get("bundled") else record["source"]
+    return BUNDLED_ROOT if record.bundled else record.source
 
 
 def root_path(root: str) -> str:

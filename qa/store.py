@@ -73,7 +73,7 @@ from qa.index_read import (
     generation_signed,
     is_current,
     read_index,
-    read_manifest,
+    read_library,
 )
 from qa.index_write import make_current, remove_leftovers, write_index
 from qa.recovery import IntactGeneration, newest_intact_generation
@@ -111,7 +111,7 @@ __all__ = [
     "read_bounded",
     "read_index",
     "READ_ONLY_ERRNOS",
-    "read_manifest",
+    "read_library",
     "remove_leftovers",
     "SENTENCES",
     "Snapshot",

@@ -10,6 +10,7 @@ import numpy as np
 from qa.embedder import Embedder, load_embedder, model_probe, same_model
 from qa.freshness import as_recorded, recorded_probe
 from qa.index_report import Notify
+from qa.manifest import Manifest
 
 
 class UpdateModel:
@@ -43,7 +44,7 @@ class UpdateModel:
             self._probe = model_probe(self.embedder)
         return self._probe
 
-    def fingerprint(self, manifest: dict) -> np.ndarray:
+    def fingerprint(self, manifest: Manifest) -> np.ndarray:
         """The probe the index records for this model (and names its journal after).
 
         The one already recorded when this model embeds the probe alike (another
@@ -52,12 +53,12 @@ class UpdateModel:
         """
         probe = as_recorded(self.probe)
         stored = recorded_probe(manifest)
-        if manifest.get("model", {}).get("name") == self.name and same_model(stored, probe):
+        if manifest.model_name == self.name and same_model(stored, probe):
             return stored
         return probe
 
 
-def check_model(model: UpdateModel, manifest: dict, reusable: bool, notify: Notify) -> bool:
+def check_model(model: UpdateModel, manifest: Manifest, reusable: bool, notify: Notify) -> bool:
     """Load the model and return whether the previous index's vectors are still its vectors."""
     if not reusable:
         return False

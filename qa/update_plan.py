@@ -18,6 +18,7 @@ from qa.discover import Skipped, find_documents
 from qa.documents import DocumentError
 from qa.extract import read_document
 from qa.index_report import IndexingError, IndexReport, PassageProgress, UpdateRequest
+from qa.manifest import Manifest, PassedOver
 from qa.index_rows import Chunked, DocumentRows, chunk_for_index, restat
 from qa.roots import GLOB, BUNDLED_ROOT, document_key, document_path, is_under, normalize_input, observed_digest, root_path, vanished
 from qa.update_model import UpdateModel, check_model
@@ -38,18 +39,18 @@ class UpdatePlan:
     reusable: bool
 
 
-def plan_update(manifest: dict, has_previous: bool, old_rows: dict[str, DocumentRows], model: UpdateModel,
+def plan_update(manifest: Manifest, has_previous: bool, old_rows: dict[str, DocumentRows], model: UpdateModel,
                 reusable: bool, request: UpdateRequest, report: IndexReport) -> UpdatePlan:
     """Find the library's files, keep the unchanged ones and read and chunk the rest.
 
-    Takes the previous manifest (``{}`` when there is none), whether there is a
+    Takes the previous manifest (an empty one when there is none), whether there is a
     previous index, its rows by document key, the update's model, whether the
     previous vectors are usable as far as known, the request and the report (which
     collects what was removed, skipped or failed). Raises :class:`IndexingError` when
     a replacement would index less than was named, or a first index nothing.
     """
     new_roots = [normalize_input(i) for i in request.inputs]
-    roots, excluded = roots_and_exclusions(manifest, new_roots, [normalize_input(r) for r in request.remove],
+    roots, excluded = roots_and_exclusions(manifest if has_previous else None, new_roots, [normalize_input(r) for r in request.remove],
                                            request.carried, request.replace_all, old_rows)
     # A folder or file indexed before and deleted since is forgotten (its documents dropped).
     roots = [r for r in roots if r in new_roots or r == BUNDLED_ROOT or GLOB.search(r) or not vanished(Path(r))]
@@ -71,12 +72,12 @@ def plan_update(manifest: dict, has_previous: bool, old_rows: dict[str, Document
     return UpdatePlan(roots, excluded, files, kept, chunked, reusable)
 
 
-def store_backend(store: str | None, manifest: dict | None) -> tuple[VectorBackend, bool]:
+def store_backend(store: str | None, manifest: Manifest | None) -> tuple[VectorBackend, bool]:
     """Return the vector backend an update writes with, and whether it differs from the index's own.
 
     No ``store`` keeps the store the index was written with (FAISS files for a new one).
     """
-    recorded = backend_for_record(manifest.get("vectors")) if manifest is not None else None
+    recorded = backend_for_record(manifest.vectors) if manifest is not None else None
     if store is None:
         return recorded or vector_backend(), False
     backend = vector_backend(store)
@@ -86,7 +87,7 @@ def store_backend(store: str | None, manifest: dict | None) -> tuple[VectorBacke
     return backend, moved
 
 
-def roots_and_exclusions(manifest: dict, new_roots: list[str], removals: list[str], carried: Sequence[str],
+def roots_and_exclusions(manifest: Manifest | None, new_roots: list[str], removals: list[str], carried: Sequence[str],
                           replace_all: bool, old_rows: dict) -> tuple[list[str], list[str]]:
     """Return the roots to scan (earlier runs' and today's) and the paths excluded from them.
 
@@ -94,9 +95,10 @@ def roots_and_exclusions(manifest: dict, new_roots: list[str], removals: list[st
     folder around it doesn't bring it back; naming a path again lifts its exclusion.
     Raises :class:`IndexingError` for a removal of something not in the index.
     """
-    roots = list(dict.fromkeys(new_roots if replace_all else [*manifest.get("roots", []), *carried, *new_roots]))
+    old_roots, old_excluded = (manifest.roots, manifest.excluded) if manifest else ((), ())
+    roots = list(dict.fromkeys(new_roots if replace_all else [*old_roots, *carried, *new_roots]))
     # Naming a path again lifts an exclusion of it or of a folder around it, not of what is inside it.
-    excluded = [] if replace_all else [e for e in manifest.get("excluded", []) if not any(is_under(r, e) for r in new_roots)]
+    excluded = [] if replace_all else [e for e in old_excluded if not any(is_under(r, e) for r in new_roots)]
     for target in removals:
         if not any(is_under(root_path(k), root_path(target)) for k in old_rows) and not any(is_under(r, target) for r in roots):
             raise IndexingError(f"{target} is not in the index")
@@ -137,7 +139,7 @@ def find_files(roots: list[str], excluded: list[str], old_rows: dict, replace_al
         if key in files:
             continue
         if replace_all or is_excluded(str(path)) or vanished(path):
-            report.removed.append(rows.record["source"])
+            report.removed.append(rows.record.source)
         else:
             files[key] = path
     # A file a folder walk passes over (an unlisted suffix) but that was named and indexed
@@ -146,7 +148,7 @@ def find_files(roots: list[str], excluded: list[str], old_rows: dict, replace_al
     return files, root_files
 
 
-def passed_over(files: dict[str, Path], kept: dict, chunked: dict) -> list[dict]:
+def passed_over(files: dict[str, Path], kept: dict, chunked: dict) -> tuple[PassedOver, ...]:
     """Return the files found under the roots that gave nothing to index (binary, empty
     text, a scanned PDF...), with their size and modification time, sorted by key.
 
@@ -161,8 +163,8 @@ def passed_over(files: dict[str, Path], kept: dict, chunked: dict) -> list[dict]
             stat = files[key].stat()
         except OSError:
             continue
-        out.append({"key": key, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns})
-    return out
+        out.append(PassedOver(key, stat.st_size, stat.st_mtime_ns))
+    return tuple(out)
 
 
 def split_unchanged(files: dict[str, Path], old_rows: dict, reusable: bool,
@@ -177,7 +179,7 @@ def split_unchanged(files: dict[str, Path], old_rows: dict, reusable: bool,
         except OSError as exc:
             _skip_keeping(report, kept, key, path, old, exc.strerror or type(exc).__name__)
             continue
-        if reusable and old and old.record.get("sha256") == digest:
+        if reusable and old and old.record.sha256 == digest:
             kept[key] = restat(old, path, observed)
         else:
             pending.append(key)
@@ -220,13 +222,13 @@ def read_and_chunk(files, kept, pending, old_rows, model: UpdateModel, manifest,
     return chunked, reusable
 
 
-def skipped_record(skipped: list[Skipped]) -> list[list[str]]:
-    """Return what the manifest keeps of a run's skipped files: sorted ``[path, reason]`` pairs.
+def skipped_record(skipped: list[Skipped]) -> tuple[tuple[str, str], ...]:
+    """Return what the manifest keeps of a run's skipped files: sorted ``(path, reason)`` pairs.
 
     The next run compares its own with it, so that ``qa index`` lists in full only the
     files skipped for a new reason, not the same ones on every run.
     """
-    return [list(pair) for pair in sorted({(item.path, item.reason) for item in skipped})]
+    return tuple(sorted({(item.path, item.reason) for item in skipped}))
 
 
 def drop_failed_inputs(roots, new_roots, root_files, kept, chunked, report: IndexReport) -> list[str]:

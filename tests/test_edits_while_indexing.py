@@ -59,7 +59,7 @@ def test_an_edit_between_reading_and_recording_is_seen_by_the_next_question(fake
     monkeypatch.setattr(update_plan, "chunk_for_index", chunk_then_edit)
     assert qa("index", str(folder), "--model", FAKE_MODEL, "--index-dir", str(index_dir)).exit_code == 0
     monkeypatch.setattr(update_plan, "chunk_for_index", real_chunk)
-    record = next(r for r in read_index(index_dir).manifest["documents"] if r["source"].endswith("zebra.txt"))
+    record = next(r for r in read_index(index_dir).manifest.to_json()["documents"] if r["source"].endswith("zebra.txt"))
     assert record["sha256"] == hashlib.sha256(b"Zebras\n\nThe zebra lives in Africa.\n").hexdigest()
     assert record["size"] != os.stat(folder / "zebra.txt").st_size  # the size it had when read
 

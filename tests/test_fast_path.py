@@ -225,8 +225,8 @@ def test_ask_after_an_edit_updates_the_index_without_torch(tmp_path, st_embedder
     assert "notes.txt changed" in result.stderr
     assert "kitchen closes" in json.loads(result.stdout)["passages"][0]["text"]
     after = read_index(index_dir)
-    assert after.manifest["model"] == before.manifest["model"]
-    assert after.manifest["background"] == before.manifest["background"]
+    assert after.manifest.to_json()["model"] == before.manifest.to_json()["model"]
+    assert after.manifest.to_json()["background"] == before.manifest.to_json()["background"]
     assert not list(index_dir.glob(".journal-*"))
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("QA_CACHE_DIR", str(CACHE))

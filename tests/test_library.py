@@ -44,7 +44,7 @@ def library(tmp_path):
 
 
 def sources(index_dir):
-    return [record["source"] for record in read_index(index_dir).manifest["documents"]]
+    return [record["source"] for record in read_index(index_dir).manifest.to_json()["documents"]]
 
 
 def test_directory_is_indexed_recursively(library):
@@ -66,7 +66,7 @@ def test_rerun_embeds_nothing_when_nothing_changed_even_if_touched(library):
     # Nothing embedded; only the new modification times are recorded, so that
     # questions don't hash the files again and again.
     assert report.embedded == 0 and report.unchanged == 3 and not report.updated
-    assert {r["mtime_ns"] for r in read_index(index_dir).manifest["documents"]} == {1_000_000_000}
+    assert {r["mtime_ns"] for r in read_index(index_dir).manifest.to_json()["documents"]} == {1_000_000_000}
     assert not update_index(index_dir, [], embedder=FakeEmbedder()).written
 
 
@@ -282,11 +282,11 @@ class OtherEngine(FakeEmbedder):
 def test_an_update_by_another_engine_of_the_model_keeps_its_fingerprint_and_no_journal(library):
     folder, index_dir = library
     update_index(index_dir, [folder], embedder=FakeEmbedder())
-    before = read_index(index_dir).manifest["model"]
+    before = read_index(index_dir).manifest.to_json()["model"]
     (folder / "zebra.txt").write_text("The zebra lives in Africa and eats grass.\n")
     report = update_index(index_dir, [], embedder=OtherEngine())
     assert report.written and report.updated
-    assert read_index(index_dir).manifest["model"] == before
+    assert read_index(index_dir).manifest.to_json()["model"] == before
     assert not list(index_dir.glob(".journal-*"))  # the finished update's journal is gone
 
 
@@ -301,7 +301,7 @@ def test_an_update_by_the_same_model_keeps_the_background_when_it_is_not_cached(
     update_index(index_dir, [], embedder=embedder)
     after = read_index(index_dir)
     assert len(embedder.embedded) < 10  # the edited document and the probe, not 400 background texts
-    assert after.manifest["background"] == before.manifest["background"]
+    assert after.manifest.to_json()["background"] == before.manifest.to_json()["background"]
     assert np.array_equal(after.background, before.background)
     other = FakeEmbedder(salt="another model")
     update_index(index_dir, [], embedder=other)  # a model change embeds the background again
@@ -426,7 +426,7 @@ def test_explicit_input_that_gives_nothing_is_an_error_and_not_remembered(fake_m
     assert qa("index", str(folder), "--model", FAKE_MODEL, "--index-dir", str(index_dir)).exit_code == 0
     result = qa("index", str(tmp_path / "nope" / "*.txt"), "--index-dir", str(index_dir))
     assert result.exit_code == 1 and result.stderr.strip().startswith("Error: ") and "matches" in result.stderr
-    assert str(tmp_path / "nope") not in json.dumps(read_index(index_dir).manifest["roots"])
+    assert str(tmp_path / "nope") not in json.dumps(read_index(index_dir).manifest.to_json()["roots"])
 
 
 def test_a_document_that_turns_unreadable_keeps_its_indexed_version(library):
@@ -498,7 +498,7 @@ def test_an_index_of_an_older_qa_is_rebuilt_from_its_documents_on_ask(fake_model
     result = qa("ask", "--json", "where do kangaroos live", "--index-dir", str(index_dir))
     assert result.exit_code == 0, result.output
     assert "older qa" in result.stderr and "kangaroo" in json.loads(result.stdout)["passages"][0]["source"]
-    assert len(sources(index_dir)) == 3 and read_index(index_dir).manifest["model"]["name"] == FAKE_MODEL
+    assert len(sources(index_dir)) == 3 and read_index(index_dir).manifest.to_json()["model"]["name"] == FAKE_MODEL
 
 
 def test_an_index_of_an_older_qa_keeps_its_documents_on_index(fake_model, library, tmp_path):
@@ -533,7 +533,7 @@ def test_a_run_with_nothing_to_do_still_clears_what_a_killed_run_left(library):
     update_index(index_dir, [folder], embedder=FakeEmbedder())
     (index_dir / ".tmp-gen-1-1").mkdir()
     (index_dir / ".tmp-gen-1-1" / "vectors.faiss").write_bytes(b"IxF")
-    model = read_index(index_dir).manifest["model"]
+    model = read_index(index_dir).manifest.to_json()["model"]
     journal_dir(index_dir, model["name"], model["probe"]).mkdir()  # the dead run's
     other = journal_dir(index_dir, "another-model", [0.5] * 4)  # an interrupted run of another model
     other.mkdir()
@@ -632,7 +632,7 @@ def test_a_deleted_folder_is_forgotten_with_its_documents(library):
     shutil.rmtree(folder / "sub")
     report = update_index(index_dir, [], embedder=FakeEmbedder())
     assert report.removed and not report.skipped
-    assert read_index(index_dir).manifest["roots"] == [str((folder / "zebra.txt").resolve())]
+    assert read_index(index_dir).manifest.to_json()["roots"] == [str((folder / "zebra.txt").resolve())]
 
 
 def test_cli_sources_without_an_index_and_replace_without_paths_are_one_line_errors(tmp_path):
@@ -646,13 +646,13 @@ def test_an_index_counted_with_old_term_rules_is_recounted_without_embedding(fak
     folder, index_dir = library
     monkeypatch.setattr(new_generation, "TERMS_VERSION", 1)
     update_index(index_dir, [folder], embedder=FakeEmbedder())
-    assert read_index(index_dir).manifest["terms"] == 1
+    assert read_index(index_dir).manifest.to_json()["terms"] == 1
     monkeypatch.undo()
     embedder = FakeEmbedder()
     report = update_index(index_dir, [], embedder=embedder)
     passages = {p.text for p in read_index(index_dir).passages}
     assert report.written and report.embedded == 0 and not passages & set(embedder.embedded)
-    assert read_index(index_dir).manifest["terms"] == indexer.TERMS_VERSION
+    assert read_index(index_dir).manifest.to_json()["terms"] == indexer.TERMS_VERSION
     assert not update_index(index_dir, [], embedder=FakeEmbedder()).written
 
 
@@ -665,7 +665,7 @@ def test_ask_recounts_old_term_rules_before_answering(fake_model, library, monke
     assert result.exit_code == 0, result.output
     passages = {p.text for p in read_index(index_dir).passages}
     assert "BM25 terms" in result.stderr and not passages & set(fake_model.embedded)
-    assert read_index(index_dir).manifest["terms"] == indexer.TERMS_VERSION
+    assert read_index(index_dir).manifest.to_json()["terms"] == indexer.TERMS_VERSION
 
 
 @pytest.mark.parametrize("make", [lambda d: d / "missing", lambda d: (d / "empty").mkdir() or d / "empty",
