@@ -106,6 +106,48 @@ class IndexBusy(StoreError):
     """Another process is writing the index."""
 
 
+class IndexDiskFull(StoreError):
+    """The file system filled up (or the user's quota) while a new generation was
+    written; it was removed, and the previous index is current and intact."""
+
+    def __init__(self, message: str = "disk full while writing the index; the previous index is unchanged"):
+        super().__init__(message)
+        self.reason = message
+
+
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Return whether ``exc`` says the file system or the quota is full.
+
+    An ``OSError`` says so by its errno; FAISS, which writes from C++, raises a
+    ``RuntimeError`` whose text ends with the system's message ("No space left on
+    device"), so that text counts too.
+    """
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+        return True
+    return isinstance(exc, (OSError, RuntimeError)) and any(os.strerror(code) in str(exc) for code in DISK_FULL_ERRNOS)
+
+
+class _PlainWriter:
+    """A file seen by numpy as a mere object with ``write``: numpy then writes through
+    Python's file (in chunks, so no copy of the array), whose errors carry their errno,
+    instead of ``ndarray.tofile``, whose short write on a full disk is an ``OSError``
+    without one ("157440 requested and 126944 written")."""
+
+    def __init__(self, handle):
+        self._handle = handle
+
+    def write(self, data) -> int:
+        return self._handle.write(data)
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as handle:
+        np.save(_PlainWriter(handle), np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
+
+
 class IndexReadOnly(StoreError):
     """Files can't be created in the index directory (a read-only mount, no write
     permission); it can still be read. ``reason`` is the system's word for why."""
@@ -241,6 +283,13 @@ def _read_current(index_dir: Path) -> tuple[str, str]:
     if len(words) != 2 or not words[0].startswith("gen-") or "/" in words[0]:
         raise IndexCorrupt(f"index at {index_dir} is damaged: {CURRENT} is not valid")
     return words[0], words[1]
+
+
+def _names_current(index_dir: Path, generation: str) -> bool:
+    try:
+        return _read_current(index_dir)[0] == generation
+    except StoreError:
+        return False
 
 
 def is_current(index_dir: Path, snapshot: Snapshot) -> bool:
@@ -496,8 +545,7 @@ def write_index(index_dir: Path, manifest: dict, content: IndexContent,
         record = backend.write(vectors, tmp, generation)
         for name, array in ((VECTORS_NPY, vectors), (BACKGROUND, content.background),
                             (SENTENCES, content.sentence_vectors)):
-            with open(tmp / name, "wb") as handle:
-                np.save(handle, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
+            _save_npy(tmp / name, array)
         with open(tmp / LEXICON, "wb") as handle:
             np.savez(handle, **content.lexicon)
         doc_numbers = {doc["source"]: i for i, doc in enumerate(manifest["documents"])}
@@ -531,10 +579,18 @@ def write_index(index_dir: Path, manifest: dict, content: IndexContent,
         _fsync_dir(tmp)
         os.rename(tmp, index_dir / generation)
         _fsync_dir(index_dir)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if is_disk_full(exc):
+            raise IndexDiskFull() from None
         raise
-    _swap_current(index_dir, generation, manifest_sha)
+    try:
+        _swap_current(index_dir, generation, manifest_sha)
+    except OSError as exc:  # CURRENT still names the previous generation: the new one goes
+        if is_disk_full(exc) and not _names_current(index_dir, generation):
+            _remove_entry(index_dir / generation)
+            raise IndexDiskFull() from None
+        raise
     _remove_old_generations(index_dir, generation)
     return index_dir / generation
 
@@ -544,11 +600,15 @@ def _swap_current(index_dir: Path, generation: str, manifest_sha: str) -> None:
     # mkstemp: a fresh name, created exclusively (a link planted at a predictable name
     # would have been followed), mode 0600
     fd, current_tmp = tempfile.mkstemp(prefix=f".tmp-{CURRENT}-", dir=index_dir)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(f"{generation} {manifest_sha}\n".encode())
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(current_tmp, index_dir / CURRENT)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(f"{generation} {manifest_sha}\n".encode())
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(current_tmp, index_dir / CURRENT)
+    except BaseException:
+        Path(current_tmp).unlink(missing_ok=True)
+        raise
     _fsync_dir(index_dir)
 
 
@@ -759,6 +819,8 @@ def ensure_writable(index_dir: Path) -> None:
         if exc.errno in (errno.EEXIST, errno.ELOOP) and os.path.islink(index_dir):
             reason = "it is a symbolic link that leads nowhere (a loop, or a broken link)"
         message = f"cannot write the index directory {index_dir}: {reason}"
+        if exc.errno in DISK_FULL_ERRNOS:
+            raise IndexDiskFull() from None
         if exc.errno in READ_ONLY_ERRNOS and index_dir.is_dir():
             raise IndexReadOnly(message, reason) from None
         raise StoreError(message) from None
