@@ -14,6 +14,7 @@ import os
 import shutil
 import stat
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -77,6 +78,30 @@ class IndexOldFormat(IndexCorrupt):
 
 class IndexBusy(StoreError):
     """Another process is writing the index."""
+
+
+class IndexDiskFull(StoreError):
+    """The file system filled up (or the user's quota) while a new generation was
+    written; it was removed, and the previous index is current and intact."""
+
+    def __init__(self, message: str = "disk full while writing the index; the previous index is unchanged"):
+        super().__init__(message)
+        self.reason = message
+
+
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Return whether ``exc`` says the file system or the quota is full.
+
+    An ``OSError`` says so by its errno; FAISS, which writes from C++, raises a
+    ``RuntimeError`` whose text ends with the system's message ("No space left on
+    device"), so that text counts too.
+    """
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+        return True
+    return isinstance(exc, (OSError, RuntimeError)) and any(os.strerror(code) in str(exc) for code in DISK_FULL_ERRNOS)
 
 
 class IndexReadOnly(StoreError):
@@ -204,40 +229,71 @@ def ensure_writable(index_dir: Path) -> None:
         if exc.errno in (errno.EEXIST, errno.ELOOP) and os.path.islink(index_dir):
             reason = "it is a symbolic link that leads nowhere (a loop, or a broken link)"
         message = f"cannot write the index directory {index_dir}: {reason}"
+        if exc.errno in DISK_FULL_ERRNOS:
+            raise IndexDiskFull() from None
         if exc.errno in READ_ONLY_ERRNOS and index_dir.is_dir():
             raise IndexReadOnly(message, reason) from None
         raise StoreError(message) from None
+
+
+LOCK_POLL_SECONDS = 0.05
+"""How often a writer waiting for the lock tries again."""
 
 
 @contextmanager
 def writer_lock(index_dir: Path, timeout: float = 600.0) -> Iterator[None]:
     """Hold the index's writer lock for the duration of the ``with`` block.
 
-    The lock is an OS file lock, released by the kernel when its holder dies, so a
-    killed build never leaves the index locked. Waits up to ``timeout`` seconds for
-    another writer, then raises :class:`IndexBusy`.
+    The lock is an OS file lock (``flock``) on ``.lock``, released by the kernel when
+    its holder dies, so a killed build never leaves the index locked. Waits up to
+    ``timeout`` seconds for another writer, then raises :class:`IndexBusy`. The lock
+    file is opened with ``O_NOFOLLOW`` and checked on the opened descriptor: a link or
+    anything but a regular file at ``.lock`` is a one-line :class:`StoreError`, never
+    followed (a check of the path before opening it by name left a moment in which a
+    planted link was followed, and its target truncated).
     """
-    from filelock import FileLock, Timeout
+    import fcntl
 
     ensure_writable(index_dir)
+    fd = _open_lock_file(index_dir / LOCK)
     try:
-        info = os.lstat(index_dir / LOCK)
-    except FileNotFoundError:
-        info = None
-    except OSError as exc:
-        raise StoreError(f"cannot use the lock file {index_dir / LOCK}: {exc.strerror or exc}") from None
-    if info is not None and stat.S_ISLNK(info.st_mode):  # opening it would follow the link (and truncate its target)
-        raise StoreError(f"{index_dir / LOCK} is a symbolic link, not qa's lock file: remove it and try again")
-    if info is not None and not stat.S_ISREG(info.st_mode):  # a FIFO or a folder can't be locked: waits forever
-        raise StoreError(f"{index_dir / LOCK} is not a regular file, not qa's lock file: remove it and try again")
-    lock = FileLock(str(index_dir / LOCK), mode=0o600)
-    try:
-        lock.acquire(timeout=timeout)
-    except Timeout:
-        raise IndexBusy(
-            f"another qa process is writing the index in {index_dir}; try again when it is done"
-        ) from None
-    try:
-        yield
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise IndexBusy(
+                        f"another qa process is writing the index in {index_dir}; try again when it is done"
+                    ) from None
+                time.sleep(min(LOCK_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
-        lock.release()
+        os.close(fd)
+
+
+def _open_lock_file(path: Path) -> int:
+    """Open (creating it, mode 0600) the lock file at ``path``; return its descriptor.
+
+    Never follows a link and never blocks (a FIFO is refused, not waited on); raises a
+    one-line :class:`StoreError` for anything but a regular file.
+    """
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a link (or a loop of them)
+            raise StoreError(f"{path} is a symbolic link, not qa's lock file: remove it and try again") from None
+        if exc.errno == errno.EISDIR:
+            raise StoreError(f"{path} is not a regular file, not qa's lock file: remove it and try again") from None
+        if exc.errno in DISK_FULL_ERRNOS:
+            raise IndexDiskFull() from None
+        raise StoreError(f"cannot use the lock file {path}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO or a device can't be locked: waits forever
+        os.close(fd)
+        raise StoreError(f"{path} is not a regular file, not qa's lock file: remove it and try again")
+    return fd

@@ -35,14 +35,18 @@ from qa.index_dir import (
     PASSAGES,
     SENTENCES,
     VECTORS_NPY,
+    MAX_MANIFEST_BYTES,
+    IndexDiskFull,
     StoreError,
     _read_current,
     _remove_entry,
     _remove_tmp,
     ensure_writable,
     generations,
+    is_disk_full,
+    read_bounded,
 )
-from qa.index_read import IndexContent, read_library
+from qa.index_read import IndexContent, _signed, read_library
 from qa.manifest import FileRecord, Manifest
 from qa.recovery import IntactGeneration, _intact_manifest
 from qa.vectorstore import VectorBackend, backend_for_record, vector_backend
@@ -91,20 +95,41 @@ def write_index(index_dir: Path, manifest: Manifest | Mapping[str, Any], content
         fsync_dir(tmp, ignore_errors=True)
         os.rename(tmp, index_dir / generation)
         fsync_dir(index_dir, ignore_errors=True)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if is_disk_full(exc):
+            raise IndexDiskFull() from None
         raise
-    _swap_current(index_dir, generation, manifest_sha)
+    _commit(index_dir, generation, manifest_sha)
     _remove_old_generations(index_dir, generation)
     return index_dir / generation
+
+
+def _commit(index_dir: Path, generation: str, manifest_sha: str) -> None:
+    """Make the written ``generation`` current (:func:`_swap_current`, the commit point).
+    A full disk before ``CURRENT`` names it removes it: :class:`IndexDiskFull`, and the
+    previous index stays current."""
+    try:
+        _swap_current(index_dir, generation, manifest_sha)
+    except OSError as exc:  # CURRENT still names the previous generation: the new one goes
+        if is_disk_full(exc) and not _names_current(index_dir, generation):
+            _remove_entry(index_dir / generation)
+            raise IndexDiskFull() from None
+        raise
+
+
+def _names_current(index_dir: Path, generation: str) -> bool:
+    try:
+        return _read_current(index_dir)[0] == generation
+    except StoreError:
+        return False
 
 
 def _write_content(tmp: Path, manifest: Manifest, content: IndexContent, vectors: np.ndarray) -> None:
     """Write a generation's arrays and ``passages.jsonl`` into ``tmp`` (not yet synced)."""
     for name, array in ((VECTORS_NPY, vectors), (BACKGROUND, content.background),
                         (SENTENCES, content.sentence_vectors)):
-        with open(tmp / name, "wb") as handle:
-            np.save(handle, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
+        _save_npy(tmp / name, array)
     with open(tmp / LEXICON, "wb") as handle:
         np.savez(handle, **content.lexicon)
     doc_numbers = {doc.source: i for i, doc in enumerate(manifest.documents)}
@@ -114,6 +139,24 @@ def _write_content(tmp: Path, manifest: Manifest, content: IndexContent, vectors
                    "sentences": [list(span) for span in spans],
                    **({"line": p.line} if p.line else {}), **({"page": p.page} if p.page else {})}
             handle.write(jsontext.dumps(row) + "\n")
+
+
+class _PlainWriter:
+    """A file seen by numpy as a mere object with ``write``: numpy then writes through
+    Python's file (in chunks, so no copy of the array), whose errors carry their errno,
+    instead of ``ndarray.tofile``, whose short write on a full disk is an ``OSError``
+    without one ("157440 requested and 126944 written")."""
+
+    def __init__(self, handle):
+        self._handle = handle
+
+    def write(self, data) -> int:
+        return self._handle.write(data)
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as handle:
+        np.save(_PlainWriter(handle), np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
 
 
 def _write_manifest(tmp: Path, manifest: Manifest) -> str:
@@ -134,11 +177,15 @@ def _swap_current(index_dir: Path, generation: str, manifest_sha: str) -> None:
     # mkstemp: a fresh name, created exclusively (a link planted at a predictable name
     # would have been followed), mode 0600
     fd, current_tmp = tempfile.mkstemp(prefix=f".tmp-{CURRENT}-", dir=index_dir)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(f"{generation} {manifest_sha}\n".encode())
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(current_tmp, index_dir / CURRENT)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(f"{generation} {manifest_sha}\n".encode())
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(current_tmp, index_dir / CURRENT)
+    except BaseException:
+        Path(current_tmp).unlink(missing_ok=True)
+        raise
     fsync_dir(index_dir, ignore_errors=True)
 
 
@@ -174,8 +221,16 @@ def _remove_old_generations(index_dir: Path, current: str) -> None:
 
 def _drop_vectors(index_dir: Path, generation: str) -> None:
     """Let a generation's vector store free what it holds outside the directory (a server's
-    collection), before the directory goes. Only an intact manifest is trusted for that."""
-    intact = _intact_manifest(index_dir, generation)
+    collection), before the directory goes. Only an intact manifest that this user's qa
+    signed is trusted for that: whoever can write the index directory could plant a
+    generation naming any collection of the user's."""
+    try:
+        data = read_bounded(index_dir / generation / MANIFEST, MAX_MANIFEST_BYTES)
+    except OSError:
+        return
+    if not _signed(index_dir / generation, data):
+        return
+    intact = _intact_manifest(index_dir, generation, data)
     record = intact[0].vectors if intact and intact[0] else None
     if not isinstance(record, dict) or record.get("store") == "faiss":
         return

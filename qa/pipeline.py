@@ -27,6 +27,7 @@ from qa.retriever import Retriever
 from qa.store import (
     IndexBusy,
     IndexCorrupt,
+    IndexDiskFull,
     IndexMissing,
     IndexOldFormat,
     IndexReadOnly,
@@ -193,11 +194,11 @@ def _updated(index_dir: Path, snapshot, embedder: Embedder, builder: Embedder | 
     is the full model (another model, or ``QA_FAST_PATH=0``), so it isn't loaded twice.
     An index that can't be written here (a read-only mount, no permission) answers as
     it is, with one line saying so (``current``, the retriever over it if there is one,
-    is returned then), as does one another process holds."""
+    is returned then), as does one whose disk is full and one another process holds."""
     try:
         ensure_writable(index_dir)
-    except IndexReadOnly as exc:
-        return _as_it_is(snapshot, embedder, reasons, exc, notify, current)
+    except (IndexReadOnly, IndexDiskFull) as exc:
+        return _as_it_is(snapshot, embedder, reasons, exc.reason, notify, current)
     notify(f"the index is out of date ({'; '.join(reasons)}): updating it")
     if builder is None:
         # The question's embedder is the full model unless it is the fast query engine.
@@ -208,8 +209,8 @@ def _updated(index_dir: Path, snapshot, embedder: Embedder, builder: Embedder | 
     except IndexBusy:
         notify("another qa process is updating the index: answering from the index as it is")
         return Retriever(snapshot, embedder)
-    except IndexReadOnly as exc:  # it became read-only since the check
-        return _as_it_is(snapshot, embedder, reasons, exc, notify, current)
+    except (IndexReadOnly, IndexDiskFull) as exc:  # it filled up, or became read-only, since the check
+        return _as_it_is(snapshot, embedder, reasons, exc.reason, notify, current)
     return Retriever(read_index(index_dir), embedder)
 
 
@@ -218,13 +219,13 @@ _SAID_READ_ONLY: dict[Path, tuple[str, ...]] = {}
 server) checks freshness before every question, and says the same thing only once."""
 
 
-def _as_it_is(snapshot, embedder: Embedder, reasons: list[str], exc: IndexReadOnly, notify: Notify,
+def _as_it_is(snapshot, embedder: Embedder, reasons: list[str], why: str, notify: Notify,
               current: Retriever | None = None) -> Retriever:
     """Return a retriever over ``snapshot`` unchanged (``current`` if given), after the one line saying the index
-    is out of date (``reasons``) and can't be updated here (``exc``), unless that line
+    is out of date (``reasons``) and can't be updated here (``why``), unless that line
     was said already for this generation and these reasons."""
     if _SAID_READ_ONLY.get(snapshot.directory) != tuple(reasons):
         _SAID_READ_ONLY[snapshot.directory] = tuple(reasons)
-        notify(f"the index is out of date ({'; '.join(reasons)}) and can't be updated here ({exc.reason}): "
+        notify(f"the index is out of date ({'; '.join(reasons)}) and can't be updated here ({why}): "
                "answering from it as it is")
     return current or Retriever(snapshot, embedder)

@@ -69,12 +69,14 @@ def _trusted_shas(index_dir: Path, generation: str) -> set[str]:
     return shas
 
 
-def _intact_manifest(index_dir: Path, generation: str) -> tuple[Manifest | None, CarriedLibrary, str] | None:
+def _intact_manifest(index_dir: Path, generation: str,
+                     data: bytes | None = None) -> tuple[Manifest | None, CarriedLibrary, str] | None:
     """Return a generation's manifest (None for an older format), what it says about its
     library, and its checksum, if it passes :func:`read_index`'s manifest checks
-    (checksum, JSON, shape, a format this qa knows); else None."""
+    (checksum, JSON, shape, a format this qa knows); else None. ``data``: the
+    manifest's bytes when already read (and checked for something else)."""
     try:
-        data = read_bounded(index_dir / generation / MANIFEST, MAX_MANIFEST_BYTES)
+        data = read_bounded(index_dir / generation / MANIFEST, MAX_MANIFEST_BYTES) if data is None else data
     except OSError:
         return None
     sha = hashlib.sha256(data).hexdigest()
