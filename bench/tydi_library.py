@@ -117,7 +117,7 @@ def main() -> None:
     hit1 = sum(r == 1 for r in ranks) / n
     hit5 = sum(r is not None and r <= 5 for r in ranks) / n
     mrr = sum(1 / r for r in ranks if r) / n
-    print(f"\nTyDi-id test, {n} questions against all {len(read_index(index_dir).manifest['documents'])} "
+    print(f"\nTyDi-id test, {n} questions against all {len(read_index(index_dir).manifest.to_json()['documents'])} "
           f"paragraphs: Hit@1 {hit1:.3f}  Hit@5 {hit5:.3f}  MRR {mrr:.3f}  ({1000 * seconds / n:.0f} ms a question)")
 
 

@@ -15,8 +15,10 @@ from typing import Iterator, List, Optional
 import typer
 
 from qa import __version__
-from qa.models.names import DEFAULT_MODEL, LICENCES, canonical_model_name, short_name
-from qa.paths import INDEX_DIR_ENV, MODEL_ENV, STORE_ENV, default_index_dir
+from qa.cli_options import IndexDirOption, ModelOption, StoreOption, TopKOption
+from qa.models.names import DEFAULT_MODEL, LICENCES, short_name
+from qa.paths import default_index_dir
+from qa.status import Status
 
 app = typer.Typer(
     rich_markup_mode=None,
@@ -25,47 +27,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Ask questions, in any language, about your documents. Runs entirely on this machine.",
 )
-
-def _index_dir_path(value: str) -> Path:
-    """Parse ``--index-dir``: an empty value is an error, not the current folder.
-
-    ``Path("")`` is ``Path(".")``, so ``--index-dir "$UNSET_VARIABLE"`` wrote an index
-    into whatever folder qa was started in.
-    """
-    if not value.strip():
-        raise typer.BadParameter("is empty; give a folder (\".\" for this one)")
-    return Path(value)
-
-
-IndexDirOption = typer.Option(
-    None,
-    "--index-dir",
-    metavar="DIR",
-    parser=_index_dir_path,
-    envvar=INDEX_DIR_ENV,
-    help="Index directory [default: index/ of a source checkout, else the user data dir].",
-    show_default=False,
-)
-StoreOption = typer.Option(
-    None,
-    "--store",
-    metavar="URI",
-    envvar=STORE_ENV,
-    help="Where the passage vectors are searched: faiss (default), milvus:PATH.db (Milvus Lite) or "
-    "milvus://HOST:PORT (a Milvus server; pip install 'qa[milvus]').",
-    show_default=False,
-)
-ModelOption = typer.Option(
-    None,
-    "--model",
-    metavar="NAME",
-    envvar=MODEL_ENV,
-    callback=lambda value: canonical_model_name(value),
-    help="embeddinggemma, e5-small (the fast choice for very large libraries), or a "
-    f"sentence-transformers model name or path [default: the index's model, else {short_name(DEFAULT_MODEL)}].",
-    show_default=False,
-)
-
 
 def fail(message: str, code: int = 1) -> None:
     """Print a one-line error to stderr and exit with ``code``.
@@ -99,88 +60,6 @@ def user_errors() -> Iterator[None]:
     except KeyboardInterrupt:
         typer.echo("\nInterrupted; the index is unchanged (a rerun of qa index continues where it stopped).", err=True)
         raise typer.Exit(130)
-
-
-class Status:
-    """What a long command is doing, on stderr: status lines, and a live line below them.
-
-    Every :meth:`notify` message is printed as a line. In a terminal, from the first
-    message on, a spinner line below repeats the latest one with the time it has taken,
-    so a step that takes seconds (loading the model, reading files) never leaves the
-    screen silent; :meth:`progress` adds a bar per step (texts done, texts per second,
-    time left), shown from 0. Nothing live is drawn when stderr is not a terminal.
-    Use it as a context manager: the live line is removed when the command is done.
-    """
-
-    def __init__(self):
-        from qa.render import make_console
-
-        self.console = make_console(stderr=True)
-        self._live = None
-        self._spinner = None
-        self._bars: dict[str, object] = {}
-
-    def __enter__(self) -> "Status":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Remove the live line, if any (the printed status lines stay); a later message starts a new one."""
-        if self._live is not None:
-            self._live.stop()
-            self._live = None
-            self._spinner = None
-            self._bars.clear()
-
-    def _display(self):
-        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-        if self._live is None:
-            self._live = Progress(
-                SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[detail]}"),
-                TimeElapsedColumn(), console=self.console, transient=True,
-            )
-            self._live.start()
-        return self._live
-
-    def notify(self, message: str) -> None:
-        """Print one status line, dimmed (as plain text: it can hold paths and file names)."""
-        from rich.text import Text
-
-        from qa.terminal import one_line
-
-        message = one_line(message)
-        self.console.print(Text(message, style="dim"))
-        if not self.console.is_terminal:
-            return
-        live = self._display()
-        description = Text(message if len(message) <= 60 else message[:59] + "\u2026", style="dim")
-        if self._spinner is None:
-            self._spinner = live.add_task(description, total=None, detail="")
-        else:
-            live.reset(self._spinner, description=description, total=None, detail="")
-
-    def progress(self, done: int, total: int, step: str = "embedding") -> None:
-        """Show a bar for ``step``: ``done`` of ``total`` texts (or files), the rate and the time left."""
-        if not self.console.is_terminal:
-            return
-        live = self._display()
-        if step not in self._bars:
-            self._bars[step] = live.add_task(step, total=total, detail="")
-        task_id = self._bars[step]
-        live.update(task_id, completed=done, total=total)
-        task = live.tasks[[t.id for t in live.tasks].index(task_id)]
-        detail = f"{done}/{total}"
-        if task.speed:
-            detail += f"  {task.speed:.1f}/s"
-        if task.time_remaining is not None and done < total:
-            detail += f"  {int(task.time_remaining) // 60}:{int(task.time_remaining) % 60:02d} left"
-        live.update(task_id, detail=detail)
-        if done >= total:
-            live.remove_task(task_id)
-            del self._bars[step]
 
 
 def _resolve_index_dir(index_dir: Optional[Path]) -> Path:
@@ -243,8 +122,7 @@ def ask(
         help="The question, in any language; - (or none, with a pipe) reads it from standard input.",
         show_default=False,
     ),
-    top_k: int = typer.Option(1, "--top-k", "-k", min=1, max=100, metavar="N", envvar="QA_TOP_K",
-                              help="How many passages to show."),
+    top_k: int = TopKOption,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of text."),
     index_dir: Optional[Path] = IndexDirOption,
     model: Optional[str] = ModelOption,
@@ -278,8 +156,7 @@ def ask(
 
 @app.command()
 def chat(
-    top_k: int = typer.Option(1, "--top-k", "-k", min=1, max=100, metavar="N", envvar="QA_TOP_K",
-                              help="How many passages to show per answer."),
+    top_k: int = TopKOption,
     index_dir: Optional[Path] = IndexDirOption,
     model: Optional[str] = ModelOption,
     store: Optional[str] = StoreOption,
@@ -333,25 +210,17 @@ def index_command(
     Deleted documents are dropped. An interrupted run leaves the index as it was,
     and the next run continues where it stopped.
     """
-    from qa.indexer import RayOptions, update_index
+    from qa.indexer import update_index
 
     if replace_all and not paths:
         fail("--replace needs the PATHs to index")
-    ray_options = None
-    if ray is not None:
-        from qa.ray_embed import INSTALL_HINT, ray_address, ray_installed
-
-        if not ray_installed():
-            fail(INSTALL_HINT)
-        ray_options = RayOptions(ray_address(ray), ray_workers)
+    ray_options = _ray_options(ray, ray_workers)
     with user_errors():
         directory = _resolve_index_dir(index_dir)
-        from qa.store import ensure_writable, read_manifest
+        from qa.store import ensure_writable
 
         ensure_writable(directory)
-        documents = (read_manifest(directory) or {}).get("documents")  # unchecked: only a hint hangs on it
-        only_bundled = isinstance(documents, list) and bool(documents) and all(
-            isinstance(d, dict) and d.get("bundled") is True for d in documents)
+        only_bundled = _holds_only_the_bundled_article(directory)
         with Status() as status:
             report = update_index(
                 directory, paths or [], model=model, remove=[_removal(path) for path in remove or []],
@@ -371,6 +240,28 @@ def index_command(
                    "drops it", err=True)
     if report.failed_inputs:
         fail("; ".join(f"{item.path}: {item.reason}" for item in report.failed_inputs))
+
+
+def _ray_options(ray: Optional[str], workers: int):
+    """Return ``qa index --ray``'s :class:`qa.indexer.RayOptions` (None without ``--ray``);
+    fails in one line when Ray is not installed."""
+    if ray is None:
+        return None
+    from qa.indexer import RayOptions
+    from qa.ray_embed import INSTALL_HINT, ray_address, ray_installed
+
+    if not ray_installed():
+        fail(INSTALL_HINT)
+    return RayOptions(ray_address(ray), workers)
+
+
+def _holds_only_the_bundled_article(directory: Path) -> bool:
+    """Whether the index in ``directory`` holds the bundled article alone (then adding the
+    user's own documents says once how to drop it). False when it can't be told."""
+    from qa.store import read_library
+
+    library = read_library(directory)
+    return library is not None and library.bundled_only
 
 
 BUNDLED_NAME = "bundled"
@@ -436,7 +327,7 @@ def sources_command(
         except IndexCorrupt as exc:
             fail(repair_message(exc, directory, default_index_dir()))
         check_store(snapshot.manifest, store, directory, index_option(directory, default_index_dir()))
-    documents = snapshot.manifest.get("documents", [])
+    documents = snapshot.manifest.documents
     if as_json:
         for record in documents:
             typer.echo(json_safe(json.dumps(source_record(record), ensure_ascii=False, allow_nan=False)))

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from qa import extract
-from qa.documents import NotARegularFile, open_regular
+from qa.files import NotARegularFile, open_regular
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
 

@@ -1,4 +1,7 @@
-"""Text out of document files: plain text, Markdown, HTML, PDF and DOCX.
+"""Document files to text: reading them safely, then plain text, Markdown, HTML, PDF, DOCX.
+
+:func:`read_document` is where a document file is opened and read (never a FIFO,
+never more than ``MAX_FILE_BYTES``); the chunker in ``qa.documents`` only sees text.
 
 Each format has one extractor that turns a file's bytes into text for the chunker:
 paragraphs separated by a blank line, so that passages never run across them.
@@ -10,13 +13,18 @@ starts without paying for them, and only the formats present cost anything.
 from __future__ import annotations
 
 import codecs
+import errno
+import hashlib
 import io
+import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, BinaryIO, Callable
 
-from qa.documents import DocumentError
+from qa.documents import Document, DocumentError
+from qa.files import NotARegularFile, open_regular
+from qa.html_text import LXML_MAX_DEPTH, flat_html_text, html_article
 
 MAX_FILE_BYTES = 100 * 1024 * 1024
 TEXT_SUFFIXES = frozenset({".txt", ".text", ".md", ".markdown"})
@@ -65,6 +73,89 @@ def extract_text(data: bytes, suffix: str, name: str) -> Extracted:
     if not extracted.text or extracted.text.isspace():  # not .strip(): no copy of a huge text
         raise DocumentError(f"{name}: no text (only white space)")
     return extracted
+
+
+def read_document(path: Path, source: str | None = None) -> Document:
+    """Read a document file (text, Markdown, HTML, PDF or DOCX) into a :class:`Document`.
+
+    Takes the path to read and, optionally, the name to record as its source
+    (default: the resolved path). The extractor is chosen by the file's suffix; an
+    unknown suffix is read as plain text. Files of ``MAX_FILE_BYTES`` or more are
+    refused by their size, before they are read. Raises :class:`DocumentError` with
+    a one-line reason naming the file when it is missing (it disappeared), not a
+    regular file (checked on the opened file: a FIFO never blocks), too large,
+    unreadable, binary, broken or without text.
+    """
+    try:
+        if path.is_dir():
+            raise DocumentError(f"{path}: is a directory, not a document")
+        with open_regular(path) as handle:
+            data, observed = _read_observed(handle, path, MAX_FILE_BYTES, too_large)
+    except NotARegularFile:
+        raise DocumentError(f"{path}: not a regular file") from None
+    except FileNotFoundError:
+        raise DocumentError(f"{path}: disappeared while indexing (no such file)") from None
+    except IsADirectoryError:
+        raise DocumentError(f"{path}: is a directory, not a document") from None
+    except PermissionError:
+        raise DocumentError(f"{path}: permission denied") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise DocumentError(f"{path}: symbolic link loop") from None
+        raise DocumentError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if reason := too_large(len(data)):  # it grew after the size check
+        raise DocumentError(f"{path}: {reason}")
+    document = document_from_bytes(data, source or os.path.realpath(path), display=str(path), suffix=path.suffix)
+    return replace(document, observed=observed)
+
+
+READ_ATTEMPTS = 3
+"""Reads of a file that keeps changing while it is read, before its last read is kept."""
+
+
+def _read_observed(handle: BinaryIO, path: Path, limit: int, too_large: Callable[[int], str | None]
+                   ) -> tuple[bytes, tuple[int, int]]:
+    """Read an open file whole; return its bytes and its ``(size, mtime_ns)`` from before the read.
+
+    A file whose size, modification or change time moved during the read was written
+    meanwhile (the bytes may mix two versions): it is read again, up to
+    :data:`READ_ATTEMPTS` times. Whatever is kept is paired with the stat taken before
+    its own read, never after, so that an edit during or after the read leaves the
+    file's time unlike the recorded one (see :class:`Document`). Raises
+    :class:`DocumentError` when the file is too large (``too_large`` gives the reason).
+    """
+    for _attempt in range(READ_ATTEMPTS):
+        before = os.fstat(handle.fileno())
+        if reason := too_large(before.st_size):
+            raise DocumentError(f"{path}: {reason}")
+        handle.seek(0)
+        data = handle.read(limit)
+        after = os.fstat(handle.fileno())
+        if (before.st_size, before.st_mtime_ns, before.st_ctime_ns) == (after.st_size, after.st_mtime_ns, after.st_ctime_ns):
+            break
+    return data, (before.st_size, before.st_mtime_ns)
+
+
+def document_from_bytes(
+    data: bytes, source: str, display: str | None = None, suffix: str | None = None
+) -> Document:
+    """Extract a :class:`Document` from a file's raw bytes.
+
+    ``display`` names the file in error messages (default: ``source``); ``suffix``
+    picks the format (default: the suffix of ``source``; unknown suffixes, or none,
+    are read as plain text). Raises :class:`DocumentError` when the bytes hold no
+    text of that format (see :func:`qa.extract.extract_text`).
+    """
+    suffix = Path(source).suffix if suffix is None else suffix
+    extracted = extract_text(data, suffix, display or source)
+    return Document(
+        source=source,
+        text=extracted.text,
+        sha256=hashlib.sha256(data).hexdigest(),
+        kind=extracted.kind,
+        pages=extracted.pages,
+        note=extracted.note,
+    )
 
 
 def too_large(size: int) -> str | None:
@@ -137,11 +228,11 @@ def _extract_html(data: bytes, name: str) -> Extracted:
     if looks_binary(data):
         raise DocumentError(f"{name}: looks like a binary file, not HTML")
     try:
-        title, blocks = _html_article(data)
+        title, blocks = html_article(data)
     except Exception as exc:  # noqa: BLE001 - a parser failing on hostile input must not end the run
         raise DocumentError(f"{name}: cannot read the HTML ({_one_line(exc)})") from None
     if not blocks:
-        depth, blocks = _flat_html_text(data)
+        depth, blocks = flat_html_text(decode_text(data, "")[0])
         if depth <= LXML_MAX_DEPTH or not blocks:
             raise DocumentError(f"{name}: no readable text found in the HTML")
         return Extracted("\n\n".join(blocks), "html",
@@ -149,121 +240,6 @@ def _extract_html(data: bytes, name: str) -> Extracted:
     if title and title not in blocks:
         blocks.insert(0, title)
     return Extracted("\n\n".join(blocks), "html")
-
-
-# libxml2 (lxml, so trafilatura) stops building the tree 255 elements deep and
-# drops what lies below: a page nested deeper looked like a page without text.
-LXML_MAX_DEPTH = 255
-_VOID_TAGS = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta",
-                        "param", "source", "track", "wbr"})
-_SKIPPED_TAGS = frozenset({"script", "style", "template", "noscript", "head"})
-
-
-def _flat_html_text(data: bytes) -> tuple[int, list[str]]:
-    """Return how deep a page's elements nest, and its text as paragraphs, without a tree.
-
-    The standard library's HTML tokenizer keeps no tree, so any depth costs nothing
-    more; a paragraph ends at every tag (it can't tell block from inline), and
-    script, style and head are left out. Used only for a page nested deeper than
-    :data:`LXML_MAX_DEPTH`, whose text the article extractor never sees.
-    """
-    from html.parser import HTMLParser
-
-    class Flattener(HTMLParser):
-        def __init__(self):
-            super().__init__(convert_charrefs=True)
-            self.depth = self.max_depth = self.skipping = 0
-            self.blocks: list[str] = []
-
-        def handle_starttag(self, tag, attrs):
-            if tag not in _VOID_TAGS:
-                self.depth += 1
-                self.max_depth = max(self.max_depth, self.depth)
-            self.skipping += tag in _SKIPPED_TAGS
-
-        def handle_endtag(self, tag):
-            if tag not in _VOID_TAGS:
-                self.depth = max(0, self.depth - 1)
-            self.skipping = max(0, self.skipping - (tag in _SKIPPED_TAGS))
-
-        def handle_data(self, text):
-            text = " ".join(text.split())
-            if text and not self.skipping:
-                self.blocks.append(text)
-
-    text, _ = decode_text(data, "")
-    parser = Flattener()
-    parser.feed(text)
-    parser.close()
-    return parser.max_depth, parser.blocks
-
-
-def _html_article(data: bytes) -> tuple[str | None, list[str]]:
-    """Return a web page's headline and the paragraphs of its main text (none if it has none)."""
-    import trafilatura
-
-    if b"html" not in data[:64].lower():
-        # trafilatura rejects a fragment ("<p>..</p>" alone) as not HTML.
-        data = b"<html><body>" + data + b"</body></html>"
-    tree = trafilatura.load_html(data)
-    if tree is None:
-        return None, []
-    title = _page_title(tree)
-    # Comments are not the article; tables often are.
-    result = trafilatura.bare_extraction(tree, include_comments=False, include_tables=True)
-    if result is None or result.body is None:
-        return title, []
-    return title, _html_blocks(result.body)
-
-
-def _page_title(tree: Any) -> str | None:
-    """Return the page's headline: its og:title, else its first <h1>, else its <title>."""
-    for found in (
-        tree.xpath("//meta[@property='og:title']/@content"),
-        [h.text_content() for h in tree.xpath("//h1")[:1]],
-        [t.text_content() for t in tree.xpath("//title")[:1]],
-    ):
-        title = " ".join(found[0].split()) if found else ""
-        if title:
-            return title
-    return None
-
-
-def _html_blocks(body: Any) -> list[str]:
-    """Turn trafilatura's output tree into paragraphs of text.
-
-    Its children are blocks: ``p``, ``head``, ``quote``, ``code``, ``list`` (of
-    ``item``) and ``table`` (of ``row`` of ``cell``); ``lb`` is a line break.
-    A list or a table becomes one paragraph with a line per item or row.
-    """
-    blocks = []
-    for element in body:
-        if element.tag == "list":
-            lines = [_element_text(item) for item in element.iterchildren("item")]
-        elif element.tag == "table":
-            lines = [
-                " | ".join(filter(None, (_element_text(cell) for cell in row.iterchildren("cell"))))
-                for row in element.iterchildren("row")
-            ]
-        else:
-            lines = [_element_text(element)]
-        block = "\n".join(line for line in lines if line)
-        if block:
-            blocks.append(block)
-    return blocks
-
-
-_LINE_TAGS = frozenset({"lb", "p", "head", "quote", "code", "list", "item", "table", "row", "cell"})
-
-
-def _element_text(element: Any) -> str:
-    """Return an element's text, a line per line break or nested block, spaces tidied."""
-    for inner in element.iterdescendants(*_LINE_TAGS):
-        inner.tail = "\n" + (inner.tail or "")
-        if inner.tag != "lb":
-            inner.text = "\n" + (inner.text or "")
-    lines = (" ".join(line.split()) for line in "".join(element.itertext()).split("\n"))
-    return "\n".join(line for line in lines if line)
 
 
 def _extract_pdf(data: bytes, name: str) -> Extracted:

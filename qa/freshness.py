@@ -18,6 +18,7 @@ from qa.discover import find_documents
 from qa.documents import ChunkSettings
 from qa.embedder import Embedder, model_probe, same_model
 from qa.lexical import TERMS_VERSION
+from qa.manifest import Manifest
 from qa.roots import BUNDLED_ROOT, GLOB, document_key, document_path, file_digest, is_under, record_key, vanished
 
 
@@ -27,10 +28,10 @@ def chunk_settings_for(embedder: Embedder) -> ChunkSettings:
     return ChunkSettings(max_tokens=min(defaults.max_tokens, embedder.max_tokens))
 
 
-def recorded_probe(manifest: dict) -> np.ndarray:
+def recorded_probe(manifest: Manifest) -> np.ndarray:
     """Return the probe vector an index's manifest records for its model (empty if none):
     what the model's vectors are checked against, and what its journal is named after."""
-    return np.asarray(manifest.get("model", {}).get("probe", []), dtype=np.float32)
+    return np.asarray(manifest.model.probe if manifest.model else [], dtype=np.float32)
 
 
 def as_recorded(probe: np.ndarray) -> np.ndarray:
@@ -39,7 +40,7 @@ def as_recorded(probe: np.ndarray) -> np.ndarray:
     return np.asarray([round(float(x), 6) for x in probe], dtype=np.float32)
 
 
-def changed_documents(manifest: dict) -> list[str]:
+def changed_documents(manifest: Manifest) -> list[str]:
     """Return one reason per document of ``manifest`` that changed or vanished on disk.
 
     A document whose size and modification time are unchanged is trusted without
@@ -48,24 +49,24 @@ def changed_documents(manifest: dict) -> list[str]:
     would keep its indexed version anyway.
     """
     reasons = []
-    for record in manifest.get("documents", []):
+    for record in manifest.documents:
         path = document_path(record)
         if vanished(path):
             reasons.append(f"{path} is missing")
             continue
         try:
             stat = path.stat()
-            if stat.st_size == record.get("size") and stat.st_mtime_ns == record.get("mtime_ns"):
+            if stat.st_size == record.size and stat.st_mtime_ns == record.mtime_ns:
                 continue
             digest = file_digest(path)
         except OSError:
             continue
-        if digest != record.get("sha256"):
+        if digest != record.sha256:
             reasons.append(f"{path} changed")
     return reasons
 
 
-def new_documents(manifest: dict) -> list[str]:
+def new_documents(manifest: Manifest) -> list[str]:
     """Return one reason per document file that appeared in the index's folders or globs
     since it was written.
 
@@ -74,11 +75,11 @@ def new_documents(manifest: dict) -> list[str]:
     """
     # Sources are stored resolved, so a found path equal to one is known without
     # resolving it again (resolving thousands of paths costs more than the walk).
-    known = {record_key(record) for record in manifest.get("documents", [])}
-    passed_over = {item["key"]: (item["size"], item["mtime_ns"]) for item in manifest.get("passed_over", [])}
-    excluded = manifest.get("excluded", [])
+    known = {record_key(record) for record in manifest.documents}
+    passed_over = {item.key: (item.size, item.mtime_ns) for item in manifest.passed_over}
+    excluded = manifest.excluded
     reasons = []
-    for root in manifest.get("roots", []):
+    for root in manifest.roots:
         if root == BUNDLED_ROOT or not (GLOB.search(root) or Path(root).is_dir()):
             continue  # a file named as a root is a document of the manifest, or vanished
         for path in find_documents([root]).files:
@@ -98,7 +99,7 @@ def new_documents(manifest: dict) -> list[str]:
     return reasons
 
 
-def stale_reasons(manifest: dict, embedder: Embedder | None = None, probe: np.ndarray | None = None) -> list[str]:
+def stale_reasons(manifest: Manifest, embedder: Embedder | None = None, probe: np.ndarray | None = None) -> list[str]:
     """Return why the index described by ``manifest`` is out of date; empty when it is fresh.
 
     Checks the documents on disk (:func:`changed_documents`), new files in its folders
@@ -111,19 +112,19 @@ def stale_reasons(manifest: dict, embedder: Embedder | None = None, probe: np.nd
     return reasons + (model_reasons(manifest, embedder, probe) if embedder is not None else [])
 
 
-def lexicon_reasons(manifest: dict) -> list[str]:
+def lexicon_reasons(manifest: Manifest) -> list[str]:
     """Return why the index's BM25 statistics are out of date: counted with other rules
     for words (:data:`qa.lexical.TERMS_VERSION`). Counting them again needs no model."""
-    if manifest.get("terms", 1) != TERMS_VERSION:
+    if manifest.terms != TERMS_VERSION:
         return ["the rules for BM25 terms changed"]
     return []
 
 
-def model_reasons(manifest: dict, embedder: Embedder, probe: np.ndarray | None = None) -> list[str]:
+def model_reasons(manifest: Manifest, embedder: Embedder, probe: np.ndarray | None = None) -> list[str]:
     """Return why the index's vectors no longer fit ``embedder``: other chunking settings,
     or the model embedding the probe text differently than at build time."""
     reasons = []
-    if manifest.get("chunking") != chunk_settings_for(embedder).to_dict():
+    if manifest.chunking != chunk_settings_for(embedder).to_dict():
         reasons.append("the chunking settings changed")
     probe = model_probe(embedder) if probe is None else probe
     if not same_model(recorded_probe(manifest), probe):

@@ -21,16 +21,20 @@ from qa.embedder import (
 )
 from qa.freshness import model_reasons, stale_reasons
 from qa.indexer import PassageProgress, rebuild_message, update_index
+from qa.manifest import Manifest
 from qa.models.names import is_known_model, short_name
 from qa.retriever import Retriever
 from qa.store import (
     IndexBusy,
     IndexCorrupt,
+    IndexDiskFull,
     IndexMissing,
     IndexOldFormat,
+    IndexReadOnly,
+    ensure_writable,
     newest_intact_generation,
     read_index,
-    read_manifest,
+    read_library,
 )
 
 Notify = Callable[[str], None]
@@ -59,14 +63,14 @@ def repair_message(exc: IndexCorrupt, index_dir: Path, default_dir: Path) -> str
     rebuild it.
     """
     option = index_option(index_dir, default_dir)
-    if read_manifest(index_dir) is not None:
+    if read_library(index_dir) is not None:
         return f"{exc}: `qa index{option}` rebuilds it from its documents"
     if newest_intact_generation(index_dir, load=False) is not None:
         return f"{exc}: `qa index{option}` recovers it from its newest intact generation"
     return rebuild_message(exc, option)
 
 
-def check_store(manifest: dict, store: str | None, index_dir: Path, hint_dir: str) -> None:
+def check_store(manifest: Manifest, store: str | None, index_dir: Path, hint_dir: str) -> None:
     """Raise :class:`PipelineError` when the user named a vector ``store`` other than the one the index uses."""
     if store is None:
         return
@@ -115,7 +119,7 @@ def open_retriever(
     except IndexCorrupt as exc:
         # A damaged data file of an intact manifest, or nothing intact left: say what repairs it.
         # A damaged CURRENT or manifest is recovered below, never replaced by the bundled article.
-        if read_manifest(index_dir) is not None or newest_intact_generation(index_dir, load=False) is None:
+        if read_library(index_dir) is not None or newest_intact_generation(index_dir, load=False) is None:
             raise PipelineError(repair_message(exc, index_dir, default_dir)) from None
         # from the newest intact generation
         update_index(index_dir, model=model, notify=notify, progress=progress, skips_shown=False)
@@ -128,21 +132,29 @@ def open_retriever(
     check_store(snapshot.manifest, store, index_dir, hint_dir)
 
     # An index too old to record its model's name was built with e5-small.
-    built_with = snapshot.manifest.get("model", {}).get("name", E5_MODEL)
-    if model and model != built_with and is_known_model(model) and is_known_model(built_with):
-        notify(f"the index in {index_dir} was built with {short_name(built_with)}: "
-               f"embedding its documents again with {short_name(model)}")
-        # Loaded once, for the index and the questions. EmbeddingGemma may fall back to e5-small.
-        embedder = load_embedder(model, progress=notify)
-        update_index(index_dir, embedder=embedder, notify=notify, progress=progress, skips_shown=False)
-        return _fresh_retriever(index_dir, read_index(index_dir), embedder, notify, progress)
-    elif model and model != built_with:
+    built_with = snapshot.manifest.model_name or E5_MODEL
+    if model and model != built_with:
+        return _switched_model(index_dir, model, built_with, hint_dir, notify, progress)
+    embedder = load_query_embedder(built_with, progress=notify, one_shot=one_shot)
+    return _fresh_retriever(index_dir, snapshot, embedder, notify, progress)
+
+
+def _switched_model(index_dir: Path, model: str, built_with: str, hint_dir: str, notify: Notify,
+                    progress: PassageProgress | None) -> Retriever:
+    """Return a retriever over the index embedded again with ``model``, another of the known
+    models than the one it was ``built_with``; any other model is a :class:`PipelineError`
+    saying what to run."""
+    if not (is_known_model(model) and is_known_model(built_with)):
         raise PipelineError(
             f"the index in {index_dir} was built with model '{built_with}', not '{model}'; "
             f"embed its documents with that model with: qa index --model {model}{hint_dir}"
         )
-    embedder = load_query_embedder(built_with, progress=notify, one_shot=one_shot)
-    return _fresh_retriever(index_dir, snapshot, embedder, notify, progress)
+    notify(f"the index in {index_dir} was built with {short_name(built_with)}: "
+           f"embedding its documents again with {short_name(model)}")
+    # Loaded once, for the index and the questions. EmbeddingGemma may fall back to e5-small.
+    embedder = load_embedder(model, progress=notify)
+    update_index(index_dir, embedder=embedder, notify=notify, progress=progress, skips_shown=False)
+    return _fresh_retriever(index_dir, read_index(index_dir), embedder, notify, progress)
 
 
 def _fresh_retriever(index_dir: Path, snapshot, embedder: Embedder, notify: Notify, progress) -> Retriever:
@@ -173,16 +185,23 @@ def keep_fresh(retriever: Retriever, index_dir: Path, notify: Notify, progress: 
     reasons = stale_reasons(retriever.snapshot.manifest)
     if not reasons:
         return retriever
-    return _updated(index_dir, retriever.snapshot, retriever.embedder, None, reasons, notify, progress)
+    return _updated(index_dir, retriever.snapshot, retriever.embedder, None, reasons, notify, progress, retriever)
 
 
 def _updated(index_dir: Path, snapshot, embedder: Embedder, builder: Embedder | None, reasons: list[str],
-             notify: Notify, progress) -> Retriever:
+             notify: Notify, progress, current: Retriever | None = None) -> Retriever:
     """Update the index for ``reasons`` and return a retriever over it (or over ``snapshot``
     when another process holds the index). Changed documents are embedded without
     torch when the model allows it (:func:`load_update_embedder`): an edit shouldn't
     cost the next answer 10 s. Otherwise the question's embedder embeds them when it
-    is the full model (another model, or ``QA_FAST_PATH=0``), so it isn't loaded twice."""
+    is the full model (another model, or ``QA_FAST_PATH=0``), so it isn't loaded twice.
+    An index that can't be written here (a read-only mount, no permission) answers as
+    it is, with one line saying so (``current``, the retriever over it if there is one,
+    is returned then), as does one whose disk is full and one another process holds."""
+    try:
+        ensure_writable(index_dir)
+    except (IndexReadOnly, IndexDiskFull) as exc:
+        return _as_it_is(snapshot, embedder, reasons, exc.reason, notify, current)
     notify(f"the index is out of date ({'; '.join(reasons)}): updating it")
     if builder is None:
         # The question's embedder is the full model unless it is the fast query engine.
@@ -193,4 +212,23 @@ def _updated(index_dir: Path, snapshot, embedder: Embedder, builder: Embedder | 
     except IndexBusy:
         notify("another qa process is updating the index: answering from the index as it is")
         return Retriever(snapshot, embedder)
+    except (IndexReadOnly, IndexDiskFull) as exc:  # it filled up, or became read-only, since the check
+        return _as_it_is(snapshot, embedder, reasons, exc.reason, notify, current)
     return Retriever(read_index(index_dir), embedder)
+
+
+_SAID_READ_ONLY: dict[Path, tuple[str, ...]] = {}
+"""Per generation directory, the reasons the read-only line last gave: a chat (or the
+server) checks freshness before every question, and says the same thing only once."""
+
+
+def _as_it_is(snapshot, embedder: Embedder, reasons: list[str], why: str, notify: Notify,
+              current: Retriever | None = None) -> Retriever:
+    """Return a retriever over ``snapshot`` unchanged (``current`` if given), after the one line saying the index
+    is out of date (``reasons``) and can't be updated here (``why``), unless that line
+    was said already for this generation and these reasons."""
+    if _SAID_READ_ONLY.get(snapshot.directory) != tuple(reasons):
+        _SAID_READ_ONLY[snapshot.directory] = tuple(reasons)
+        notify(f"the index is out of date ({'; '.join(reasons)}) and can't be updated here ({why}): "
+               "answering from it as it is")
+    return current or Retriever(snapshot, embedder)

@@ -14,6 +14,7 @@ from qa.retriever import Answer, RetrievedPassage
 from qa.terminal import SafeConsole, json_safe, one_line
 
 if TYPE_CHECKING:
+    from qa.manifest import DocumentRecord
     from qa.evaluate import QuestionResult
     from qa.indexer import IndexReport
 
@@ -216,15 +217,15 @@ def render_index_report(out: Console, err: Console, report: IndexReport, verbose
 SOURCE_FIELDS = ("source", "kind", "passages", "added", "sha256", "title", "note")
 
 
-def source_record(record: dict) -> dict:
+def source_record(record: DocumentRecord) -> dict:
     """Return one indexed document (a manifest record) as ``qa sources --json`` prints it.
 
     Shared with ``GET /api/sources``, so both list a document with the same fields.
     """
-    return {key: record.get(key) for key in SOURCE_FIELDS}
+    return {key: getattr(record, key) for key in SOURCE_FIELDS}
 
 
-def render_sources_table(console: Console, documents: Sequence[dict]) -> None:
+def render_sources_table(console: Console, documents: Sequence[DocumentRecord]) -> None:
     """Print the indexed documents (``qa sources``): path, format, passages, added, hash.
 
     A terminal gets a table; a pipe gets one tab-separated line per document, whole
@@ -235,8 +236,7 @@ def render_sources_table(console: Console, documents: Sequence[dict]) -> None:
         return
     rows = [
         tuple(one_line(field) for field in (
-            str(record.get("source", "?")), str(record.get("kind", "text")), str(record.get("passages", 0)),
-            short_time(record.get("added")), str(record.get("sha256", ""))[:12]))
+            record.source, record.kind, str(record.passages), short_time(record.added), (record.sha256 or "")[:12]))
         for record in documents
     ]
     if not console.is_terminal:

@@ -12,18 +12,22 @@ import hashlib
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from qa.documents import open_regular
+from qa.files import open_regular
 from qa.paths import BUNDLED_ARTICLE
+
+if TYPE_CHECKING:  # qa.manifest imports this module
+    from qa.manifest import DocumentRecord
 
 BUNDLED_ROOT = "<bundled article>"
 GLOB = re.compile(r"[*?\[]")
 """A root holding one of these characters is a glob pattern."""
 
 
-def document_path(record: dict) -> Path:
+def document_path(record: DocumentRecord) -> Path:
     """Return where to read a manifest's document now (the bundled article moves with qa)."""
-    return BUNDLED_ARTICLE.resolve() if record.get("bundled") else Path(record["source"])
+    return BUNDLED_ARTICLE.resolve() if record.bundled else Path(record.source)
 
 
 def document_key(path: Path | str) -> str:
@@ -37,9 +41,9 @@ def document_key(path: Path | str) -> str:
     return str(path)
 
 
-def record_key(record: dict) -> str:
+def record_key(record: DocumentRecord) -> str:
     """Return a manifest document's key (see :func:`document_key`)."""
-    return BUNDLED_ROOT if record.get("bundled") else record["source"]
+    return BUNDLED_ROOT if record.bundled else record.source
 
 
 def root_path(root: str) -> str:
@@ -70,8 +74,19 @@ def is_under(path: str, parent: str) -> bool:
 
 def file_digest(path: Path) -> str:
     """Return the SHA-256 of a file's bytes: the content hash a manifest records."""
+    return observed_digest(path)[0]
+
+
+def observed_digest(path: Path) -> tuple[str, tuple[int, int]]:
+    """Return a file's SHA-256 and its ``(size, mtime_ns)`` as seen just before hashing.
+
+    The stat is taken on the opened descriptor before the bytes are read, so that an
+    index recording the pair next to the hash never pairs an old hash with the time
+    of an edit made while hashing: the next check then sees the file as changed.
+    """
     with open_regular(path) as handle:  # a document replaced by a FIFO must not hang ask
-        return hashlib.file_digest(handle, "sha256").hexdigest()
+        info = os.fstat(handle.fileno())
+        return hashlib.file_digest(handle, "sha256").hexdigest(), (info.st_size, info.st_mtime_ns)
 
 
 def vanished(path: Path) -> bool:

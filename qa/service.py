@@ -141,7 +141,7 @@ class AnswerService:
             try:
                 if current_generation(self.index_dir) != retriever.snapshot.directory.name:
                     retriever = self._reload(retriever)
-                    built_with = retriever.snapshot.manifest.get("model", {}).get("name")
+                    built_with = retriever.snapshot.manifest.model_name
                     if built_with and built_with != retriever.embedder.name:
                         retriever = self._open()  # rebuilt with another model: load that one
                 if update:
@@ -176,12 +176,12 @@ class AnswerService:
         """Return the indexed documents as ``qa sources --json`` lists them."""
         from qa.render import source_record
 
-        documents = self.retriever(update=False).snapshot.manifest.get("documents", [])
+        documents = self.retriever(update=False).snapshot.manifest.documents
         return [source_record(record) for record in documents]
 
     def health(self) -> Health:
         """Return the generation in use, its document and passage counts, and the model."""
         retriever = self.retriever(update=False)
         snapshot = retriever.snapshot
-        return Health(snapshot.directory.name, len(snapshot.manifest.get("documents", [])),
+        return Health(snapshot.directory.name, len(snapshot.manifest.documents),
                       len(snapshot.passages), retriever.embedder.name)

@@ -30,6 +30,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
+from qa.manifest import Manifest
 from qa.paths import STORE_ENV  # noqa: F401 - the variable --store reads
 
 DEFAULT_STORE = "faiss"
@@ -122,6 +123,6 @@ def store_uri(backend: VectorBackend) -> str:
     return getattr(backend, "uri", None) or backend.name
 
 
-def recorded_store_uri(manifest: dict) -> str:
+def recorded_store_uri(manifest: Manifest) -> str:
     """Return the URI of the store a manifest's vectors are in (``faiss`` for an index older than the record)."""
-    return store_uri(backend_for_record(manifest.get("vectors") if isinstance(manifest.get("vectors"), dict) else None))
+    return store_uri(backend_for_record(manifest.vectors))

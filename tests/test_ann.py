@@ -80,6 +80,7 @@ def test_flat_is_brute_force() -> None:
     np.testing.assert_allclose(scores, want_scores, atol=1e-5)
 
 
+@pytest.mark.slow  # trains an approximate index: seconds
 def test_approximate_recall_on_clustered_data(approx) -> None:
     import faiss
 

@@ -13,6 +13,7 @@ pexpect = pytest.importorskip("pexpect")
 from conftest import FAKE_MODEL  # noqa: E402
 
 TESTS = Path(__file__).parent
+pytestmark = pytest.mark.slow  # each test starts two real qa processes in a pseudo-terminal: seconds
 PROMPT = r"\?(\x1b\[0m)? "  # the prompt, bold green in a terminal
 MORE = "\x1b[2m.\x1b[0m "  # the continuation prompt, dim
 

@@ -19,7 +19,8 @@ from conftest import FAKE_MODEL
 
 TESTS = Path(__file__).parent
 TMUX = shutil.which("tmux")
-pytestmark = pytest.mark.skipif(TMUX is None, reason="tmux is not installed")
+pytestmark = [pytest.mark.skipif(TMUX is None, reason="tmux is not installed"),
+              pytest.mark.slow]  # a real terminal and a real chat process: seconds each
 ANSWER = "Mohajer-6 dan seri Shahed"
 
 

@@ -193,6 +193,7 @@ def test_model_from_environment(indexed, monkeypatch):
     assert_one_line_error(qa("ask", "drone"), "not 'another-model'")
 
 
+@pytest.mark.slow  # loads sentence-transformers (torch) to fail: seconds
 def test_unknown_model_is_a_one_line_error(isolated_dirs):
     result = qa("index", "--model", str(isolated_dirs / "no-such-model-dir"))
     assert_one_line_error(result, "cannot load model")
@@ -216,6 +217,7 @@ def test_chat_commands(indexed):
     assert "Q: not asked" not in result.stdout
 
 
+@pytest.mark.slow  # a real qa process: seconds
 def test_chat_subprocess_with_piped_stdin(fake_model, isolated_dirs):
     env = {**os.environ, "QA_INDEX_DIR": str(isolated_dirs / "index")}
     subprocess.run([sys.executable, str(TESTS / "fake_qa.py"), "index", "--model", FAKE_MODEL],

@@ -45,6 +45,7 @@ def run(tmp_path, *args, env_extra=None):
                           text=True, timeout=120)
 
 
+@pytest.mark.slow  # real qa processes: seconds
 def test_precedence_option_then_environment_then_file(fake_model, tmp_path):
     write(tmp_path, f'index_dir = "{tmp_path / "from-file"}"\nmodel = "fake-hash"\ntop_k = 2\n')
     assert run(tmp_path, "index").returncode == 0

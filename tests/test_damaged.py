@@ -37,7 +37,7 @@ def write(path: Path, text: str) -> Path:
 
 
 def names(index_dir: Path) -> list[str]:
-    return sorted(Path(r["source"]).name for r in read_index(index_dir).manifest["documents"])
+    return sorted(Path(r["source"]).name for r in read_index(index_dir).manifest.to_json()["documents"])
 
 
 def index_state(index_dir: Path) -> dict:

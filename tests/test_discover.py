@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 
 from qa.discover import Discovery, Skipped, find_documents
-from qa.documents import DocumentError, read_document
+from qa.documents import DocumentError
+from qa.extract import read_document
 from qa.extract import MAX_FILE_BYTES
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00"

@@ -9,15 +9,14 @@ from qa.documents import (
     DocumentError,
     chunk_document,
     content_paragraphs,
-    document_from_bytes,
     find_title,
     is_debris,
     pack_sentences,
     passage_model_text,
-    read_document,
     split_long_span,
     split_sentences,
 )
+from qa.extract import document_from_bytes, read_document
 from qa.paths import BUNDLED_ARTICLE
 
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from qa.cli import REFUSED_EXIT
 from qa.cli import app
 
-pytestmark = pytest.mark.model
+pytestmark = [pytest.mark.model, pytest.mark.slow]  # slow: indexes the article with the real model first
 runner = CliRunner()
 
 DRONES = "Mohajer-6"
@@ -110,7 +110,7 @@ def test_follow_up_is_answered_by_its_own_sentence_not_the_topic_s(index_dir):
     from qa.store import read_index
 
     snapshot = read_index(index_dir)
-    retriever = Retriever(snapshot, load_query_embedder(snapshot.manifest["model"]["name"]))
+    retriever = Retriever(snapshot, load_query_embedder(snapshot.manifest.model_name))
     conversation = Conversation()
     conversation.ask(retriever, "Which drones did Russia import?", 1)
     answer = conversation.ask(retriever, "What will they be used for?", 1)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from qa.documents import DocumentError, document_from_bytes, read_document
+from qa.documents import DocumentError
+from qa.extract import document_from_bytes, read_document
 from qa.extract import (
     MAX_FILE_BYTES,
     SUPPORTED_SUFFIXES,
@@ -407,6 +408,7 @@ def docx_with_document_xml(size: int) -> bytes:
 
 @pytest.mark.parametrize("size, reason", [(300 * 1024 * 1024, "unzips to more than 256 MB"),
                                           (20 * 1024 * 1024, "times its size")])
+@pytest.mark.slow  # a 300 MB zip bomb: seconds
 def test_docx_zip_bomb_is_refused_before_unzipping(size, reason):
     bomb = docx_with_document_xml(size)
     assert len(bomb) < 1024 * 1024  # a small file

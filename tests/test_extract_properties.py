@@ -49,6 +49,7 @@ def test_any_bytes_give_text_or_a_one_line_error(data, suffix):
     check(data, suffix)
 
 
+@pytest.mark.slow  # many mutated files: seconds
 @pytest.mark.parametrize("suffix", sorted(FIXTURES))
 @PROPERTY
 @given(data=st.data())

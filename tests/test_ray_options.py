@@ -32,6 +32,7 @@ def test_index_ray_without_ray_installed_names_the_extra(monkeypatch, fake_model
     assert not (tmp_path / "index").exists() or not list((tmp_path / "index").glob("gen-*"))
 
 
+@pytest.mark.slow  # waits for a Ray cluster that is not there: seconds
 def test_unreachable_ray_cluster_is_one_line(tmp_path, fake_model):
     pytest.importorskip("ray")
     doc = tmp_path / "doc.txt"

@@ -255,6 +255,7 @@ def test_an_index_written_by_another_process_is_picked_up(client, index_dir, tmp
     assert "harbour master" in ask(client, question="harbour master fishing boats").json()["passages"][0]["text"]
 
 
+@pytest.mark.slow  # over 2 s
 def test_a_damaged_index_is_a_one_line_503_naming_the_repair(client, index_dir):
     (index_dir / "CURRENT").write_text("gen-garbage 0000\n", encoding="ascii")
     for response in (ask(client, question=DRONES), client.get("/api/sources"), client.get("/api/health")):

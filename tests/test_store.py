@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from qa.documents import Passage
+from qa.manifest import Manifest
 from qa.lexical import Lexicon
 from qa.store import (
     BACKGROUND,
@@ -279,7 +280,7 @@ def test_newest_intact_generation_keeps_the_manifest_of_damaged_data(tmp_path):
     _flip(older / VECTORS)
     found = newest_intact_generation(tmp_path)
     assert found.generation == older.name and found.snapshot is None
-    assert found.manifest["documents"] == sample()[0]["documents"]
+    assert found.manifest.documents == Manifest.from_json({"files": {}, **sample()[0]}).documents
 
 
 def test_leftovers_are_not_pruned_while_the_current_manifest_is_damaged(tmp_path):

@@ -16,7 +16,8 @@ import pytest
 
 from qa import ann
 from qa.documents import Passage
-from qa.store import FAISS_RECORD, IndexContent, IndexCorrupt, _vector_record, read_index, write_index
+from qa.index_read import _vector_record
+from qa.store import FAISS_RECORD, IndexContent, IndexCorrupt, read_index, write_index
 from qa.vectorstore import VectorStoreError, backend_for_record, register_vector_backend, uri_scheme, vector_backend
 
 STORE_URIS: dict[str, Callable[[Path], str]] = {"faiss": lambda tmp: "faiss"}
@@ -107,13 +108,13 @@ def test_an_index_written_with_a_store_searches_through_it(backend, tmp_path):
     manifest = {"documents": [{"source": "/docs/a.txt"}]}
     write_index(tmp_path / "index", manifest, content_of(vectors), backend)
     snapshot = read_index(tmp_path / "index")
-    assert snapshot.manifest["vectors"]["store"] == backend.name
+    assert snapshot.manifest.to_json()["vectors"]["store"] == backend.name
     scores, ids = snapshot.search(vectors[:4], 3)
     assert list(ids[:, 0]) == [0, 1, 2, 3] and np.allclose(scores[:, 0], 1.0, atol=1e-5)
 
 
 def test_an_index_older_than_the_vector_record_is_faiss():
-    assert _vector_record({}, "damaged") == FAISS_RECORD
+    assert _vector_record(None, "damaged") == FAISS_RECORD  # a manifest without a vectors record
     assert backend_for_record(None).name == "faiss"
 
 
@@ -123,7 +124,7 @@ def test_an_index_older_than_the_vector_record_is_faiss():
 ])
 def test_a_malformed_vector_record_is_a_damaged_index(record):
     with pytest.raises(IndexCorrupt, match="damaged"):
-        _vector_record({"vectors": record}, "index at x is damaged")
+        _vector_record(record, "index at x is damaged")
 
 
 def test_an_unknown_store_uri_is_a_one_line_error():

