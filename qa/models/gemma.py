@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+from qa.files import fsync_dir
 from qa.models import e5_q4, gemma_pypi, onnx_engine
 
 Progress = Callable[[str], None]
@@ -107,7 +108,7 @@ def ensure_gemma_engine(
             except OSError:
                 if not _is_complete(target):
                     raise
-            e5_q4._fsync_dir(target.parent)
+            fsync_dir(target.parent)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     if not _is_complete(target):
