@@ -639,7 +639,9 @@ def passage_model_text(passage: Passage, settings: ChunkSettings) -> str:
     return body
 
 
-def chunk_document(document: Document, count_tokens: TokenCounter, settings: ChunkSettings) -> list[Passage]:
+def chunk_document(document: Document, count_tokens: TokenCounter, settings: ChunkSettings,
+                   token_offsets: Callable[[str], object] | None = None,
+                   progress: Callable[[int, int], None] | None = None) -> list[Passage]:
     """Cut a document into passages bounded in model tokens.
 
     Takes the document, a function counting model tokens of a text (including the
@@ -651,6 +653,10 @@ def chunk_document(document: Document, count_tokens: TokenCounter, settings: Chu
     :func:`find_title`) is also carried by every passage; a title parted from the
     text by debris (a web page's "1.234 views") is that context only, since a passage
     is one span and must not hold debris. Returns passages in document order.
+
+    With the embedder's ``token_offsets`` (see :mod:`qa.token_packing`), each paragraph
+    is tokenized once and cut by its tokens' offsets, in time linear in the text, into
+    the same passages; ``progress(done, total)`` then follows the characters chunked.
     """
     text = document.text
     paragraphs = content_paragraphs(text)
@@ -666,10 +672,19 @@ def chunk_document(document: Document, count_tokens: TokenCounter, settings: Chu
         return count_tokens(prefix + normalize_for_model(piece))
 
     passages: list[Passage] = []
-    for g_start, g_end in paragraph_groups(text, paragraphs):
-        sentences = split_sentences(text, g_start, g_end)
-        for start, end in pack_sentences(text, sentences, model_tokens, settings.max_tokens):
-            passages.append(Passage(text[start:end], document.source, start, end, title))
+    groups = paragraph_groups(text, paragraphs)
+    spans = None
+    if token_offsets is not None:
+        from qa.token_packing import chunk_groups
+
+        spans = chunk_groups(text, groups, model_tokens, count_tokens, token_offsets, prefix, settings.max_tokens,
+                             progress)
+    if spans is None:
+        spans = [span for g_start, g_end in groups
+                 for span in pack_sentences(text, split_sentences(text, g_start, g_end), model_tokens,
+                                            settings.max_tokens)]
+    for start, end in spans:
+        passages.append(Passage(text[start:end], document.source, start, end, title))
     if not passages and title_span:
         start, end = title_span
         passages.append(Passage(text[start:end], document.source, start, end, None))

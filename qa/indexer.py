@@ -68,6 +68,8 @@ files read when ``step`` is "reading files"; shown as a bar per step."""
 
 
 EMBED_BATCH = 256
+CHUNK_PROGRESS_CHARS = 1 << 20
+"""Documents this long get a bar while they are cut into passages."""
 
 
 class IndexingError(Exception):
@@ -595,7 +597,7 @@ def _read_and_chunk(files, kept, pending, old_rows, model: _Model, manifest, reu
         if not model.loaded and reusable and not _check_model(model, manifest, reusable, notify):
             reusable = False
             queue = list(dict.fromkeys([*queue, *kept]))
-        chunked[key] = chunk_for_index(document, model.embedder)
+        chunked[key] = chunk_for_index(document, model.embedder, progress)
         if document.note:
             report.notes.append(Skipped(str(path), document.note))
         del document
@@ -686,10 +688,15 @@ class Chunked:
     sentence_spans: list[list[tuple[int, int]]]
 
 
-def chunk_for_index(document: Document, embedder: Embedder) -> Chunked:
-    """Cut ``document`` into passages (with positions) and sentences, for ``embedder``."""
+def chunk_for_index(document: Document, embedder: Embedder, progress: PassageProgress | None = None) -> Chunked:
+    """Cut ``document`` into passages (with positions) and sentences, for ``embedder``;
+    by its tokens' offsets when it gives them (``token_offsets``: see :mod:`qa.token_packing`),
+    with a "cutting into passages" bar through ``progress`` for a document of a megabyte or more."""
     settings = chunk_settings_for(embedder)
-    passages = passage_positions(document, chunk_document(document, embedder.count_tokens, settings))
+    shown = progress if progress is not None and len(document.text) >= CHUNK_PROGRESS_CHARS else None
+    passages = passage_positions(document, chunk_document(
+        document, embedder.count_tokens, settings, token_offsets=getattr(embedder, "token_offsets", None),
+        progress=(lambda done, total: shown(done >> 10, total >> 10, "cutting into passages (KB)")) if shown else None))
     spans = [split_sentences(document.text, p.start, p.end) for p in passages]
     return Chunked(_document_record(document, len(passages), passages[0].title if passages else None), passages, spans)
 
