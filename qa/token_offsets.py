@@ -30,23 +30,33 @@ class TokenizerOffsets:
     """``token_offsets(text)``: the ``(n, 2)`` array of the character spans of ``text``'s
     tokens, special tokens left out.
 
-    Works on a copy of the tokenizer without truncation or padding (a transformers
-    tokenizer leaves its last call's truncation set on the shared one).
+    Uses the tokenizer as it is when it neither truncates nor pads, else a copy that
+    doesn't (a transformers tokenizer leaves its last call's truncation set on the
+    shared one), made on first use: copying e5's tokenizer takes seconds.
     """
 
     def __init__(self, tokenizer: Any):
-        from tokenizers import Tokenizer
-
-        self._tokenizer = Tokenizer.from_str(tokenizer.to_str())
-        self._tokenizer.no_truncation()
-        self._tokenizer.no_padding()
-        self.by_word = _splits_words(self._tokenizer)
+        self._given = tokenizer
+        self._own: Any = None
+        self.by_word = _splits_words(tokenizer)
         self._rows: dict[str, int] = {}
-        self._unsafe: set[str] = set()  # words whose tokens depend on their neighbours
         self._counts = np.zeros(0, dtype=np.int64)
         self._firsts = np.zeros(0, dtype=np.int64)
         self._starts = np.zeros(0, dtype=np.int64)
         self._ends = np.zeros(0, dtype=np.int64)
+
+    @property
+    def _tokenizer(self) -> Any:
+        if self._own is None:
+            if self._given.truncation is None and self._given.padding is None:
+                self._own = self._given
+            else:
+                from tokenizers import Tokenizer
+
+                self._own = Tokenizer.from_str(self._given.to_str())
+                self._own.no_truncation()
+                self._own.no_padding()
+        return self._own
 
     def __call__(self, text: str) -> np.ndarray:
         words = text.split(" ")
@@ -60,12 +70,10 @@ class TokenizerOffsets:
 
     def _by_words(self, words: list[str]) -> np.ndarray:
         if len(self._rows) > CACHE_WORDS:
-            self.__init__(self._tokenizer)  # noqa: PLC2801 - start the memory afresh
+            self._forget()
         new = set(words).difference(self._rows)
         if new:
             self._learn(sorted(new))
-        if self._unsafe and not self._unsafe.isdisjoint(words):
-            return self._whole(" ".join(words))
         get = self._rows.__getitem__
         rows = np.fromiter(map(get, words), dtype=np.int64, count=len(words))
         counts = self._counts[rows]
@@ -77,20 +85,32 @@ class TokenizerOffsets:
         base = np.repeat(positions, counts)
         return np.stack([base + self._starts[flat], base + self._ends[flat]], axis=1)
 
+    def _forget(self) -> None:
+        self._rows = {}
+        self._counts = self._firsts = self._starts = self._ends = np.zeros(0, dtype=np.int64)
+
     def _learn(self, words: list[str]) -> None:
-        encodings = self._tokenizer.encode_batch(words, add_special_tokens=False)
-        offsets = [np.asarray(e.offsets, dtype=np.int64).reshape(-1, 2) for e in encodings]
+        """Tokenize and remember ``words``. A word the normalizer erases, or turns into a
+        space at an edge (a zero-width or direction mark), is tokenized between two
+        others: beside them its spaces melt into theirs, as in running text."""
+        normalizer = self._tokenizer.normalizer
+        wrapped = []
+        for word in words:
+            seen = normalizer.normalize_str(word) if normalizer is not None else word
+            wrapped.append(f"a {word} a" if not seen or seen != seen.strip() else word)
+        encodings = self._tokenizer.encode_batch(wrapped, add_special_tokens=False)
+        offsets = []
+        for word, text, encoding in zip(words, wrapped, encodings):
+            spans = np.asarray(encoding.offsets, dtype=np.int64).reshape(-1, 2)
+            if text is not word:  # the word's tokens (by where they end: a "▁" for the space before it too)
+                inside = (spans[:, 1] > 1) & (spans[:, 1] <= 2 + len(word))
+                spans = np.clip(spans[inside] - 2, 0, len(word))
+            offsets.append(spans)
         counts = np.fromiter(map(len, offsets), dtype=np.int64, count=len(offsets))
         firsts = len(self._starts) + np.concatenate([[0], np.cumsum(counts)[:-1]])
         joined = np.concatenate(offsets) if offsets else np.zeros((0, 2), dtype=np.int64)
-        normalizer = self._tokenizer.normalizer
         for row, word in enumerate(words, start=len(self._rows)):
             self._rows[word] = row
-            seen = normalizer.normalize_str(word) if normalizer is not None else word
-            if not seen or seen != seen.strip():
-                # Erased whole, or turned into a space at an edge: beside other words it
-                # joins a run of spaces the tokenizer collapses, so its own tokens differ.
-                self._unsafe.add(word)
         self._counts = np.concatenate([self._counts, counts])
         self._firsts = np.concatenate([self._firsts, firsts])
         self._starts = np.concatenate([self._starts, joined[:, 0]])
@@ -102,7 +122,10 @@ def _splits_words(tokenizer: Any) -> bool:
     word's tokens never depend on its neighbours (and may be remembered)."""
     import json
 
-    pre = json.loads(tokenizer.to_str()).get("pre_tokenizer") or {}
+    pre_tokenizer = tokenizer.pre_tokenizer
+    if pre_tokenizer is None:
+        return False
+    pre = json.loads(pre_tokenizer.__getstate__())
     steps = pre.get("pretokenizers", [pre]) if pre.get("type") == "Sequence" else [pre]
     for step in steps:
         kind = step.get("type")

@@ -62,10 +62,8 @@ def both_ways(text: str, tokens, max_tokens: int = 24, title_as_context: bool = 
 
 
 @PROPERTY
-@given(any_text, st.sampled_from([WordTokens(), SubwordTokens(), WrongOffsets()]), st.integers(4, 60), st.booleans())
+@given(any_text, st.sampled_from([WordTokens(), SubwordTokens()]), st.integers(4, 60), st.booleans())
 def test_offsets_give_the_passages_prefix_counts_give(text, tokens, max_tokens, title_as_context):
-    if any(0xD800 <= ord(c) <= 0xDFFF for c in text) and not isinstance(tokens, (WordTokens, SubwordTokens)):
-        return
     old, new = both_ways(text, tokens, max_tokens, title_as_context)
     assert new == old
 
@@ -99,6 +97,9 @@ def test_the_same_passages_on_prose_of_every_shape(shape, tokens):
 
 
 def test_a_counter_the_offsets_disagree_with_is_used_the_old_way():
+    """Offsets that miss tokens are caught on the first passages (a sample: an adversary
+    that agrees there is not caught, so only tokenizers that count words apart should
+    give offsets)."""
     from qa import token_packing
 
     text = prose("paragraphs", 5_000)
@@ -197,11 +198,12 @@ def test_the_real_tokenizer_counts_words_apart_on_hostile_text(e5_tokens):
     def check(text):
         if any(0xD800 <= ord(c) <= 0xDFFF for c in text):
             return  # the tokenizer (Rust strings) can't take lone surrogates, either way
-        joined = " ".join(text.split())
-        if joined:
-            cached = len(np.asarray(e5_tokens.token_offsets(joined)).reshape(-1, 2))
-            whole = len(e5_tokens.token_offsets._whole(joined))
-            assert cached == whole
+        # ended by a plain word: a zero-width or control character at the very end of a text
+        # leaves a space that is a token of its own (the chunker asks the counter there)
+        joined = " ".join([*text.split(), "a"])
+        cached = len(np.asarray(e5_tokens.token_offsets(joined)).reshape(-1, 2))
+        whole = len(e5_tokens.token_offsets._whole(joined))
+        assert cached == whole
         old, new = both_ways(text, e5_tokens, 40)
         assert new == old
 
