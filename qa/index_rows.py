@@ -19,7 +19,11 @@ from qa.embedder import Embedder
 from qa.freshness import chunk_settings_for
 from qa.manifest import DocumentRecord, Manifest
 from qa.roots import BUNDLED_ROOT, document_key, record_key
+from qa.index_report import PassageProgress
 from qa.store import Snapshot
+
+CHUNK_PROGRESS_CHARS = 1 << 20
+"""Documents this long get a bar while they are cut into passages."""
 
 
 def passage_positions(document: Document, passages: list[Passage]) -> list[Passage]:
@@ -130,9 +134,14 @@ class Chunked:
     sentence_spans: list[list[tuple[int, int]]]
 
 
-def chunk_for_index(document: Document, embedder: Embedder) -> Chunked:
-    """Cut ``document`` into passages (with positions) and sentences, for ``embedder``."""
+def chunk_for_index(document: Document, embedder: Embedder, progress: PassageProgress | None = None) -> Chunked:
+    """Cut ``document`` into passages (with positions) and sentences, for ``embedder``;
+    by its tokens' offsets when it gives them (``token_offsets``: see :mod:`qa.token_packing`),
+    with a "cutting into passages" bar through ``progress`` for a document of a megabyte or more."""
     settings = chunk_settings_for(embedder)
-    passages = passage_positions(document, chunk_document(document, embedder.count_tokens, settings))
+    shown = progress if progress is not None and len(document.text) >= CHUNK_PROGRESS_CHARS else None
+    passages = passage_positions(document, chunk_document(
+        document, embedder.count_tokens, settings, token_offsets=getattr(embedder, "token_offsets", None),
+        progress=(lambda done, total: shown(done >> 10, total >> 10, "cutting into passages (KB)")) if shown else None))
     spans = [split_sentences(document.text, p.start, p.end) for p in passages]
     return Chunked(_document_record(document, len(passages), passages[0].title if passages else None), passages, spans)

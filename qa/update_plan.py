@@ -213,7 +213,7 @@ def read_and_chunk(files, kept, pending, old_rows, model: UpdateModel, manifest,
         if not model.loaded and reusable and not check_model(model, manifest, reusable, notify):
             reusable = False
             queue = list(dict.fromkeys([*queue, *kept]))
-        chunked[key] = chunk_for_index(document, model.embedder)
+        chunked[key] = chunk_for_index(document, model.embedder, progress)
         if document.note:
             report.notes.append(Skipped(str(path), document.note))
         del document

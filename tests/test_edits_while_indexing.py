@@ -51,10 +51,10 @@ def test_an_edit_between_reading_and_recording_is_seen_by_the_next_question(fake
     folder, index_dir = notes(tmp_path)
     real_chunk = update_plan.chunk_for_index
 
-    def chunk_then_edit(document, embedder):  # the edit lands while the old text is chunked and embedded
+    def chunk_then_edit(document, embedder, *rest):  # the edit lands while the old text is chunked and embedded
         if document.source.endswith("zebra.txt"):
             edit(folder / "zebra.txt", "Zebras\n\nThe zebra lives in Kenya now.\n")
-        return real_chunk(document, embedder)
+        return real_chunk(document, embedder, *rest)
 
     monkeypatch.setattr(update_plan, "chunk_for_index", chunk_then_edit)
     assert qa("index", str(folder), "--model", FAKE_MODEL, "--index-dir", str(index_dir)).exit_code == 0
@@ -70,10 +70,10 @@ def test_a_same_size_edit_between_reading_and_recording_is_seen_too(fake_model, 
     folder, index_dir = notes(tmp_path)
     real_chunk = update_plan.chunk_for_index
 
-    def chunk_then_edit(document, embedder):
+    def chunk_then_edit(document, embedder, *rest):
         if document.source.endswith("zebra.txt"):
             edit(folder / "zebra.txt", "Zebras\n\nThe zebra lives in Kenya.\n\n")  # as many bytes as "Africa."
-        return real_chunk(document, embedder)
+        return real_chunk(document, embedder, *rest)
 
     assert len("Kenya.\n\n") == len("Africa.\n")
     monkeypatch.setattr(update_plan, "chunk_for_index", chunk_then_edit)

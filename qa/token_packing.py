@@ -1,0 +1,297 @@
+"""Chunking by token offsets: one tokenization of a paragraph instead of one per prefix.
+
+:func:`qa.documents.pack_sentences` decides every merge by counting the tokens of the
+merged text, and :func:`qa.documents.split_long_span` every word it adds to a piece:
+counts of ever longer prefixes, so a long paragraph without sentence ends was
+quadratic (a 50 MB line was still chunking after 420 s), and even ordinary text was
+tokenized several times over. An embedder that can say where its tokens are
+(``token_offsets(text)``, see :data:`TokenOffsets`) lets the chunker tokenize each
+paragraph group once, count the tokens of every word, and count any run of words by
+a difference of prefix sums. The decisions are those of the functions above, made
+in the same order: the passages are the same (``tests/test_token_packing.py``
+compares them), in time linear in the text.
+
+The counts are exact for tokenizers that tokenize words separately (the text is
+split at spaces before it is tokenized, as e5's XLM-R tokenizer and SentencePiece
+with ``split_by_whitespace`` do): a span's tokens are then its words' tokens plus the
+prompt's. Cuts inside a word (a word longer than the budget) are still searched with
+the counter itself. A document whose first passages are not counted as the counter
+counts them is chunked the old way (:func:`agrees_with_counter`).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from array import array
+from bisect import bisect_left, bisect_right
+from typing import Callable, Sequence
+
+import numpy as np
+
+Span = tuple[int, int]
+TokenCounter = Callable[[str], int]
+TokenOffsets = Callable[[str], Sequence[tuple[int, int]]]
+"""``token_offsets(text)``: the ``(start, end)`` character offsets in ``text`` of the
+tokens the model makes of it as a passage, prompt and special tokens left out, in
+order (a list of pairs, or an ``(n, 2)`` integer array). An optional embedder method;
+without it the chunker counts prefixes with ``count_tokens``."""
+
+_WORD = re.compile(r"\S+")
+BLOCK_CHARS = 1 << 18
+"""Characters tokenized at a time (cut at white space): a 100 MB line is not one call."""
+
+
+class SpanCounter:
+    """Token counts of the runs of whole words of one stretch of text, from one tokenization.
+
+    ``count(start, end)`` is what ``count_tokens(prefix + normalize_for_model(text[start:end]))``
+    gives, for ``start`` at the start of a word and ``end`` at the end of one; None for
+    other spans. Built from ``token_offsets`` of the text as the model sees it (words
+    in NFC, one space between them), a block of about :data:`BLOCK_CHARS` at a time.
+    """
+
+    def __init__(self, text: str, start: int, end: int, token_offsets: TokenOffsets, overhead: int):
+        starts, ends, counts = [], [], []
+        for block_start, block_end in _blocks(text, start, end):
+            block_starts, block_ends, block_counts = _word_tokens(text, block_start, block_end, token_offsets)
+            starts.append(block_starts)
+            ends.append(block_ends)
+            counts.append(block_counts)
+        # Where a span may end and be counted here: see count().
+        sure_ends = [(block_counts > 0) & ~_ends_unsure(text, block_ends) for block_ends, block_counts in zip(ends, counts)]
+        # Machine integers searched with bisect: a tenth of the time of numpy's calls on scalars.
+        self.starts = _int_array(np.concatenate(starts) if starts else np.zeros(0, dtype=np.int64))
+        self.ends = _int_array(np.concatenate(ends) if ends else np.zeros(0, dtype=np.int64))
+        counts_all = np.concatenate(counts) if counts else np.zeros(0, dtype=np.int64)
+        self.sure_end = _int_array(np.concatenate(sure_ends) if sure_ends else np.zeros(0, dtype=np.int64))
+        self.sums = _int_array(np.concatenate([[0], np.cumsum(counts_all, dtype=np.int64)]))
+        self.overhead = overhead
+
+    def word_at(self, start: int) -> int | None:
+        """The number of the word that starts at ``start``, or None."""
+        i = bisect_left(self.starts, start)
+        return i if i < len(self.starts) and self.starts[i] == start else None
+
+    def word_ending(self, end: int) -> int | None:
+        """The number of the word that ends at ``end``, or None."""
+        j = bisect_left(self.ends, end)
+        return j if j < len(self.ends) and self.ends[j] == end else None
+
+    def words(self, first: int, last: int) -> int:
+        """Tokens of words ``first`` to ``last`` (both included), prompt included."""
+        return self.overhead + self.sums[last + 1] - self.sums[first]
+
+    def count(self, start: int, end: int) -> int | None:
+        """Tokens of ``text[start:end]`` when both ends are word boundaries, else None.
+
+        None too when the last word gave no token here, or ends in a control or format
+        character (a zero-width space, a byte-order mark): a tokenizer's normalizer may
+        erase it or make it a space, which at the end of a text is a token of its own
+        and elsewhere melts into the space after it, so only the counter can tell.
+        """
+        first, last = self.word_at(start), self.word_ending(end)
+        if first is None or last is None or last < first or not self.sure_end[last]:
+            return None
+        return self.words(first, last)
+
+    def last_fitting(self, first: int, last: int, max_tokens: int) -> int | None:
+        """The largest ``j`` in ``[first, last]`` whose words ``first..j`` fit ``max_tokens``
+        (word ``first`` alone must fit): the piece a word-by-word greedy would make.
+        None when that piece would end on a word that gave no token (see :meth:`count`)."""
+        bound = max_tokens - self.overhead + self.sums[first]
+        j = max(first, min(bisect_right(self.sums, bound) - 2, last))
+        return j if self.sure_end[j] else None
+
+
+_CONTROLS = np.array([unicodedata.category(chr(c))[0] == "C" for c in range(0x10000)], dtype=bool)
+
+
+def _ends_unsure(text: str, ends: np.ndarray) -> np.ndarray:
+    """Which words (by their ends in ``text``) end in a control, format, private-use or
+    unassigned character (Unicode category C*)."""
+    last = np.fromiter((ord(text[e - 1]) for e in ends.tolist()), dtype=np.int64, count=len(ends))
+    unsure = _CONTROLS[np.minimum(last, 0xFFFF)]
+    for i in np.flatnonzero(last > 0xFFFF):
+        unsure[i] = unicodedata.category(chr(int(last[i])))[0] == "C"
+    return unsure
+
+
+def _int_array(values: np.ndarray) -> array:
+    out = array("q")
+    out.frombytes(np.ascontiguousarray(values, dtype=np.int64).tobytes())
+    return out
+
+
+def _blocks(text: str, start: int, end: int) -> list[Span]:
+    """Cut ``text[start:end]`` into stretches of about :data:`BLOCK_CHARS`, at white space."""
+    blocks = []
+    while start < end:
+        stop = min(end, start + BLOCK_CHARS)
+        if stop < end:
+            space = _last_space(text, start, stop)
+            stop = space if space is not None else _next_space(text, stop, end)
+        blocks.append((start, stop))
+        start = stop
+    return blocks
+
+
+def _last_space(text: str, start: int, stop: int) -> int | None:
+    for i in range(stop - 1, max(start, stop - 4096) - 1, -1):
+        if text[i].isspace():
+            return i if i > start else None
+    return None
+
+
+def _next_space(text: str, stop: int, end: int) -> int:
+    match = re.compile(r"\s").search(text, stop, end)
+    return match.start() if match else end
+
+
+_SPACES = np.zeros(0x3001, dtype=bool)
+_SPACES[[c for c in range(0x3001) if chr(c).isspace()]] = True  # every white space character is below U+3001
+
+
+def _word_tokens(text: str, start: int, end: int, token_offsets: TokenOffsets) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return the starts and ends (in ``text``) of the words of ``text[start:end]`` and the
+    tokens of each, from one call of ``token_offsets`` on the words as the model sees them
+    (NFC, one space between them: what ``normalize_for_model`` makes of them)."""
+    block = text[start:end]
+    words = block.split()
+    if not words:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty
+    points = np.frombuffer(block.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    space = np.zeros(len(points) + 2, dtype=bool)
+    space[0] = space[-1] = True
+    space[1:-1] = (points < len(_SPACES)) & _SPACES[np.minimum(points, len(_SPACES) - 1)]
+    edges = np.flatnonzero(space[1:] != space[:-1])  # word starts and ends, alternately
+    starts, ends = edges[0::2] + start, edges[1::2] + start
+    if not unicodedata.is_normalized("NFC", block):
+        words = [unicodedata.normalize("NFC", w) for w in words]
+    lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
+    word_ends = np.cumsum(lengths + 1) - 1  # in the words joined by single spaces
+    offsets = np.asarray(token_offsets(" ".join(words)), dtype=np.int64).reshape(-1, 2)
+    # A token belongs to the word its last character is in (a lone "▁" before a word, to that word).
+    owners = np.searchsorted(word_ends, offsets[:, 1], side="left")
+    counts = np.bincount(np.minimum(owners, len(words) - 1), minlength=len(words))
+    return starts.astype(np.int64), ends.astype(np.int64), counts.astype(np.int64)
+
+
+def prompt_overhead(count_tokens: TokenCounter, token_offsets: TokenOffsets, prefix: str) -> int:
+    """Tokens a passage costs besides its words' own: the prompt, the title context
+    (``prefix``) and special tokens, as ``count_tokens`` counts them."""
+    sample = "a"
+    return count_tokens(prefix + sample) - len(np.asarray(token_offsets(sample)).reshape(-1, 2))
+
+
+def pack_counted(text: str, sentences: list[Span], counter: SpanCounter, model_tokens: TokenCounter,
+                 max_tokens: int, split_characters: Callable[[str, Span, TokenCounter, int], list[Span]]) -> list[Span]:
+    """:func:`qa.documents.pack_sentences`, with word-aligned counts from ``counter``.
+
+    ``model_tokens`` counts what the counter can't (spans that start inside a word,
+    after a word was cut between characters by ``split_characters``).
+    """
+
+    def count(start: int, end: int) -> int:
+        counted = counter.count(start, end)
+        return model_tokens(text[start:end]) if counted is None else counted
+
+    from qa.documents import pack_spans
+
+    return pack_spans(sentences, count,
+                      lambda span: _split_long(text, span, counter, model_tokens, max_tokens, split_characters),
+                      max_tokens)
+
+
+def _split_long(text: str, span: Span, counter: SpanCounter, model_tokens: TokenCounter, max_tokens: int,
+                split_characters) -> list[Span]:
+    """:func:`qa.documents.split_long_span` of a word-aligned ``span``: each piece is the
+    longest run of words that fits, found by a search of the prefix sums, not word by word."""
+    from qa.documents import split_long_span
+
+    first, last = counter.word_at(span[0]), counter.word_ending(span[1])
+    if first is None or last is None:
+        return split_long_span(text, span, model_tokens, max_tokens)
+    pieces: list[Span] = []
+    k = first
+    while k <= last:
+        if not counter.sure_end[k]:  # a word only the counter can count at the end of a piece
+            return split_long_span(text, span, model_tokens, max_tokens)
+        if counter.words(k, k) <= max_tokens:
+            j = counter.last_fitting(k, last, max_tokens)
+            if j is None:
+                return split_long_span(text, span, model_tokens, max_tokens)
+            pieces.append((counter.starts[k], counter.ends[j]))
+            k = j + 1
+            continue
+        cut = split_characters(text, (counter.starts[k], counter.ends[k]), model_tokens, max_tokens)
+        pieces.extend(cut[:-1])
+        piece_start, piece_end = cut[-1]
+        k += 1
+        # The last cut goes on with whole words while they fit, counted as they are (it starts inside a word).
+        while k <= last and model_tokens(text[piece_start : counter.ends[k]]) <= max_tokens:
+            piece_end = counter.ends[k]
+            k += 1
+        pieces.append((piece_start, piece_end))
+    return pieces
+
+
+def agrees_with_counter(text: str, chunks: list[Span], counter_of: Callable[[Span], int | None],
+                        model_tokens: TokenCounter, samples: int = 3) -> bool:
+    """Whether the first ``samples`` chunks are counted by ``counter_of`` as ``model_tokens``
+    counts them: a cheap check that the tokenizer does tokenize words separately."""
+    for chunk in chunks[:samples]:
+        counted = counter_of(chunk)
+        if counted is not None and counted != model_tokens(text[chunk[0] : chunk[1]]):
+            return False
+    return True
+
+
+def chunk_groups(text: str, groups: list[Span], model_tokens: TokenCounter, count_tokens: TokenCounter,
+                 token_offsets: TokenOffsets, prefix: str, max_tokens: int,
+                 progress: Callable[[int, int], None] | None = None) -> list[Span] | None:
+    """Return the passage spans of every paragraph group, as :func:`qa.documents.chunk_document`
+    cuts them, each group tokenized once with ``token_offsets``; None when the tokenizer
+    doesn't count words separately (the caller then counts prefixes).
+
+    ``model_tokens`` counts a piece as the chunker does (prompt, title context, the text
+    normalized); ``count_tokens`` is the embedder's own. ``progress(done, total)``
+    follows the characters chunked.
+    """
+    from qa.documents import _split_characters, split_sentences
+
+    overhead = prompt_overhead(count_tokens, token_offsets, prefix)
+    total = sum(end - start for start, end in groups)
+    spans: list[Span] = []
+    checked = done = 0
+    for window in _windows(groups):
+        counter = SpanCounter(text, window[0][0], window[-1][1], token_offsets, overhead)
+        for start, end in window:
+            chunks = pack_counted(text, split_sentences(text, start, end), counter, model_tokens, max_tokens,
+                                  _split_characters)
+            if checked < 3:
+                if not agrees_with_counter(text, chunks, lambda c: counter.count(*c), model_tokens, 3 - checked):
+                    return None
+                checked += min(3, len(chunks))
+            spans.extend(chunks)
+            done += end - start
+        if progress:
+            progress(done, total)
+    return spans
+
+
+WINDOW_CHARS = 1 << 20
+"""Paragraph groups are counted together up to about this many characters: one
+tokenizer call for many short paragraphs, and bounded memory for a long document."""
+
+
+def _windows(groups: list[Span]) -> list[list[Span]]:
+    """Consecutive paragraph groups, in runs spanning about :data:`WINDOW_CHARS` of text."""
+    windows: list[list[Span]] = []
+    for group in groups:
+        if windows and group[1] - windows[-1][0][0] <= WINDOW_CHARS:
+            windows[-1].append(group)
+        else:
+            windows.append([group])
+    return windows
