@@ -45,12 +45,19 @@ class RetrievalConfig:
     (a passage is as good as the sentence that answers); ``lexical_weight`` adds
     BM25, normalised to the best passage's and scaled by the share of the
     question's terms found in the corpus, so it fades for cross-lingual questions.
-    The defaults come from ``bench/tune.py`` on the valid splits.
+    ``answer_margin`` and ``answer_floor`` decide whether the best passage answers at
+    all (:func:`answers`). The defaults come from ``bench/tune.py`` on the valid splits.
     """
 
     sentence_weight: float = 0.3
     lexical_weight: float = 0.05
     answer_margin: float = ANSWER_MARGIN
+    # The best passage's semantic score (its cosine, with the sentence signal mixed in)
+    # must also reach this floor to count as an answer. It exists for models whose
+    # cosines are calibrated: EmbeddingGemma scores questions on other subjects at
+    # 0.0-0.3 against any text, whatever the background says (bench/tune_refusal.py).
+    # The default never binds (today's e5 behaviour: a cosine is at least -1).
+    answer_floor: float = -math.inf
 
 
 def best_sentence_scores(query: np.ndarray, sentence_vectors: np.ndarray, owner: np.ndarray, n_passages: int) -> np.ndarray:
@@ -153,7 +160,8 @@ class Answer:
     """The outcome of one question: ranked passages and whether they answer it.
 
     ``margin`` is the best score minus the question's background level; ``found``
-    is ``margin >= ANSWER_MARGIN``. ``written`` is an answer a reader wrote from the
+    says whether the best passage answers (:func:`answers`: the margin, and the
+    score's floor). ``written`` is an answer a reader wrote from the
     passages (:mod:`qa.reader`); None with today's reader, whose answer is the best
     passage itself.
     """
@@ -196,6 +204,18 @@ def clean_question(question: str) -> str:
     if not any(ch.isalnum() for ch in cleaned):
         raise QuestionError("the question has no words: ask it in words")
     return cleaned
+
+
+def answers(evidence: float, background: float, config: RetrievalConfig) -> bool:
+    """Return whether the best passage answers the question.
+
+    Takes the best passage's semantic evidence (from :func:`rank_passages`), the
+    question's :func:`background_level` and the config. It answers when the evidence
+    beats the background by ``answer_margin`` and reaches ``answer_floor``: the
+    margin alone lets through questions that score low against everything, the
+    background included.
+    """
+    return evidence - background >= config.answer_margin and evidence >= config.answer_floor
 
 
 def background_level(query: np.ndarray, background: np.ndarray, top: int = BACKGROUND_TOP) -> float:
@@ -294,6 +314,7 @@ class Retriever:
         truncated = self.embedder.count_tokens(cleaned) > self.embedder.max_tokens
         query = self.embedder.embed_queries([text])[0]
         passages, evidence = self.closest_passages(query, max(1, top_k), terms(text))
-        margin = evidence - background_level(query, self.snapshot.background)
-        found = bool(passages) and margin >= self.config.answer_margin
+        level = background_level(query, self.snapshot.background)
+        margin = evidence - level
+        found = bool(passages) and answers(evidence, level, self.config)
         return Answer(question, found, passages, margin, context, truncated)

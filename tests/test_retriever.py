@@ -225,3 +225,34 @@ def test_terms_fold_accents_of_latin_letters_only_and_reduplication():
     nfd = unicodedata.normalize("NFD", "Le café crème à Zürich")
     lexicon = Lexicon.build([nfd, "something else"])
     assert lexicon.scores(terms("café crème Zürich"))[0] > 0 and lexicon.coverage(terms("café Zürich")) == 1
+
+
+def test_answer_floor_refuses_a_best_cosine_under_it(tmp_path):
+    from qa.retriever import RetrievalConfig
+
+    # The best passage beats the background by far (margin ~0.2), but its cosine is 0.2.
+    snap = snapshot(tmp_path, [[0.2, 0.98, 0], [0, 1, 0]], [[0, 0, 1], [0, 0.1, 1]])
+    query = [1, 0, 0.05]
+    assert Retriever(snap, FixedQueries(query)).ask("q").found  # no floor: today's rule answers
+    floored = Retriever(snap, FixedQueries(query), RetrievalConfig(answer_floor=0.3)).ask("q")
+    assert not floored.found and floored.margin >= ANSWER_MARGIN
+    assert floored.to_dict()["found"] is False and len(floored.passages) == 1
+    assert Retriever(snap, FixedQueries(query), RetrievalConfig(answer_floor=0.15)).ask("q").found
+
+
+def test_answers_needs_both_margin_and_floor():
+    from qa.retriever import RetrievalConfig, answers
+
+    config = RetrievalConfig(answer_margin=0.125, answer_floor=0.375)
+    assert answers(0.5, 0.25, config)
+    assert not answers(0.5, 0.4375, config)  # margin 0.0625 under 0.125
+    assert not answers(0.25, 0.0, config)  # margin 0.25, cosine under the floor
+    assert answers(0.375, 0.25, config)  # both exactly at their thresholds
+
+
+def test_default_floor_never_binds():
+    from qa.retriever import RetrievalConfig, answers
+
+    config = RetrievalConfig()
+    for evidence, background in ((-1.0, -1.0 - ANSWER_MARGIN), (-0.5, -0.9), (0.0, -ANSWER_MARGIN)):
+        assert answers(evidence, background, config) == (evidence - background >= ANSWER_MARGIN)
