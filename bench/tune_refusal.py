@@ -11,7 +11,8 @@ The valid splits of TyDi-id and NusaX have no unanswerable question, so this mak
 - off-topic: each dataset's questions asked of another dataset's passages (TyDi's Wikipedia
   questions of NusaX's review sentences, and the reverse).
 
-Every question is also asked of its full pool (answerable). For each question and pool it
+Every question is also asked of its full pool (answerable), and IDK-MRC's unanswerable
+questions (about their paragraph's own subject) of theirs. For each question and pool it
 records the signals a refusal rule can use, from the passage qa would rank first:
 
 - ``best``: its semantic score (the dense cosine, mixed with the best sentence when the
@@ -117,8 +118,11 @@ def table(asked: Asked, pool: Pool, config: RetrievalConfig, background: np.ndar
     return np.asarray(rows, dtype=np.float64), np.asarray(hits)
 
 
-def prepared(name: str, vectors: Vectors, sentences_too: bool) -> tuple[Pool, Asked]:
-    """Load ``name``'s valid split and embed its passages (and sentences) and questions."""
+def prepared(name: str, vectors: Vectors, sentences_too: bool) -> tuple[Pool, Asked, Asked]:
+    """Load ``name``'s valid split and embed its passages (and sentences) and questions.
+
+    Returns the pool, the answerable questions, and the dataset's own unanswerable ones
+    (IDK-MRC's; none elsewhere)."""
     ds = load(name, "valid")
     p = vectors.passages(ds.passages)
     if sentences_too:
@@ -127,14 +131,19 @@ def prepared(name: str, vectors: Vectors, sentences_too: bool) -> tuple[Pool, As
     else:
         s, owner = np.zeros((0, p.shape[1]), np.float32), np.zeros(0, np.int64)
     pool = Pool(name, ds.passages, p, s, owner, Lexicon.build(ds.passages))
-    keep = [i for i, g in enumerate(ds.gold) if g >= 0]
-    q = vectors.questions(ds.questions)[keep]
-    return pool, Asked(name, q, [terms(ds.questions[i]) for i in keep], [ds.gold[i] for i in keep])
+    q = vectors.questions(ds.questions)
+
+    def asked(rows: list[int]) -> Asked:
+        return Asked(name, q[rows], [terms(ds.questions[i]) for i in rows], [ds.gold[i] for i in rows])
+
+    return (pool, asked([i for i, g in enumerate(ds.gold) if g >= 0]),
+            asked([i for i, g in enumerate(ds.gold) if g < 0]))
 
 
 def source(name: str) -> str:
-    """The dataset a name was made from: nusax5 is NusaX's sentences grouped."""
-    return name.rstrip("0123456789")
+    """The dataset a name was made from: nusax5 is NusaX's sentences grouped, and IDK-MRC's
+    paragraphs and answerable questions are TyDi's."""
+    return {"nusax5": "nusax", "idk": "tydi"}.get(name, name)
 
 
 def grid(values: np.ndarray, step: float) -> np.ndarray:
@@ -174,13 +183,15 @@ def signal_tables(data: dict, config: RetrievalConfig, background: np.ndarray):
     """Return (answerable, unanswerable, hit@1): signal tables by set name, and each
     dataset's Hit@1 with ``config``. Off-topic sets pair datasets of different sources."""
     answerable, unanswerable, hit = {}, {}, {}
-    for name, (pool, asked) in data.items():
+    for name, (pool, asked, own_unanswerable) in data.items():
         answerable[name], hits = table(asked, pool, config, background, drop_gold=False)
         hit[name] = float(hits.mean())
         unanswerable[f"{name} without gold (near)"] = table(asked, pool, config, background, drop_gold=True)[0]
+        if own_unanswerable.gold:
+            unanswerable[f"{name} unanswerable (real)"] = table(own_unanswerable, pool, config, background, False)[0]
     asked_of = set()
-    for (name, (_, asked)), (other, (pool, _)) in itertools.permutations(data.items(), 2):
-        # nusax5's passages hold nusax's answers; nusax5 asks nusax's questions again.
+    for (name, (_, asked, _)), (other, (pool, _, _)) in itertools.permutations(data.items(), 2):
+        # nusax5's passages hold nusax's answers, and asks nusax's questions again.
         if source(name) == source(other) or (source(name), other) in asked_of:
             continue
         asked_of.add((source(name), other))
