@@ -1,11 +1,11 @@
 """Run the qa CLI with an ONNX engine folder as its model, for benchmarks only.
 
-    .venv/bin/python bench/qa_with_engine.py ENGINE_DIR [--config SW,LW,MARGIN[,FLOOR]] -- index|eval ...
+    .venv/bin/python bench/qa_with_engine.py ENGINE_DIR [--config SW,LW,MARGIN[,FLOOR[,EVIDENCE_SW]]] -- index|eval ...
 
 Registers the engine under the model name ``onnx-engine`` (passages and questions
 both go through it) and runs ``qa --model onnx-engine ARGS``. ``--config`` replaces
 the default retrieval weights (sentence weight, lexical weight, no-answer margin,
-and optionally the answer floor),
+and optionally the answer floor and the evidence's sentence weight),
 so tuned values can be measured through the real index before qa adopts them.
 """
 

@@ -302,14 +302,14 @@ def main() -> None:
     parser.add_argument("--dim", type=int, help="keep only this many coordinates (Matryoshka)")
     parser.add_argument("--no-sentences", action="store_true", help="embed no sentence; skip the sentence signal")
     parser.add_argument("--config", help="add a configuration: sentence_weight,lexical_weight,answer_margin"
-                                         "[,answer_floor]")
+                                         "[,answer_floor[,evidence_sentence_weight]]")
     args = parser.parse_args()
     vectors = Vectors(args.onnx_engine, args.dim)
     configs = dict(CONFIGS)
     if args.config:
         values = [float(x) for x in args.config.split(",")]
-        configs["sw={:g} lw={:g} margin={:g}".format(*values) + (f" floor={values[3]:g}" if len(values) > 3 else "")] = \
-            RetrievalConfig(*values)
+        names = ("sw", "lw", "margin", "floor", "evidence sw")
+        configs[" ".join(f"{n}={v:g}" for n, v in zip(names, values))] = RetrievalConfig(*values)
     background = background_for(vectors, "id")
     rows = []
     for name in args.datasets.split(","):

@@ -75,15 +75,18 @@ def signals(question: np.ndarray, question_terms: list[str], pool: Pool, keep: n
     """Return (best, margin, gap, first passage) for one question asked of the ``keep`` rows of ``pool``.
 
     Ranks as :func:`qa.retriever.rank_passages` does (semantic score plus normalised BM25,
-    the normalisation over the rows kept); ``best`` is the semantic score of the first
-    passage, ``gap`` its lead over every other kept passage's semantic score.
+    the normalisation over the rows kept); ``best`` is the evidence of the first passage
+    (its semantic score, with ``evidence_sentence_weight`` when set), ``gap`` its lead
+    over every other kept passage's.
     """
     dense = pool.vectors @ question
-    semantic = dense
-    if config.sentence_weight:
+    semantic = evidence = dense
+    weight = config.sentence_weight if config.evidence_sentence_weight is None else config.evidence_sentence_weight
+    if config.sentence_weight or weight:
         sentence = best_sentence_scores(question, pool.sentence_vectors, pool.sentence_owner, len(pool.texts))
         sentence = np.where(sentence > -1.0, sentence, dense)
         semantic = (1 - config.sentence_weight) * dense + config.sentence_weight * sentence
+        evidence = (1 - weight) * dense + weight * sentence
     combined = semantic.copy()
     if config.lexical_weight and question_terms:
         lexical = pool.lexicon.scores(question_terms)
@@ -92,8 +95,8 @@ def signals(question: np.ndarray, question_terms: list[str], pool: Pool, keep: n
             combined = semantic + config.lexical_weight * pool.lexicon.coverage(question_terms) * lexical / top
     combined = np.where(keep, combined, -np.inf)
     first = int(np.argmax(combined))
-    best = float(semantic[first])
-    others = np.where(keep, semantic, -np.inf)
+    best = float(evidence[first])
+    others = np.where(keep, evidence, -np.inf)
     others[first] = -np.inf
     second = float(others.max()) if np.isfinite(others.max()) else -1.0
     return best, best - background_level(question, background), best - second, first
@@ -118,12 +121,12 @@ def table(asked: Asked, pool: Pool, config: RetrievalConfig, background: np.ndar
     return np.asarray(rows, dtype=np.float64), np.asarray(hits)
 
 
-def prepared(name: str, vectors: Vectors, sentences_too: bool) -> tuple[Pool, Asked, Asked]:
-    """Load ``name``'s valid split and embed its passages (and sentences) and questions.
+def prepared(name: str, vectors: Vectors, sentences_too: bool, split: str = "valid") -> tuple[Pool, Asked, Asked]:
+    """Load ``name``'s ``split`` and embed its passages (and sentences) and questions.
 
     Returns the pool, the answerable questions, and the dataset's own unanswerable ones
     (IDK-MRC's; none elsewhere)."""
-    ds = load(name, "valid")
+    ds = load(name, split)
     p = vectors.passages(ds.passages)
     if sentences_too:
         sentences, owner = sentence_table(ds.passages)
@@ -242,42 +245,45 @@ def main() -> None:
     parser.add_argument("--datasets", default="tydi,nusax,nusax5",
                         help="valid splits; at least two sources for off-topic questions")
     parser.add_argument("--configs", default="0.0,0.1",
-                        help="rankings tried, sentence_weight,lexical_weight;... (sentences are embedded "
-                             "when a sentence weight is not 0)")
+                        help="rankings tried, sentence_weight,lexical_weight[,evidence_sentence_weight];... "
+                             "(sentences are embedded when a sentence weight is not 0)")
+    parser.add_argument("--split", default="valid", choices=["train", "valid"], help="never test")
     parser.add_argument("--max-refused", type=float, default=0.05, help="largest share of answerable questions refused")
     parser.add_argument("--step", type=float, default=0.005, help="threshold grid step")
     parser.add_argument("--signals", action="store_true", help="print each set's signal quantiles too")
     parser.add_argument("--save", help="write every question's signals to this .npz (the last config's)")
     args = parser.parse_args()
-    configs = [tuple(float(x) for x in c.split(",")) for c in args.configs.split(";")]
+    configs = [RetrievalConfig(*(float(x) for x in c.split(",")[:2]),
+                               evidence_sentence_weight=float(c.split(",")[2]) if c.count(",") > 1 else None)
+               for c in args.configs.split(";")]
     vectors = Vectors(args.onnx_engine, args.dim)
     background = background_for(vectors, "id")
-    sentences_too = any(sw for sw, _ in configs)
-    data = {name: prepared(name, vectors, sentences_too) for name in args.datasets.split(",")}
-    print(f"`{' '.join(['python', 'bench/tune_refusal.py', *sys.argv[1:]])}` (valid splits)\n")
+    sentences_too = any(c.sentence_weight or c.evidence_sentence_weight for c in configs)
+    data = {name: prepared(name, vectors, sentences_too, args.split) for name in args.datasets.split(",")}
+    print(f"`{' '.join(['python', 'bench/tune_refusal.py', *sys.argv[1:]])}` ({args.split} splits)\n")
     print(f"Best thresholds per rule: refused when any signal is below its threshold; at most "
           f"{args.max_refused:.0%} of each answerable set refused; grid step {args.step}.\n")
     summary = []
-    for sw, lw in configs:
-        config = RetrievalConfig(sentence_weight=sw, lexical_weight=lw)
+    for config in configs:
+        sw, lw, esw = config.sentence_weight, config.lexical_weight, config.evidence_sentence_weight
         answerable, unanswerable, hit = signal_tables(data, config, background)
-        print(f"### sentence {sw:g}, lexical {lw:g}: Hit@1 "
+        print(f"### sentence {sw:g}, lexical {lw:g}, evidence's sentence weight {sw if esw is None else esw:g}: Hit@1 "
               + ", ".join(f"{n} {h:.3f}" for n, h in hit.items()) + "\n")
         if args.signals:
             print_signals(answerable, unanswerable)
-        summary.append((sw, lw, hit, print_rules(answerable, unanswerable, args.step, args.max_refused)))
+        summary.append((f"{sw:g} | {lw:g} | {sw if esw is None else esw:g}", hit, print_rules(answerable, unanswerable, args.step, args.max_refused)))
         if args.save:
             np.savez(args.save, **{f"answerable:{n}": t for n, t in answerable.items()},
                      **{f"unanswerable:{n}": t for n, t in unanswerable.items()})
     print("### Summary: Hit@1, and the mean share of unanswerable questions each rule refuses at its best\n")
     kinds = [" or ".join(k) for k in [(s,) for s in SIGNALS] + list(itertools.combinations(SIGNALS, 2))]
     names = list(data)
-    print("| sentence | lexical | " + " | ".join(f"{n} hit@1" for n in names) + " | "
+    print("| sentence | lexical | evidence's sentence | " + " | ".join(f"{n} hit@1" for n in names) + " | "
           + " | ".join(kinds) + " |")
-    print("|---|---|" + "---|" * (len(names) + len(kinds)))
-    for sw, lw, hit, rules in summary:
+    print("|---|---|---|" + "---|" * (len(names) + len(kinds)))
+    for weights, hit, rules in summary:
         by_kind = {" or ".join(s.split(" < ")[0] for s in label.split(" or ")): v for label, v in rules.items()}
-        print(f"| {sw:g} | {lw:g} | " + " | ".join(f"{hit[n]:.3f}" for n in names) + " | "
+        print(f"| {weights} | " + " | ".join(f"{hit[n]:.3f}" for n in names) + " | "
               + " | ".join(f"{by_kind[k]:.3f}" if k in by_kind else "-" for k in kinds) + " |")
 
 

@@ -58,6 +58,12 @@ class RetrievalConfig:
     # 0.0-0.3 against any text, whatever the background says (bench/tune_refusal.py).
     # The default never binds (today's e5 behaviour: a cosine is at least -1).
     answer_floor: float = -math.inf
+    # The sentence weight of the evidence judged for "no answer" (margin and floor),
+    # when it should differ from the ranking's: a passage that answers in one sentence
+    # among unrelated ones has a diluted passage cosine, so EmbeddingGemma refuses
+    # better judging by the best sentence, while it ranks as well or better by the
+    # passage (bench/tune_refusal.py). None: the ranking's weight (e5 today).
+    evidence_sentence_weight: float | None = None
 
 
 def best_sentence_scores(query: np.ndarray, sentence_vectors: np.ndarray, owner: np.ndarray, n_passages: int) -> np.ndarray:
@@ -94,7 +100,7 @@ def rank_passages(
     neighbours found by FAISS; default: every passage). Returns the indices of the
     ``k`` best passages, their combined scores, and the semantic evidence of the best
     one (dense and sentence scores only, comparable with background scores, for the
-    no-answer judgement).
+    no-answer judgement; mixed with ``config.evidence_sentence_weight`` when set).
     """
     n = passage_vectors.shape[0]
     rows = np.arange(n) if candidates is None else np.unique(np.asarray(candidates, dtype=np.int64))
@@ -123,7 +129,20 @@ def rank_passages(
     k = min(k, rows.size)
     order = np.argpartition(-combined, k - 1)[:k]
     order = order[np.argsort(-combined[order], kind="stable")]
-    return rows[order], combined[order], float(semantic[order[0]])
+    evidence = float(semantic[order[0]])
+    weight = config.evidence_sentence_weight
+    if weight is not None and weight != config.sentence_weight:
+        evidence = _evidence(query, float(dense[order[0]]), int(rows[order[0]]), sentence_vectors, sentence_owner, weight)
+    return rows[order], combined[order], evidence
+
+
+def _evidence(query: np.ndarray, dense: float, passage: int, sentence_vectors: np.ndarray,
+              sentence_owner: np.ndarray, weight: float) -> float:
+    """Return the best passage's evidence with its own sentence weight: ``dense`` (the
+    passage's cosine) mixed with its best sentence's cosine (``dense`` when it has none)."""
+    first, last = np.searchsorted(sentence_owner, [passage, passage + 1], side="left")
+    sentence = float(np.max(np.asarray(sentence_vectors[first:last]) @ query)) if last > first else dense
+    return (1 - weight) * dense + weight * sentence
 
 
 class QuestionError(Exception):

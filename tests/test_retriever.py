@@ -256,3 +256,44 @@ def test_default_floor_never_binds():
     config = RetrievalConfig()
     for evidence, background in ((-1.0, -1.0 - ANSWER_MARGIN), (-0.5, -0.9), (0.0, -ANSWER_MARGIN)):
         assert answers(evidence, background, config) == (evidence - background >= ANSWER_MARGIN)
+
+
+def test_evidence_sentence_weight_judges_by_the_best_sentence():
+    from qa.retriever import RetrievalConfig, rank_passages
+
+    # Passage 0's own vector is far from the question, one of its sentences is the question.
+    passages = np.array([[0.6, 0.8, 0], [0, 0.8, 0.6]], np.float32)
+    sentences = np.array([[0, 1, 0], [1, 0, 0], [0, 0, 1]], np.float32)
+    owner = np.array([0, 0, 1])
+    query = np.array([1, 0, 0], np.float32)
+    args = (query, passages, sentences, owner, None, [])
+    order, scores, evidence = rank_passages(*args, RetrievalConfig(sentence_weight=0.0), 2)
+    assert order[0] == 0 and evidence == pytest.approx(0.6)  # None: the ranking's own (the dense cosine)
+    config = RetrievalConfig(sentence_weight=0.0, evidence_sentence_weight=0.75)
+    order2, scores2, evidence = rank_passages(*args, config, 2)
+    assert list(order2) == list(order) and np.allclose(scores2, scores)  # the ranking is unchanged
+    assert evidence == pytest.approx(0.25 * 0.6 + 0.75 * 1.0)
+    # On a large index (FAISS candidates) the evidence is the same.
+    assert rank_passages(*args, config, 2, candidates=np.array([1, 0]))[2] == pytest.approx(evidence)
+    # A passage without sentences is judged by its own cosine.
+    no_sentences = rank_passages(query, passages, sentences[2:], owner[2:], None, [], config, 2)
+    assert no_sentences[2] == pytest.approx(0.6)
+
+
+def test_evidence_sentence_weight_lets_a_sentence_answer_above_the_floor(tmp_path):
+    from qa.retriever import RetrievalConfig
+
+    passages = [Passage(f"p{i}", "/d.txt", i, i + 2) for i in range(2)]
+    vectors = np.array([[0.3, 0.95, 0], [0, 0.3, 1]], np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    sentences = np.array([[1, 0, 0], [0, 0.3, 1]], np.float32)  # passage 0's one sentence is the question
+    sentences /= np.linalg.norm(sentences, axis=1, keepdims=True)
+    content = IndexContent(passages, vectors, [[(p.start, p.end)] for p in passages], sentences,
+                           Lexicon.build([p.text for p in passages]).to_arrays(), np.array([[0, 0, 1]], np.float32))
+    write_index(tmp_path, {"documents": [{"source": "/d.txt"}]}, content)
+    snap = read_index(tmp_path)
+    floor = dict(sentence_weight=0.0, answer_margin=0.0, answer_floor=0.5)
+    assert not Retriever(snap, FixedQueries([1, 0, 0]), RetrievalConfig(**floor)).ask("q").found  # cosine 0.3
+    config = RetrievalConfig(**floor, evidence_sentence_weight=0.7)
+    answer = Retriever(snap, FixedQueries([1, 0, 0]), config).ask("q")
+    assert answer.found and answer.passages[0].passage.text == "p0"
