@@ -4,7 +4,8 @@ The "no answer" signal: a question's best cosine against the index means little 
 its own, because some questions score high against any text. So each question is
 also scored against bundled background text on unrelated topics, and a passage
 counts as an answer only when it beats what the same question scores against that
-background by a margin.
+background by a margin (and, for a model whose cosines are calibrated, reaches a
+floor: :func:`answers`).
 """
 
 from __future__ import annotations
@@ -52,11 +53,11 @@ class RetrievalConfig:
     sentence_weight: float = 0.3
     lexical_weight: float = 0.05
     answer_margin: float = ANSWER_MARGIN
-    # The best passage's semantic score (its cosine, with the sentence signal mixed in)
-    # must also reach this floor to count as an answer. It exists for models whose
-    # cosines are calibrated: EmbeddingGemma scores questions on other subjects at
-    # 0.0-0.3 against any text, whatever the background says (bench/tune_refusal.py).
-    # The default never binds (today's e5 behaviour: a cosine is at least -1).
+    # The best passage's evidence (rank_passages) must also reach this floor to count
+    # as an answer. It exists for models whose cosines are calibrated: EmbeddingGemma
+    # scores questions about something else mostly under 0.3 against any text, whatever
+    # the background says (bench/tune_refusal.py). The default never binds (today's e5
+    # behaviour).
     answer_floor: float = -math.inf
     # The sentence weight of the evidence judged for "no answer" (margin and floor),
     # when it should differ from the ranking's: a passage that answers in one sentence
