@@ -1,10 +1,11 @@
 """Run the qa CLI with an ONNX engine folder as its model, for benchmarks only.
 
-    .venv/bin/python bench/qa_with_engine.py ENGINE_DIR [--config SW,LW,MARGIN] -- index|eval ...
+    .venv/bin/python bench/qa_with_engine.py ENGINE_DIR [--config SW,LW,MARGIN[,FLOOR[,EVIDENCE_SW]]] -- index|eval ...
 
 Registers the engine under the model name ``onnx-engine`` (passages and questions
 both go through it) and runs ``qa --model onnx-engine ARGS``. ``--config`` replaces
-the default retrieval weights (sentence weight, lexical weight, no-answer margin),
+the default retrieval weights (sentence weight, lexical weight, no-answer margin,
+and optionally the answer floor and the evidence's sentence weight),
 so tuned values can be measured through the real index before qa adopts them.
 """
 
@@ -29,8 +30,11 @@ def main() -> None:
     if "--config" in own:
         import qa.retriever as retriever
 
-        weights = tuple(float(x) for x in own[own.index("--config") + 1].split(","))
-        retriever.RetrievalConfig.__init__.__defaults__ = weights
+        # The first fields' defaults, in order; the rest keep theirs.
+        weights = [float(x) for x in own[own.index("--config") + 1].split(",")]
+        defaults = list(retriever.RetrievalConfig.__init__.__defaults__)
+        defaults[: len(weights)] = weights
+        retriever.RetrievalConfig.__init__.__defaults__ = tuple(defaults)
     from qa.cli import app
     from qa.embedder import register_embedder
     from qa.models.onnx_engine import OnnxEmbedder

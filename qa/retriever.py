@@ -4,7 +4,8 @@ The "no answer" signal: a question's best cosine against the index means little 
 its own, because some questions score high against any text. So each question is
 also scored against bundled background text on unrelated topics, and a passage
 counts as an answer only when it beats what the same question scores against that
-background by a margin.
+background by a margin (and, for a model whose cosines are calibrated, reaches a
+floor: :func:`answers`).
 """
 
 from __future__ import annotations
@@ -46,20 +47,34 @@ class RetrievalConfig:
     (a passage is as good as the sentence that answers); ``lexical_weight`` adds
     BM25, normalised to the best passage's and scaled by the share of the
     question's terms found in the corpus, so it fades for cross-lingual questions.
-    The defaults come from ``bench/tune.py`` on the valid splits.
+    ``answer_margin`` and ``answer_floor`` decide whether the best passage answers at
+    all (:func:`answers`). The defaults come from ``bench/tune.py`` on the valid splits.
     """
 
     sentence_weight: float = 0.3
     lexical_weight: float = 0.05
     answer_margin: float = ANSWER_MARGIN
+    # The best passage's evidence (rank_passages) must also reach this floor to count
+    # as an answer. It exists for models whose cosines are calibrated: EmbeddingGemma
+    # scores questions about something else mostly under 0.3 against any text, whatever
+    # the background says (bench/tune_refusal.py). The default never binds (today's e5
+    # behaviour).
+    answer_floor: float = -math.inf
+    # The sentence weight of the evidence judged for "no answer" (margin and floor),
+    # when it should differ from the ranking's: a passage that answers in one sentence
+    # among unrelated ones has a diluted passage cosine, so EmbeddingGemma refuses
+    # better judging by the best sentence, while it ranks as well or better by the
+    # passage (bench/tune_refusal.py). None: the ranking's weight (e5 today).
+    evidence_sentence_weight: float | None = None
 
 
 # Each model's own weights, from the same tuning on the valid splits (RetrievalConfig()'s
-# defaults are e5-small's). EmbeddingGemma: its passage vectors alone beat any mix with
-# sentence vectors, BM25 helps a little more, and its calibrated cosines take a wider
-# margin (bench/results/gemma_engine.md).
+# defaults are e5-small's). EmbeddingGemma ranks best by its passage vectors alone, with
+# a little more BM25; it refuses best judging by the best sentence (0.7) against a floor
+# and a margin over the background (bench/results/gemma_tuning.md).
 MODEL_CONFIGS: dict[str, RetrievalConfig] = {
-    GEMMA_MODEL: RetrievalConfig(sentence_weight=0.0, lexical_weight=0.1, answer_margin=0.13),
+    GEMMA_MODEL: RetrievalConfig(sentence_weight=0.0, lexical_weight=0.1, answer_margin=0.100,
+                                 answer_floor=0.285, evidence_sentence_weight=0.7),
 }
 
 
@@ -103,7 +118,7 @@ def rank_passages(
     neighbours found by FAISS; default: every passage). Returns the indices of the
     ``k`` best passages, their combined scores, and the semantic evidence of the best
     one (dense and sentence scores only, comparable with background scores, for the
-    no-answer judgement).
+    no-answer judgement; mixed with ``config.evidence_sentence_weight`` when set).
     """
     n = passage_vectors.shape[0]
     rows = np.arange(n) if candidates is None else np.unique(np.asarray(candidates, dtype=np.int64))
@@ -132,7 +147,20 @@ def rank_passages(
     k = min(k, rows.size)
     order = np.argpartition(-combined, k - 1)[:k]
     order = order[np.argsort(-combined[order], kind="stable")]
-    return rows[order], combined[order], float(semantic[order[0]])
+    evidence = float(semantic[order[0]])
+    weight = config.evidence_sentence_weight
+    if weight is not None and weight != config.sentence_weight:
+        evidence = _evidence(query, float(dense[order[0]]), int(rows[order[0]]), sentence_vectors, sentence_owner, weight)
+    return rows[order], combined[order], evidence
+
+
+def _evidence(query: np.ndarray, dense: float, passage: int, sentence_vectors: np.ndarray,
+              sentence_owner: np.ndarray, weight: float) -> float:
+    """Return the best passage's evidence with its own sentence weight: ``dense`` (the
+    passage's cosine) mixed with its best sentence's cosine (``dense`` when it has none)."""
+    first, last = np.searchsorted(sentence_owner, [passage, passage + 1], side="left")
+    sentence = float(np.max(np.asarray(sentence_vectors[first:last]) @ query)) if last > first else dense
+    return (1 - weight) * dense + weight * sentence
 
 
 class QuestionError(Exception):
@@ -169,7 +197,8 @@ class Answer:
     """The outcome of one question: ranked passages and whether they answer it.
 
     ``margin`` is the best score minus the question's background level; ``found``
-    is ``margin >= ANSWER_MARGIN``. ``written`` is an answer a reader wrote from the
+    says whether the best passage answers (:func:`answers`: the margin, and the
+    score's floor). ``written`` is an answer a reader wrote from the
     passages (:mod:`qa.reader`); None with today's reader, whose answer is the best
     passage itself.
     """
@@ -212,6 +241,18 @@ def clean_question(question: str) -> str:
     if not any(ch.isalnum() for ch in cleaned):
         raise QuestionError("the question has no words: ask it in words")
     return cleaned
+
+
+def answers(evidence: float, background: float, config: RetrievalConfig) -> bool:
+    """Return whether the best passage answers the question.
+
+    Takes the best passage's semantic evidence (from :func:`rank_passages`), the
+    question's :func:`background_level` and the config. It answers when the evidence
+    beats the background by ``answer_margin`` and reaches ``answer_floor``: the
+    margin alone lets through questions that score low against everything, the
+    background included.
+    """
+    return evidence - background >= config.answer_margin and evidence >= config.answer_floor
 
 
 def background_level(query: np.ndarray, background: np.ndarray, top: int = BACKGROUND_TOP) -> float:
@@ -318,6 +359,7 @@ class Retriever:
         else:
             query = own = self.embedder.embed_queries([text])[0]
         passages, evidence = self.closest_passages(query, max(1, top_k), terms(text), highlight_query=own)
-        margin = evidence - background_level(query, self.snapshot.background)
-        found = bool(passages) and margin >= self.config.answer_margin
+        level = background_level(query, self.snapshot.background)
+        margin = evidence - level
+        found = bool(passages) and answers(evidence, level, self.config)
         return Answer(question, found, passages, margin, context, truncated)

@@ -226,3 +226,75 @@ def test_terms_fold_accents_of_latin_letters_only_and_reduplication():
     nfd = unicodedata.normalize("NFD", "Le café crème à Zürich")
     lexicon = Lexicon.build([nfd, "something else"])
     assert lexicon.scores(terms("café crème Zürich"))[0] > 0 and lexicon.coverage(terms("café Zürich")) == 1
+
+
+def test_answer_floor_refuses_a_best_cosine_under_it(tmp_path):
+    from qa.retriever import RetrievalConfig
+
+    # The best passage beats the background by far (margin ~0.2), but its cosine is 0.2.
+    snap = snapshot(tmp_path, [[0.2, 0.98, 0], [0, 1, 0]], [[0, 0, 1], [0, 0.1, 1]])
+    query = [1, 0, 0.05]
+    assert Retriever(snap, FixedQueries(query)).ask("q").found  # no floor: today's rule answers
+    floored = Retriever(snap, FixedQueries(query), RetrievalConfig(answer_floor=0.3)).ask("q")
+    assert not floored.found and floored.margin >= ANSWER_MARGIN
+    assert floored.to_dict()["found"] is False and len(floored.passages) == 1
+    assert Retriever(snap, FixedQueries(query), RetrievalConfig(answer_floor=0.15)).ask("q").found
+
+
+def test_answers_needs_both_margin_and_floor():
+    from qa.retriever import RetrievalConfig, answers
+
+    config = RetrievalConfig(answer_margin=0.125, answer_floor=0.375)
+    assert answers(0.5, 0.25, config)
+    assert not answers(0.5, 0.4375, config)  # margin 0.0625 under 0.125
+    assert not answers(0.25, 0.0, config)  # margin 0.25, cosine under the floor
+    assert answers(0.375, 0.25, config)  # both exactly at their thresholds
+
+
+def test_default_floor_never_binds():
+    from qa.retriever import RetrievalConfig, answers
+
+    config = RetrievalConfig()
+    for evidence, background in ((-1.0, -1.0 - ANSWER_MARGIN), (-0.5, -0.9), (0.0, -ANSWER_MARGIN)):
+        assert answers(evidence, background, config) == (evidence - background >= ANSWER_MARGIN)
+
+
+def test_evidence_sentence_weight_judges_by_the_best_sentence():
+    from qa.retriever import RetrievalConfig, rank_passages
+
+    # Passage 0's own vector is far from the question, one of its sentences is the question.
+    passages = np.array([[0.6, 0.8, 0], [0, 0.8, 0.6]], np.float32)
+    sentences = np.array([[0, 1, 0], [1, 0, 0], [0, 0, 1]], np.float32)
+    owner = np.array([0, 0, 1])
+    query = np.array([1, 0, 0], np.float32)
+    args = (query, passages, sentences, owner, None, [])
+    order, scores, evidence = rank_passages(*args, RetrievalConfig(sentence_weight=0.0), 2)
+    assert order[0] == 0 and evidence == pytest.approx(0.6)  # None: the ranking's own (the dense cosine)
+    config = RetrievalConfig(sentence_weight=0.0, evidence_sentence_weight=0.75)
+    order2, scores2, evidence = rank_passages(*args, config, 2)
+    assert list(order2) == list(order) and np.allclose(scores2, scores)  # the ranking is unchanged
+    assert evidence == pytest.approx(0.25 * 0.6 + 0.75 * 1.0)
+    # On a large index (FAISS candidates) the evidence is the same.
+    assert rank_passages(*args, config, 2, candidates=np.array([1, 0]))[2] == pytest.approx(evidence)
+    # A passage without sentences is judged by its own cosine.
+    no_sentences = rank_passages(query, passages, sentences[2:], owner[2:], None, [], config, 2)
+    assert no_sentences[2] == pytest.approx(0.6)
+
+
+def test_evidence_sentence_weight_lets_a_sentence_answer_above_the_floor(tmp_path):
+    from qa.retriever import RetrievalConfig
+
+    passages = [Passage(f"p{i}", "/d.txt", i, i + 2) for i in range(2)]
+    vectors = np.array([[0.3, 0.95, 0], [0, 0.3, 1]], np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    sentences = np.array([[1, 0, 0], [0, 0.3, 1]], np.float32)  # passage 0's one sentence is the question
+    sentences /= np.linalg.norm(sentences, axis=1, keepdims=True)
+    content = IndexContent(passages, vectors, [[(p.start, p.end)] for p in passages], sentences,
+                           Lexicon.build([p.text for p in passages]).to_arrays(), np.array([[0, 0, 1]], np.float32))
+    write_index(tmp_path, {"documents": [{"source": "/d.txt"}]}, content)
+    snap = read_index(tmp_path)
+    floor = dict(sentence_weight=0.0, answer_margin=0.0, answer_floor=0.5)
+    assert not Retriever(snap, FixedQueries([1, 0, 0]), RetrievalConfig(**floor)).ask("q").found  # cosine 0.3
+    config = RetrievalConfig(**floor, evidence_sentence_weight=0.7)
+    answer = Retriever(snap, FixedQueries([1, 0, 0]), config).ask("q")
+    assert answer.found and answer.passages[0].passage.text == "p0"
