@@ -64,10 +64,11 @@ class SpanCounter:
         # Where a span may end and be counted here: see count().
         sure_ends = [(block_counts > 0) & ~_ends_unsure(text, block_ends) for block_ends, block_counts in zip(ends, counts)]
         # Machine integers searched with bisect: a tenth of the time of numpy's calls on scalars.
-        self.starts = _int_array(np.concatenate(starts) if starts else np.zeros(0, dtype=np.int64))
-        self.ends = _int_array(np.concatenate(ends) if ends else np.zeros(0, dtype=np.int64))
+        # (4-byte offsets: qa reads files of at most 100 MiB; 1-byte flags)
+        self.starts = _int_array(np.concatenate(starts) if starts else np.zeros(0, dtype=np.int64), "i")
+        self.ends = _int_array(np.concatenate(ends) if ends else np.zeros(0, dtype=np.int64), "i")
         counts_all = np.concatenate(counts) if counts else np.zeros(0, dtype=np.int64)
-        self.sure_end = _int_array(np.concatenate(sure_ends) if sure_ends else np.zeros(0, dtype=np.int64))
+        self.sure_end = _int_array(np.concatenate(sure_ends) if sure_ends else np.zeros(0, dtype=np.int64), "b")
         self.sums = _int_array(np.concatenate([[0], np.cumsum(counts_all, dtype=np.int64)]))
         self.overhead = overhead
 
@@ -120,9 +121,9 @@ def _ends_unsure(text: str, ends: np.ndarray) -> np.ndarray:
     return unsure
 
 
-def _int_array(values: np.ndarray) -> array:
-    out = array("q")
-    out.frombytes(np.ascontiguousarray(values, dtype=np.int64).tobytes())
+def _int_array(values: np.ndarray, code: str = "q") -> array:
+    out = array(code)
+    out.frombytes(np.ascontiguousarray(values, dtype=np.dtype(code)).tobytes())
     return out
 
 
