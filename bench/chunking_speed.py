@@ -131,22 +131,28 @@ def speeds(mb: float, old_mb: float) -> None:
 def huge(megabytes: float, shape: str, timeout: float) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        env = {**os.environ, "QA_STATE_DIR": str(tmp / "state"), "QA_CONFIG": str(tmp / "none.toml"),
+               "COLUMNS": "100"}
+        tiny = tmp / "tiny.txt"
+        tiny.write_text("A tiny document.\n", encoding="utf-8")
+        run_in_terminal([sys.executable, "-c", CHILD.format(tests=str(REPO / "tests")), "index", "--model",
+                         "fake-e5-tokens", "--index-dir", str(tmp / "tiny-index"), str(tiny)], env, timeout)
+        baseline = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         document = tmp / f"{shape}.txt"
         document.write_text(text_of(shape, int(megabytes * 1e6)), encoding="utf-8")
         size = document.stat().st_size
-        env = {**os.environ, "QA_STATE_DIR": str(tmp / "state"), "QA_CONFIG": str(tmp / "none.toml"),
-               "COLUMNS": "100"}
         command = [sys.executable, "-c", CHILD.format(tests=str(REPO / "tests")), "index", "--model",
                    "fake-e5-tokens", "--index-dir", str(tmp / "index"), str(document)]
         screen, seconds, code = run_in_terminal(command, env, timeout)
         peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     lines = [line for line in re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen).replace("\r", "\n").splitlines()
              if line.strip()]
-    bars = [line.strip() for line in lines if "cutting into passages" in line]
+    bars = list(dict.fromkeys(line.strip() for line in lines if "cutting into passages" in line))
     print(f"\nqa index of a {size / 1e6:.0f} MB {shape} file: exit {code} in {seconds:.0f} s, "
-          f"peak memory {peak:.0f} MB")
+          f"peak memory {peak:.0f} MB (a tiny file: {baseline:.0f} MB)")
     if bars:
-        print("its chunking bar, first and last drawn:", bars[0], "|", bars[-1], sep="\n  ")
+        print(f"its chunking bar ({len(bars)} states drawn), first, middle and last:",
+              bars[0], bars[len(bars) // 2], bars[-1], sep="\n  ")
     print("its last lines:", *lines[-3:], sep="\n  ")
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import asdict, dataclass
-from typing import Callable
+from typing import Callable, Iterable
 
 from qa.cleaning import (
     Span,
@@ -206,7 +206,7 @@ def pack_sentences(
                       lambda span: split_long_span(text, span, count_tokens, max_tokens), max_tokens)
 
 
-def pack_spans(sentences: list[Span], count: Callable[[int, int], int], split: Callable[[Span], list[Span]],
+def pack_spans(sentences: Iterable[Span], count: Callable[[int, int], int], split: Callable[[Span], list[Span]],
                max_tokens: int) -> list[Span]:
     """Group consecutive ``sentences`` into spans of at most ``max_tokens`` by ``count(start, end)``.
 

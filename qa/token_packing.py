@@ -25,7 +25,7 @@ import re
 import unicodedata
 from array import array
 from bisect import bisect_left, bisect_right
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -51,20 +51,24 @@ class SpanCounter:
     in NFC, one space between them), a block of about :data:`BLOCK_CHARS` at a time.
     """
 
-    def __init__(self, text: str, start: int, end: int, token_offsets: TokenOffsets, overhead: int):
+    def __init__(self, text: str, start: int, end: int, token_offsets: TokenOffsets, overhead: int,
+                 progress: Callable[[int], None] | None = None):
         starts, ends, counts = [], [], []
         for block_start, block_end in _blocks(text, start, end):
             block_starts, block_ends, block_counts = _word_tokens(text, block_start, block_end, token_offsets)
             starts.append(block_starts)
             ends.append(block_ends)
             counts.append(block_counts)
+            if progress:
+                progress(block_end)
         # Where a span may end and be counted here: see count().
         sure_ends = [(block_counts > 0) & ~_ends_unsure(text, block_ends) for block_ends, block_counts in zip(ends, counts)]
         # Machine integers searched with bisect: a tenth of the time of numpy's calls on scalars.
-        self.starts = _int_array(np.concatenate(starts) if starts else np.zeros(0, dtype=np.int64))
-        self.ends = _int_array(np.concatenate(ends) if ends else np.zeros(0, dtype=np.int64))
+        # (4-byte offsets: qa reads files of at most 100 MiB; 1-byte flags)
+        self.starts = _int_array(np.concatenate(starts) if starts else np.zeros(0, dtype=np.int64), "i")
+        self.ends = _int_array(np.concatenate(ends) if ends else np.zeros(0, dtype=np.int64), "i")
         counts_all = np.concatenate(counts) if counts else np.zeros(0, dtype=np.int64)
-        self.sure_end = _int_array(np.concatenate(sure_ends) if sure_ends else np.zeros(0, dtype=np.int64))
+        self.sure_end = _int_array(np.concatenate(sure_ends) if sure_ends else np.zeros(0, dtype=np.int64), "b")
         self.sums = _int_array(np.concatenate([[0], np.cumsum(counts_all, dtype=np.int64)]))
         self.overhead = overhead
 
@@ -117,9 +121,9 @@ def _ends_unsure(text: str, ends: np.ndarray) -> np.ndarray:
     return unsure
 
 
-def _int_array(values: np.ndarray) -> array:
-    out = array("q")
-    out.frombytes(np.ascontiguousarray(values, dtype=np.int64).tobytes())
+def _int_array(values: np.ndarray, code: str = "q") -> array:
+    out = array(code)
+    out.frombytes(np.ascontiguousarray(values, dtype=np.dtype(code)).tobytes())
     return out
 
 
@@ -186,20 +190,30 @@ def prompt_overhead(count_tokens: TokenCounter, token_offsets: TokenOffsets, pre
 
 
 def pack_counted(text: str, sentences: list[Span], counter: SpanCounter, model_tokens: TokenCounter,
-                 max_tokens: int, split_characters: Callable[[str, Span, TokenCounter, int], list[Span]]) -> list[Span]:
+                 max_tokens: int, split_characters: Callable[[str, Span, TokenCounter, int], list[Span]],
+                 progress: Callable[[int], None] | None = None) -> list[Span]:
     """:func:`qa.documents.pack_sentences`, with word-aligned counts from ``counter``.
 
     ``model_tokens`` counts what the counter can't (spans that start inside a word,
-    after a word was cut between characters by ``split_characters``).
+    after a word was cut between characters by ``split_characters``). ``progress(position)``
+    is told every :data:`BLOCK_CHARS` or so how far the sentences packed reach.
     """
+    reported = sentences[0][0] if sentences else 0
 
     def count(start: int, end: int) -> int:
         counted = counter.count(start, end)
         return model_tokens(text[start:end]) if counted is None else counted
 
+    def reporting(spans: list[Span]) -> Iterator[Span]:
+        nonlocal reported
+        for span in spans:
+            if progress and span[1] - reported >= BLOCK_CHARS:
+                progress(reported := span[1])
+            yield span
+
     from qa.documents import pack_spans
 
-    return pack_spans(sentences, count,
+    return pack_spans(reporting(sentences), count,
                       lambda span: _split_long(text, span, counter, model_tokens, max_tokens, split_characters),
                       max_tokens)
 
@@ -207,34 +221,42 @@ def pack_counted(text: str, sentences: list[Span], counter: SpanCounter, model_t
 def _split_long(text: str, span: Span, counter: SpanCounter, model_tokens: TokenCounter, max_tokens: int,
                 split_characters) -> list[Span]:
     """:func:`qa.documents.split_long_span` of a word-aligned ``span``: each piece is the
-    longest run of words that fits, found by a search of the prefix sums, not word by word."""
-    from qa.documents import split_long_span
-
+    longest run of words that fits, found by a search of the prefix sums, not word by word
+    (word by word, counted by ``model_tokens``, only where the counter can't tell: a piece
+    that starts inside a word or ends on a word :meth:`SpanCounter.count` leaves alone)."""
     first, last = counter.word_at(span[0]), counter.word_ending(span[1])
     if first is None or last is None:
+        from qa.documents import split_long_span
+
         return split_long_span(text, span, model_tokens, max_tokens)
     pieces: list[Span] = []
     k = first
     while k <= last:
-        if not counter.sure_end[k]:  # a word only the counter can count at the end of a piece
-            return split_long_span(text, span, model_tokens, max_tokens)
-        if counter.words(k, k) <= max_tokens:
+        if counter.sure_end[k] and counter.words(k, k) <= max_tokens:
             j = counter.last_fitting(k, last, max_tokens)
-            if j is None:
-                return split_long_span(text, span, model_tokens, max_tokens)
-            pieces.append((counter.starts[k], counter.ends[j]))
-            k = j + 1
-            continue
-        cut = split_characters(text, (counter.starts[k], counter.ends[k]), model_tokens, max_tokens)
-        pieces.extend(cut[:-1])
-        piece_start, piece_end = cut[-1]
-        k += 1
-        # The last cut goes on with whole words while they fit, counted as they are (it starts inside a word).
-        while k <= last and model_tokens(text[piece_start : counter.ends[k]]) <= max_tokens:
-            piece_end = counter.ends[k]
-            k += 1
-        pieces.append((piece_start, piece_end))
+            if j is not None:
+                pieces.append((counter.starts[k], counter.ends[j]))
+                k = j + 1
+                continue
+        k = _piece_by_words(text, counter, k, last, model_tokens, max_tokens, split_characters, pieces)
     return pieces
+
+
+def _piece_by_words(text: str, counter: SpanCounter, k: int, last: int, model_tokens: TokenCounter,
+                    max_tokens: int, split_characters, pieces: list[Span]) -> int:
+    """Append the piece that starts at word ``k`` to ``pieces`` as split_long_span makes it,
+    counting each longer prefix with ``model_tokens``; return the word after it."""
+    start, end = counter.starts[k], counter.ends[k]
+    if model_tokens(text[start:end]) > max_tokens:
+        cut = split_characters(text, (start, end), model_tokens, max_tokens)
+        pieces.extend(cut[:-1])
+        start, end = cut[-1]
+    k += 1
+    while k <= last and model_tokens(text[start : counter.ends[k]]) <= max_tokens:
+        end = counter.ends[k]
+        k += 1
+    pieces.append((start, end))
+    return k
 
 
 def agrees_with_counter(text: str, chunks: list[Span], counter_of: Callable[[Span], int | None],
@@ -262,20 +284,32 @@ def chunk_groups(text: str, groups: list[Span], model_tokens: TokenCounter, coun
     from qa.documents import _split_characters, split_sentences
 
     overhead = prompt_overhead(count_tokens, token_offsets, prefix)
-    total = sum(end - start for start, end in groups)
+    windows = _windows(groups)
+    total = sum(window[-1][1] - window[0][0] for window in windows)
     spans: list[Span] = []
     checked = done = 0
-    for window in _windows(groups):
-        counter = SpanCounter(text, window[0][0], window[-1][1], token_offsets, overhead)
+    for window in windows:
+        width = window[-1][1] - window[0][0]
+
+        def tokenized(position: int, base: int = done, first: int = window[0][0]) -> None:
+            # the bar's first half for a window is tokenizing it, the second cutting it
+            if progress:
+                progress(base + min(width, position - first) // 2, total)
+
+        def packed(position: int, base: int = done, first: int = window[0][0]) -> None:
+            if progress:
+                progress(base + (width + min(width, position - first)) // 2, total)
+
+        counter = SpanCounter(text, window[0][0], window[-1][1], token_offsets, overhead, tokenized)
         for start, end in window:
             chunks = pack_counted(text, split_sentences(text, start, end), counter, model_tokens, max_tokens,
-                                  _split_characters)
+                                  _split_characters, packed)
             if checked < 3:
                 if not agrees_with_counter(text, chunks, lambda c: counter.count(*c), model_tokens, 3 - checked):
                     return None
                 checked += min(3, len(chunks))
             spans.extend(chunks)
-            done += end - start
+        done += width
         if progress:
             progress(done, total)
     return spans
