@@ -230,3 +230,23 @@ def test_remembered_words_give_the_offsets_of_the_whole_text(gemma, text):
     gemma.token_offsets("a")
     remembered = np.asarray(gemma.token_offsets(words)).reshape(-1, 2)
     assert np.array_equal(remembered, gemma._offsets._whole(words))
+
+
+def test_the_warm_services_client_cuts_by_the_engines_offsets(gemma, monkeypatch):
+    """qa ask and qa chat re-read changed documents through the warm service's client: it
+    gets the engine's token_offsets, its tokenizer loaded only when a document is cut."""
+    engine_dir()
+    from qa import embed_service, embedder
+
+    class Served:
+        count_tokens = gemma.count_tokens
+
+    served = Served()
+    monkeypatch.setattr(embed_service, "connect", lambda key, fallback: served)
+    assert embedder._gemma_for_questions(None, True) is served
+    assert served.token_offsets._offsets is None  # nothing loaded for a question
+    text = BUNDLED_ARTICLE.read_text(encoding="utf-8")
+    words = " ".join(normalize_for_model(text).split())
+    assert np.array_equal(served.token_offsets(words), gemma.token_offsets(words))
+    old, new = both_ways(text, served, 160)
+    assert new == old

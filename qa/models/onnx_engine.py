@@ -370,11 +370,7 @@ class OnnxEmbedder:
         """
         offsets = getattr(self, "_offsets", None)
         if offsets is None:
-            if isinstance(self._tokenizer, _SentencePieceIds):
-                offsets = _SentencePieceOffsets(self._tokenizer, self.passage_prompt)
-            else:
-                offsets = lambda text: self._tokenizer.offsets(self.passage_prompt, text)  # noqa: E731
-            self._offsets = offsets
+            offsets = self._offsets = _offsets_for(self._tokenizer, self.passage_prompt)
         return offsets(text)
 
     def _run(self, ids: list[list[int]]) -> np.ndarray:
@@ -412,6 +408,34 @@ class OnnxEmbedder:
     def embed_passages(self, texts: Sequence[str], progress: BatchProgress | None = None) -> np.ndarray:
         """Embed passages with the model's passage prompt; unit float32 rows."""
         return self._encode(list(texts), self.passage_prompt, progress)
+
+
+class EngineTokenOffsets:
+    """The ``token_offsets`` of the engine in ``engine_dir``, as :meth:`OnnxEmbedder.token_offsets`
+    gives them, for an embedder whose session runs elsewhere (the warm service's client,
+    :class:`qa.embed_service.ServiceEmbedder`): the tokenizer is loaded on first use, when a
+    document is cut, so a question pays nothing for it. Raises :class:`EngineError`."""
+
+    def __init__(self, engine_dir: Path):
+        self._dir = Path(engine_dir)
+        self._offsets: Callable[[str], np.ndarray] | None = None
+
+    def __call__(self, text: str) -> np.ndarray:
+        if self._offsets is None:
+            try:
+                meta = json.loads((self._dir / ENGINE_FILE).read_text(encoding="utf-8"))
+                tokenizer = _load_tokenizer(self._dir, meta.get("sentencepiece"))
+            except Exception as exc:  # noqa: BLE001 - any loading failure is one message
+                first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise EngineError(f"cannot load the tokenizer of the ONNX engine in {self._dir}: {first_line}") from None
+            self._offsets = _offsets_for(tokenizer, meta.get("passage_prompt", ""))
+        return self._offsets(text)
+
+
+def _offsets_for(tokenizer, prompt: str) -> Callable[[str], np.ndarray]:
+    if isinstance(tokenizer, _SentencePieceIds):
+        return _SentencePieceOffsets(tokenizer, prompt)
+    return lambda text: tokenizer.offsets(prompt, text)
 
 
 class _SentencePieceIds:
