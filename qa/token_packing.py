@@ -20,8 +20,8 @@ SentencePiece BPE) has a few pieces that span a space (``>▁</``; ``▁▁`` wh
 text's own "▁" meets a space): two words a token spans are *tied*, and a span that
 starts or ends between them is counted by the counter, not here. Elsewhere a BPE
 tokenization that no token crosses is the two sides' own (each merge is the best pair
-on its side), so the counts stay exact. A document whose first passages are not counted as the counter
-counts them is chunked the old way (:func:`agrees_with_counter`).
+on its side), so the counts stay exact. A document whose first passages are not
+counted as the counter counts them is chunked the old way (:func:`agrees_with_counter`).
 """
 
 from __future__ import annotations
@@ -101,10 +101,11 @@ class SpanCounter:
         """Tokens of ``text[start:end]`` when both ends are word boundaries, else None.
 
         None too when a token spans the space before the first word or after the last
-        (they are tied to their neighbours), when the last word gave no token here, or ends in a control or format
-        character (a zero-width space, a byte-order mark): a tokenizer's normalizer may
-        erase it or make it a space, which at the end of a text is a token of its own
-        and elsewhere melts into the space after it, so only the counter can tell.
+        (they are tied to their neighbours), when the last word gave no token here, or
+        ends in a control or format character (a zero-width space, a byte-order mark): a
+        tokenizer's normalizer may erase it or make it a space, which at the end of a
+        text is a token of its own and elsewhere melts into the space after it, so only
+        the counter can tell.
         """
         first, last = self.word_at(start), self.word_ending(end)
         if first is None or last is None or last < first or not self.sure_end[last] or not self.sure_start[first]:
@@ -187,8 +188,9 @@ _SPACES[[c for c in range(0x3001) if chr(c).isspace()]] = True  # every white sp
 def _word_tokens(text: str, start: int, end: int,
                  token_offsets: TokenOffsets) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Return the starts and ends (in ``text``) of the words of ``text[start:end]``, the
-    tokens of each, and whether a token spans the space after each (the last: False), from one call of ``token_offsets`` on the words as the model sees them
-    (NFC, one space between them: what ``normalize_for_model`` makes of them)."""
+    tokens of each, and whether a token spans the space after each (the last: False),
+    from one call of ``token_offsets`` on the words as the model sees them (NFC, one
+    space between them: what ``normalize_for_model`` makes of them)."""
     block = text[start:end]
     words = block.split()
     if not words:

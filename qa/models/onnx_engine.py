@@ -427,7 +427,8 @@ class EngineTokenOffsets:
                 tokenizer = _load_tokenizer(self._dir, meta.get("sentencepiece"))
             except Exception as exc:  # noqa: BLE001 - any loading failure is one message
                 first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                raise EngineError(f"cannot load the tokenizer of the ONNX engine in {self._dir}: {first_line}") from None
+                raise EngineError(f"cannot load the tokenizer of the ONNX engine in {self._dir}: "
+                                  f"{first_line}") from None
             self._offsets = _offsets_for(tokenizer, meta.get("passage_prompt", ""))
         return self._offsets(text)
 
