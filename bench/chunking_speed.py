@@ -1,11 +1,13 @@
 """Chunking speed, old (counting prefixes) against new (cutting by token offsets).
 
-    .venv/bin/python bench/chunking_speed.py [--mb 5] [--old-mb 0.5] [--huge-mb 100] [--huge-shape one-line]
+    .venv/bin/python bench/chunking_speed.py [--model e5|gemma] [--mb 5] [--old-mb 0.5] [--huge-mb 100] [--huge-shape one-line]
 
 Part 1 cuts text of three shapes with e5-small's real tokenizer (the model's
 ``tokenizer.json``, counted as qa's torch-free engine counts it: ``passage: `` and the
 special tokens included) both ways, and prints MB/s of each and whether the passages
-are identical:
+are identical (``--model gemma``: EmbeddingGemma's engine tokenizer instead, its
+``tokenizer.model``, counted and offset by ``OnnxEmbedder``'s own methods, ``title: none |
+text: `` and the special tokens included; part 2 is e5's only):
 
 - ``one-line``: the bundled background sentences, one after another on one line;
 - ``paragraphs``: the same sentences, 2-6 to a paragraph, paragraphs parted by blank lines;
@@ -104,6 +106,31 @@ def real_counter():
     return lambda text: len(tokenizer.encode("passage: " + text).ids), tokenizer
 
 
+def gemma_counter():
+    """EmbeddingGemma's tokenizer with OnnxEmbedder's count_tokens and token_offsets (no ONNX session)."""
+    import json
+
+    from qa.models import onnx_engine
+    from qa.models.gemma import gemma_engine_dir, is_gemma_engine_built
+    from qa.paths import cache_dir
+
+    if not is_gemma_engine_built(cache_dir()):
+        sys.exit("build EmbeddingGemma's engine first (bin/qa ask anything builds it)")
+    folder = gemma_engine_dir(cache_dir())
+    meta = json.loads((folder / onnx_engine.ENGINE_FILE).read_text(encoding="utf-8"))
+
+    class Tokens:
+        count_tokens = onnx_engine.OnnxEmbedder.count_tokens
+        token_offsets = onnx_engine.OnnxEmbedder.token_offsets
+
+        def __init__(self):
+            self._tokenizer = onnx_engine._load_tokenizer(folder, meta.get("sentencepiece"))
+            self.passage_prompt = meta["passage_prompt"]
+
+    tokens = Tokens()
+    return tokens.count_tokens, tokens.token_offsets
+
+
 def chunk(text: str, count, offsets):
     from qa.documents import ChunkSettings, Document, chunk_document
 
@@ -112,18 +139,23 @@ def chunk(text: str, count, offsets):
     return time.perf_counter() - started, [(p.start, p.end) for p in passages]
 
 
-def speeds(mb: float, old_mb: float) -> None:
+def speeds(mb: float, old_mb: float, model: str = "e5") -> None:
     from qa.token_offsets import token_offsets_for
 
-    count, tokenizer = real_counter()
+    if model == "gemma":
+        count, gemma_offsets = gemma_counter()
+        fresh_offsets = lambda: gemma_offsets  # noqa: E731 - it remembers nothing
+    else:
+        count, tokenizer = real_counter()
+        fresh_offsets = lambda: token_offsets_for(tokenizer)  # noqa: E731 - an empty word memory
     print(f"{'shape':16} {'old MB/s':>9} {'(MB)':>5} {'new MB/s':>9} {'(MB)':>5}  same passages")
     for shape in ("one-line", "paragraphs", "no-punctuation"):
         old_size = int(old_mb * 1e6 / (10 if shape == "no-punctuation" else 1))
         small = text_of(shape, old_size)
         old_seconds, old_spans = chunk(small, count, None)
-        _, new_small = chunk(small, count, token_offsets_for(tokenizer))
+        _, new_small = chunk(small, count, fresh_offsets())
         big = text_of(shape, int(mb * 1e6))
-        new_seconds, _ = chunk(big, count, token_offsets_for(tokenizer))
+        new_seconds, _ = chunk(big, count, fresh_offsets())
         print(f"{shape:16} {len(small) / 1e6 / old_seconds:9.3f} {len(small) / 1e6:5.2f} "
               f"{len(big) / 1e6 / new_seconds:9.2f} {len(big) / 1e6:5.1f}  {old_spans == new_small}", flush=True)
 
@@ -187,13 +219,14 @@ def run_in_terminal(command: list[str], env: dict, timeout: float) -> tuple[str,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="e5", choices=["e5", "gemma"], help="whose tokenizer counts")
     parser.add_argument("--mb", type=float, default=5.0, help="MB of each shape cut the new way")
     parser.add_argument("--old-mb", type=float, default=0.5, help="MB of each shape cut the old way (a tenth without punctuation)")
     parser.add_argument("--huge-mb", type=float, default=100.0, help="MB of the file given to qa index (0: skip)")
     parser.add_argument("--huge-shape", default="one-line", choices=["one-line", "paragraphs", "no-punctuation"])
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds qa index may take")
     args = parser.parse_args()
-    speeds(args.mb, args.old_mb)
+    speeds(args.mb, args.old_mb, args.model)
     if args.huge_mb:
         huge(args.huge_mb, args.huge_shape, args.timeout)
 

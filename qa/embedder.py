@@ -155,6 +155,10 @@ def _gemma_for_questions(progress: Callable[[str], None] | None, one_shot: bool)
     if key is not None:
         served = embed_service.connect(key, fallback=lambda: _load_gemma(None))
         if served is not None:
+            from qa.models.onnx_engine import EngineTokenOffsets
+
+            # Documents an ask or chat re-reads are cut by the engine's offsets (qa.token_packing).
+            served.token_offsets = EngineTokenOffsets(gemma.gemma_engine_dir(cache_dir()))
             return served
         if one_shot:
             embed_service.start_in_background(key, gemma.gemma_engine_dir(cache_dir()), GEMMA_MODEL)

@@ -38,7 +38,7 @@ class TokenizerOffsets:
     def __init__(self, tokenizer: Any):
         self._given = tokenizer
         self._own: Any = None
-        self.by_word = _splits_words(tokenizer)
+        self.by_word = tokenizer is not None and _splits_words(tokenizer)
         self._rows: dict[str, int] = {}
         self._counts = np.zeros(0, dtype=np.int64)
         self._firsts = np.zeros(0, dtype=np.int64)
@@ -106,6 +106,10 @@ class TokenizerOffsets:
                 inside = (spans[:, 1] > 1) & (spans[:, 1] <= 2 + len(word))
                 spans = np.clip(spans[inside] - 2, 0, len(word))
             offsets.append(spans)
+        self._remember(words, offsets)
+
+    def _remember(self, words: list[str], offsets: list[np.ndarray]) -> None:
+        """Keep each word's token spans (``(k, 2)``, in the word)."""
         counts = np.fromiter(map(len, offsets), dtype=np.int64, count=len(offsets))
         firsts = len(self._starts) + np.concatenate([[0], np.cumsum(counts)[:-1]])
         joined = np.concatenate(offsets) if offsets else np.zeros((0, 2), dtype=np.int64)

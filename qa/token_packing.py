@@ -15,8 +15,13 @@ The counts are exact for tokenizers that tokenize words separately (the text is
 split at spaces before it is tokenized, as e5's XLM-R tokenizer and SentencePiece
 with ``split_by_whitespace`` do): a span's tokens are then its words' tokens plus the
 prompt's. Cuts inside a word (a word longer than the budget) are still searched with
-the counter itself. A document whose first passages are not counted as the counter
-counts them is chunked the old way (:func:`agrees_with_counter`).
+the counter itself. A tokenizer that does not split at spaces first (EmbeddingGemma's
+SentencePiece BPE) has a few pieces that span a space (``>▁</``; ``▁▁`` where a
+text's own "▁" meets a space): two words a token spans are *tied*, and a span that
+starts or ends between them is counted by the counter, not here. Elsewhere a BPE
+tokenization that no token crosses is the two sides' own (each merge is the best pair
+on its side), so the counts stay exact. A document whose first passages are not
+counted as the counter counts them is chunked the old way (:func:`agrees_with_counter`).
 """
 
 from __future__ import annotations
@@ -53,22 +58,32 @@ class SpanCounter:
 
     def __init__(self, text: str, start: int, end: int, token_offsets: TokenOffsets, overhead: int,
                  progress: Callable[[int], None] | None = None):
-        starts, ends, counts = [], [], []
-        for block_start, block_end in _blocks(text, start, end):
-            block_starts, block_ends, block_counts = _word_tokens(text, block_start, block_end, token_offsets)
+        starts, ends, counts, tied = [], [], [], []
+        blocks = _blocks(text, start, end)
+        for number, (block_start, block_end) in enumerate(blocks):
+            block_starts, block_ends, block_counts, block_tied = _word_tokens(text, block_start, block_end,
+                                                                              token_offsets)
+            if len(block_tied) and number + 1 < len(blocks) and not _clean_cut(text, block_end):
+                block_tied[-1] = True  # the next block was tokenized apart: no span starts or ends here unasked
             starts.append(block_starts)
             ends.append(block_ends)
             counts.append(block_counts)
+            tied.append(block_tied)
             if progress:
                 progress(block_end)
-        # Where a span may end and be counted here: see count().
+        tied_after = np.concatenate(tied) if tied else np.zeros(0, dtype=bool)  # words i and i+1 share a token
+        # Where a span may end, and start, and be counted here: see count().
         sure_ends = [(block_counts > 0) & ~_ends_unsure(text, block_ends) for block_ends, block_counts in zip(ends, counts)]
+        sure_end_all = (np.concatenate(sure_ends) if sure_ends else np.zeros(0, dtype=bool)) & ~tied_after
+        sure_start_all = ~np.concatenate([[False], tied_after[:-1]]).astype(bool)
         # Machine integers searched with bisect: a tenth of the time of numpy's calls on scalars.
         # (4-byte offsets: qa reads files of at most 100 MiB; 1-byte flags)
         self.starts = _int_array(np.concatenate(starts) if starts else np.zeros(0, dtype=np.int64), "i")
         self.ends = _int_array(np.concatenate(ends) if ends else np.zeros(0, dtype=np.int64), "i")
         counts_all = np.concatenate(counts) if counts else np.zeros(0, dtype=np.int64)
-        self.sure_end = _int_array(np.concatenate(sure_ends) if sure_ends else np.zeros(0, dtype=np.int64), "b")
+        self.sure_end = _int_array(sure_end_all, "b")
+        self.sure_start = _int_array(sure_start_all, "b")
+        self.unsure_ends = _int_array(np.concatenate([[0], np.cumsum(~sure_end_all, dtype=np.int64)]))
         self.sums = _int_array(np.concatenate([[0], np.cumsum(counts_all, dtype=np.int64)]))
         self.overhead = overhead
 
@@ -89,15 +104,21 @@ class SpanCounter:
     def count(self, start: int, end: int) -> int | None:
         """Tokens of ``text[start:end]`` when both ends are word boundaries, else None.
 
-        None too when the last word gave no token here, or ends in a control or format
-        character (a zero-width space, a byte-order mark): a tokenizer's normalizer may
-        erase it or make it a space, which at the end of a text is a token of its own
-        and elsewhere melts into the space after it, so only the counter can tell.
+        None too when a token spans the space before the first word or after the last
+        (they are tied to their neighbours), when the last word gave no token here, or
+        ends in a control or format character (a zero-width space, a byte-order mark): a
+        tokenizer's normalizer may erase it or make it a space, which at the end of a
+        text is a token of its own and elsewhere melts into the space after it, so only
+        the counter can tell.
         """
         first, last = self.word_at(start), self.word_ending(end)
-        if first is None or last is None or last < first or not self.sure_end[last]:
+        if first is None or last is None or last < first or not self.sure_end[last] or not self.sure_start[first]:
             return None
         return self.words(first, last)
+
+    def ends_sure(self, first: int, last: int) -> bool:
+        """Whether every word from ``first`` to ``last`` (both included) may end a span counted here."""
+        return self.unsure_ends[last + 1] == self.unsure_ends[first]
 
     def last_fitting(self, first: int, last: int, max_tokens: int) -> int | None:
         """The largest ``j`` in ``[first, last]`` whose words ``first..j`` fit ``max_tokens``
@@ -140,11 +161,23 @@ def _blocks(text: str, start: int, end: int) -> list[Span]:
     return blocks
 
 
+def _clean_cut(text: str, at: int) -> bool:
+    """Whether the white space at ``at`` stands between a letter or digit and another."""
+    return 0 < at and at + 1 < len(text) and text[at - 1].isalnum() and text[at + 1].isalnum()
+
+
 def _last_space(text: str, start: int, stop: int) -> int | None:
+    """The last white space before ``stop`` (within 4096 characters), one between a letter or
+    digit and another if there is one: no token of a tokenizer spans such a space (see the
+    module's docstring), so the blocks on either side tokenize as they would together."""
+    fallback = None
     for i in range(stop - 1, max(start, stop - 4096) - 1, -1):
-        if text[i].isspace():
-            return i if i > start else None
-    return None
+        if text[i].isspace() and i > start:
+            if _clean_cut(text, i):
+                return i
+            if fallback is None:
+                fallback = i
+    return fallback
 
 
 def _next_space(text: str, stop: int, end: int) -> int:
@@ -156,15 +189,17 @@ _SPACES = np.zeros(0x3001, dtype=bool)
 _SPACES[[c for c in range(0x3001) if chr(c).isspace()]] = True  # every white space character is below U+3001
 
 
-def _word_tokens(text: str, start: int, end: int, token_offsets: TokenOffsets) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Return the starts and ends (in ``text``) of the words of ``text[start:end]`` and the
-    tokens of each, from one call of ``token_offsets`` on the words as the model sees them
-    (NFC, one space between them: what ``normalize_for_model`` makes of them)."""
+def _word_tokens(text: str, start: int, end: int,
+                 token_offsets: TokenOffsets) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Return the starts and ends (in ``text``) of the words of ``text[start:end]``, the
+    tokens of each, and whether a token spans the space after each (the last: False),
+    from one call of ``token_offsets`` on the words as the model sees them (NFC, one
+    space between them: what ``normalize_for_model`` makes of them)."""
     block = text[start:end]
     words = block.split()
     if not words:
         empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, empty
+        return empty, empty, empty, np.zeros(0, dtype=bool)
     points = np.frombuffer(block.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
     space = np.zeros(len(points) + 2, dtype=bool)
     space[0] = space[-1] = True
@@ -179,7 +214,16 @@ def _word_tokens(text: str, start: int, end: int, token_offsets: TokenOffsets) -
     # A token belongs to the word its last character is in (a lone "▁" before a word, to that word).
     owners = np.searchsorted(word_ends, offsets[:, 1], side="left")
     counts = np.bincount(np.minimum(owners, len(words) - 1), minlength=len(words))
-    return starts.astype(np.int64), ends.astype(np.int64), counts.astype(np.int64)
+    # A token spans the space after word i when it starts before that space and ends after it.
+    first_gap = np.searchsorted(word_ends, offsets[:, 0], side="right")
+    after_gap = np.searchsorted(word_ends, offsets[:, 1], side="left")  # the first gap at or past its end
+    crossing = first_gap < after_gap
+    marks = np.zeros(len(words) + 1, dtype=np.int64)
+    np.add.at(marks, first_gap[crossing], 1)
+    np.add.at(marks, after_gap[crossing], -1)
+    tied = np.cumsum(marks)[: len(words)] > 0
+    tied[-1] = False
+    return starts.astype(np.int64), ends.astype(np.int64), counts.astype(np.int64), tied
 
 
 def prompt_overhead(count_tokens: TokenCounter, token_offsets: TokenOffsets, prefix: str) -> int:
@@ -221,9 +265,10 @@ def pack_counted(text: str, sentences: list[Span], counter: SpanCounter, model_t
 def _split_long(text: str, span: Span, counter: SpanCounter, model_tokens: TokenCounter, max_tokens: int,
                 split_characters) -> list[Span]:
     """:func:`qa.documents.split_long_span` of a word-aligned ``span``: each piece is the
-    longest run of words that fits, found by a search of the prefix sums, not word by word
-    (word by word, counted by ``model_tokens``, only where the counter can't tell: a piece
-    that starts inside a word or ends on a word :meth:`SpanCounter.count` leaves alone)."""
+    longest run of words that fits, found by a search of the prefix sums, not word by word.
+    A piece that starts at a word the counter can't start a span at, or whose search passes
+    a word it can't end one at (tied to the next by a token, see :meth:`SpanCounter.count`),
+    grows word by word by ``model_tokens``, as ``split_long_span`` does."""
     first, last = counter.word_at(span[0]), counter.word_ending(span[1])
     if first is None or last is None:
         from qa.documents import split_long_span
@@ -232,9 +277,10 @@ def _split_long(text: str, span: Span, counter: SpanCounter, model_tokens: Token
     pieces: list[Span] = []
     k = first
     while k <= last:
-        if counter.sure_end[k] and counter.words(k, k) <= max_tokens:
+        if counter.sure_start[k] and counter.sure_end[k] and counter.words(k, k) <= max_tokens:
             j = counter.last_fitting(k, last, max_tokens)
-            if j is not None:
+            # The search holds when every end it passes, and the first that doesn't fit, is counted here.
+            if j is not None and counter.ends_sure(k, min(j + 1, last)):
                 pieces.append((counter.starts[k], counter.ends[j]))
                 k = j + 1
                 continue

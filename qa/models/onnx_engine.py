@@ -31,6 +31,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from qa.embedder import EmbedderError
+from qa.token_offsets import TokenizerOffsets
 
 ENGINE_FILE = "engine.json"
 ONNX_FILE = "model.onnx"
@@ -356,6 +357,22 @@ class OnnxEmbedder:
         """Tokens the model sees for ``text`` as a passage, prompt and specials included."""
         return len(self._tokenizer.ids([self.passage_prompt + text])[0])
 
+    def token_offsets(self, text: str) -> np.ndarray:
+        """The ``(n, 2)`` character spans in ``text`` of the tokens the model makes of it as a
+        passage (:data:`qa.token_packing.TokenOffsets`): ``text`` is tokenized after the
+        passage prompt, as :meth:`count_tokens` does, and the prompt's tokens and the
+        special ids are left out. The prompt's last space is the first word's, as a space
+        before a word is in running text (its "▁" starts the first token, at 0). The
+        chunker cuts by these offsets, treating as tied any two words a token spans
+        (``>▁</`` is one of Gemma's pieces; a text's own "▁" beside a space makes a "▁▁"
+        of both). With SentencePiece, words are tokenized once each and remembered
+        when no piece can span a space of the text (:class:`_SentencePieceOffsets`).
+        """
+        offsets = getattr(self, "_offsets", None)
+        if offsets is None:
+            offsets = self._offsets = _offsets_for(self._tokenizer, self.passage_prompt)
+        return offsets(text)
+
     def _run(self, ids: list[list[int]]) -> np.ndarray:
         width = max(len(row) for row in ids)
         input_ids = np.full((len(ids), width), self._pad_id, dtype=np.int64)
@@ -393,6 +410,35 @@ class OnnxEmbedder:
         return self._encode(list(texts), self.passage_prompt, progress)
 
 
+class EngineTokenOffsets:
+    """The ``token_offsets`` of the engine in ``engine_dir``, as :meth:`OnnxEmbedder.token_offsets`
+    gives them, for an embedder whose session runs elsewhere (the warm service's client,
+    :class:`qa.embed_service.ServiceEmbedder`): the tokenizer is loaded on first use, when a
+    document is cut, so a question pays nothing for it. Raises :class:`EngineError`."""
+
+    def __init__(self, engine_dir: Path):
+        self._dir = Path(engine_dir)
+        self._offsets: Callable[[str], np.ndarray] | None = None
+
+    def __call__(self, text: str) -> np.ndarray:
+        if self._offsets is None:
+            try:
+                meta = json.loads((self._dir / ENGINE_FILE).read_text(encoding="utf-8"))
+                tokenizer = _load_tokenizer(self._dir, meta.get("sentencepiece"))
+            except Exception as exc:  # noqa: BLE001 - any loading failure is one message
+                first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise EngineError(f"cannot load the tokenizer of the ONNX engine in {self._dir}: "
+                                  f"{first_line}") from None
+            self._offsets = _offsets_for(tokenizer, meta.get("passage_prompt", ""))
+        return self._offsets(text)
+
+
+def _offsets_for(tokenizer, prompt: str) -> Callable[[str], np.ndarray]:
+    if isinstance(tokenizer, _SentencePieceIds):
+        return _SentencePieceOffsets(tokenizer, prompt)
+    return lambda text: tokenizer.offsets(prompt, text)
+
+
 class _SentencePieceIds:
     """Token ids from a SentencePiece model, wrapped in the model's special ids."""
 
@@ -406,6 +452,107 @@ class _SentencePieceIds:
         """Token ids of each text; with ``limit``, cut to that many, the specials kept."""
         room = None if limit is None else max(0, limit - len(self._prefix) - len(self._suffix))
         return [self._prefix + row[:room] + self._suffix for row in self._processor.encode(texts)]
+
+    def offsets(self, prompt: str, text: str) -> np.ndarray:
+        """Character spans in ``text`` of the pieces of ``prompt + text`` that end after the
+        prompt. SentencePiece gives byte offsets into the UTF-8 text; a character it spells
+        as bytes (byte fallback) gives empty spans but the last, each taken here as the
+        whole character."""
+        whole = prompt + text
+        pieces = self._processor.encode(whole, out_type="proto").pieces
+        count = len(pieces)
+        begins = np.fromiter((piece.begin for piece in pieces), dtype=np.int64, count=count)
+        ends = np.fromiter((piece.end for piece in pieces), dtype=np.int64, count=count)
+        return _text_spans(_bytes_to_chars(whole, begins, ends), prompt)
+
+
+class _SentencePieceOffsets(TokenizerOffsets):
+    """``token_offsets`` by SentencePiece, each distinct word tokenized once and remembered.
+
+    SentencePiece's BPE merges the best-scoring pair of neighbours, over the whole text: it
+    does not cut text at spaces first. But a merge can cross the space before a word only
+    into a piece that holds that space after some other character (Gemma's ``>▁</``, and
+    its ``▁▁``... runs, which a text's own "▁" beside a space makes), and a tokenization
+    no token crosses is made of its two sides' own (every merge on a side was the best on
+    it). So a word that doesn't end in a character such a piece puts before a "▁" (``>``
+    and ``▁`` for Gemma) ends a run of words that tokenizes as it does alone after a space:
+    each distinct run (most are one word) is tokenized once and remembered (as
+    :class:`qa.token_offsets.TokenizerOffsets` does for e5's words), and the chunker sees
+    the tokens that span spaces inside runs.
+    """
+
+    def __init__(self, tokenizer: "_SentencePieceIds", prompt: str):
+        super().__init__(None)
+        self._ids, self._prompt = tokenizer, prompt
+        processor = tokenizer._processor
+        inner = [piece for piece in map(processor.id_to_piece, range(processor.get_piece_size())) if "▁" in piece[1:]]
+        self._ties = {"▁"} | {piece[i - 1] for piece in inner for i in range(1, len(piece))
+                              if piece[i] == "▁" and piece[i - 1] != "▁"}
+
+    def __call__(self, text: str) -> np.ndarray:
+        words = text.split(" ")
+        if text.split() != words:
+            return self._whole(text)
+        if any(char in text for char in self._ties):
+            words = self._runs(words)
+        spans = self._by_words(words)
+        if len(spans):  # the first word's "▁" (the prompt's space) starts at 0, as _whole has it
+            spans[0, 0] = max(spans[0, 0], 0)
+            spans[0, 1] = max(spans[0, 1], spans[0, 0] + 1)
+        return spans
+
+    def _runs(self, words: list[str]) -> list[str]:
+        """``words`` with each word that ends in a character a piece may join to the next
+        word's space (``>``, ``▁``) joined to the next: runs tokenized and remembered whole."""
+        runs: list[str] = []
+        current: list[str] = []
+        for word in words:
+            current.append(word)
+            if word[-1] not in self._ties:
+                runs.append(" ".join(current))
+                current = []
+        if current:
+            runs.append(" ".join(current))
+        return runs
+
+    def _whole(self, text: str) -> np.ndarray:
+        return self._ids.offsets(self._prompt, text)
+
+    def _learn(self, words: list[str]) -> None:
+        spaced = [" " + word for word in words]
+        offsets = []
+        for text, proto in zip(spaced, self._ids._processor.encode(spaced, out_type="proto")):
+            pieces = proto.pieces
+            begins = np.fromiter((piece.begin for piece in pieces), dtype=np.int64, count=len(pieces))
+            ends = np.fromiter((piece.end for piece in pieces), dtype=np.int64, count=len(pieces))
+            offsets.append(_bytes_to_chars(text, begins, ends) - 1)  # from the space before the word: -1
+        self._remember(words, offsets)
+
+
+def _bytes_to_chars(text: str, begins: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """``(n, 2)`` character spans of byte spans of ``text``'s UTF-8; an empty span (a
+    byte-fallback piece) becomes the character it is in."""
+    data = np.frombuffer(text.encode("utf-8", "surrogatepass"), dtype=np.uint8)
+    starts = np.ones(len(data) + 1, dtype=bool)
+    starts[:-1] = (data & 0xC0) != 0x80  # a byte that begins a character
+    chars_before = np.concatenate([[0], np.cumsum(starts[:-1])])  # characters begun before each byte offset
+    first = chars_before[begins] - (~starts[begins]).astype(np.int64)  # the character a begin falls in
+    last = chars_before[ends]  # characters begun before the end: an end inside one counts it whole
+    return np.stack([first, np.maximum(last, first + 1)], axis=1)
+
+
+def _text_spans(spans: np.ndarray, prompt: str) -> np.ndarray:
+    """The spans of the text's tokens, shifted to offsets in the text after ``prompt``.
+
+    The prompt's closing spaces are the text's, as the space before a word is the word's
+    in running text: a "▁" alone before a word (before ``<b>``, a piece of its own) is
+    the first word's token, as it would be in the middle of a passage.
+    """
+    words_end = len(prompt.rstrip(" "))
+    spans = spans[spans[:, 1] > words_end] - len(prompt)
+    spans[:, 0] = np.maximum(spans[:, 0], 0)
+    spans[:, 1] = np.maximum(spans[:, 1], spans[:, 0] + 1)
+    return spans
 
 
 class _TokenizersIds:
@@ -425,6 +572,14 @@ class _TokenizersIds:
         else:
             self._tokenizer.enable_truncation(limit)
         return [encoding.ids for encoding in self._tokenizer.encode_batch(texts)]
+
+    def offsets(self, prompt: str, text: str) -> np.ndarray:
+        """Character spans in ``text`` of the tokens of ``prompt + text`` that end after the prompt."""
+        self._tokenizer.no_truncation()
+        encoding = self._tokenizer.encode(prompt + text, add_special_tokens=False)
+        spans = np.asarray(encoding.offsets, dtype=np.int64).reshape(-1, 2)
+        spans[:, 1] = np.maximum(spans[:, 1], spans[:, 0] + 1)
+        return _text_spans(spans, prompt)
 
 
 def _load_tokenizer(engine_dir: Path, specials: dict | None):
