@@ -91,13 +91,20 @@ class TokenizerOffsets:
 
     def _learn(self, words: list[str]) -> None:
         """Tokenize and remember ``words``. A word the normalizer erases, or turns into a
-        space at an edge (a zero-width or direction mark), is tokenized between two
-        others: beside them its spaces melt into theirs, as in running text."""
+        space at an edge (a zero-width or direction mark), that starts with a combining
+        mark (normalized otherwise at the start of a text than after a space), or that
+        holds a special token's text ("<mask>"), is tokenized between two others, as in
+        running text."""
+        import unicodedata
+
         normalizer = self._tokenizer.normalizer
+        specials = [token.content for token in self._tokenizer.get_added_tokens_decoder().values() if token.content]
         wrapped = []
         for word in words:
             seen = normalizer.normalize_str(word) if normalizer is not None else word
-            wrapped.append(f"a {word} a" if not seen or seen != seen.strip() else word)
+            alone = seen and seen == seen.strip() and unicodedata.category(word[0])[0] != "M" \
+                and not any(special in word for special in specials)  # "<mask>" in a text: cut out before the rest
+            wrapped.append(word if alone else f"a {word} a")
         encodings = self._tokenizer.encode_batch(wrapped, add_special_tokens=False)
         offsets = []
         for word, text, encoding in zip(words, wrapped, encodings):

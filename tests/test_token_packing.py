@@ -198,9 +198,11 @@ def test_the_real_tokenizer_counts_words_apart_on_hostile_text(e5_tokens):
     def check(text):
         if any(0xD800 <= ord(c) <= 0xDFFF for c in text):
             return  # the tokenizer (Rust strings) can't take lone surrogates, either way
-        # ended by a plain word: a zero-width or control character at the very end of a text
-        # leaves a space that is a token of its own (the chunker asks the counter there)
-        joined = " ".join([*text.split(), "a"])
+        # between plain words, as the chunker's pieces stand after the prompt ("passage: "):
+        # a combining mark normalizes otherwise at the very start of a text, and a zero-width
+        # or control character at its very end leaves a space that is a token of its own
+        # (the chunker asks the counter there)
+        joined = " ".join(["a", *text.split(), "a"])
         cached = len(np.asarray(e5_tokens.token_offsets(joined)).reshape(-1, 2))
         whole = len(e5_tokens.token_offsets._whole(joined))
         assert cached == whole
@@ -208,3 +210,16 @@ def test_the_real_tokenizer_counts_words_apart_on_hostile_text(e5_tokens):
         assert new == old
 
     check()
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("odd", ["<mask>", "x</s>y", "\u0344\u0301", "\u200b", "ab\u200e", "\x01", "\ufeff"])
+def test_words_whose_tokens_depend_on_their_neighbours_with_the_real_tokenizer(e5_tokens, odd):
+    """Special tokens' text, a word starting with a combining mark, characters the
+    normalizer erases or makes spaces: anywhere in a passage, the same passages."""
+    words = ("Rusia membeli roket dari Korea Utara pada musim semi " * 12).split()
+    for at in (0, 1, 60, 61, 62, 63, len(words)):  # past the first passages, which are checked
+        text = " ".join([*words[:at], odd, *words[at:]])
+        for max_tokens in range(8, 30):
+            old, new = both_ways(text, e5_tokens, max_tokens)
+            assert new == old, (at, max_tokens)
