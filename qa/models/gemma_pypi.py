@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
-from qa.files import file_sha256, fsync_dir
+from qa.files import file_sha256
 from qa.models import e5_q4
 from qa.models.e5_q4 import ModelUnavailable
 
@@ -390,14 +390,8 @@ def ensure_gemma_model(
             files = extract_model(source, archive, folder, steps)
             archive.unlink()
             _write_marker(folder, source, files)
-            e5_q4._finish_permissions(folder)
-            e5_q4._fsync_tree(folder)
-            try:
-                os.rename(folder, target)
-            except OSError:
-                if not e5_q4.is_complete_build(target, format_version=BUILD_FORMAT_VERSION):
-                    raise
-            fsync_dir(target.parent)
+            e5_q4.publish_build(folder, target,
+                                lambda path: e5_q4.is_complete_build(path, format_version=BUILD_FORMAT_VERSION))
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(wheel_dir, ignore_errors=True)

@@ -30,7 +30,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from qa.embedder import EmbedderError
+from qa.embedder import EmbedderError, PromptedEmbedder
 from qa.token_offsets import TokenizerOffsets
 
 ENGINE_FILE = "engine.json"
@@ -297,7 +297,7 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-class OnnxEmbedder:
+class OnnxEmbedder(PromptedEmbedder):
     """An :class:`qa.embedder.Embedder` on an engine folder written by :func:`export_onnx`.
 
     Queries and passages get the model's own prompts; texts longer than the window
@@ -400,14 +400,6 @@ class OnnxEmbedder:
             out /= np.linalg.norm(out, axis=1, keepdims=True).clip(min=1e-12)
             out = np.ascontiguousarray(out)
         return out
-
-    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
-        """Embed questions with the model's query prompt; unit float32 rows."""
-        return self._encode(list(texts), self.query_prompt, None)
-
-    def embed_passages(self, texts: Sequence[str], progress: BatchProgress | None = None) -> np.ndarray:
-        """Embed passages with the model's passage prompt; unit float32 rows."""
-        return self._encode(list(texts), self.passage_prompt, progress)
 
 
 class EngineTokenOffsets:
