@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/gemma_engine.py --engine DIR [--passages 60] [--rounds 3]
 
-DIR is an engine folder written by ``qa.models.onnx_engine.export_onnx``. Each
+DIR is an engine folder written by ``qa.models.onnx_export.export_onnx``. Each
 measurement runs in a fresh process, engines interleaved round by round, so that a
 noisy shared machine hurts them alike:
 - start: process start (before any import) to the first query vector: imports,

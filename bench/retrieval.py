@@ -142,7 +142,7 @@ def load(name: str, split: str) -> Dataset:
 class Vectors:
     """Embeds with the product's two paths and caches the vectors on disk.
 
-    With ``onnx_engine`` (a folder written by ``qa.models.onnx_engine.export_onnx``),
+    With ``onnx_engine`` (a folder written by ``qa.models.onnx_export.export_onnx``),
     passages and questions both go through that engine instead, truncated to ``dim``
     coordinates when given (Matryoshka).
     """

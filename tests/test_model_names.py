@@ -103,7 +103,7 @@ def fake_export(exported):
 
 def test_gemma_builds_its_onnx_engine_through_load_embedder_when_the_wheels_are_good(
         good_wheels, monkeypatch, tmp_path):
-    from qa.models import gemma, onnx_engine
+    from qa.models import gemma, onnx_engine, onnx_export
 
     exported, loaded = [], []
 
@@ -111,7 +111,7 @@ def test_gemma_builds_its_onnx_engine_through_load_embedder_when_the_wheels_are_
         def __init__(self, path, name, prepack=True):
             loaded.append((str(path), name))
 
-    monkeypatch.setattr(onnx_engine, "export_onnx", fake_export(exported))
+    monkeypatch.setattr(onnx_export, "export_onnx", fake_export(exported))
     monkeypatch.setattr(onnx_engine, "OnnxEmbedder", Loaded)
     lines = []
     load_embedder("embeddinggemma", progress=lines.append)
@@ -125,12 +125,12 @@ def test_gemma_builds_its_onnx_engine_through_load_embedder_when_the_wheels_are_
 
 
 def test_a_failed_onnx_export_falls_back_to_e5_in_one_line(fake_e5, good_wheels, monkeypatch, tmp_path):
-    from qa.models import gemma, onnx_engine
+    from qa.models import gemma, onnx_export
 
     def broken(model_dir, out_dir, progress=None, quantize=True):
         raise RuntimeError("Unsupported ONNX opset\nand a second line")
 
-    monkeypatch.setattr(onnx_engine, "export_onnx", broken)
+    monkeypatch.setattr(onnx_export, "export_onnx", broken)
     lines = []
     embedder = load_embedder("embeddinggemma", progress=lines.append)
     assert embedder.name == E5_MODEL

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from qa.embedder import EmbedderError
-from qa.models.onnx_engine import ENGINE_FILE, ONNX_FILE, EngineError, OnnxEmbedder, export_onnx
+from qa.models.onnx_engine import ENGINE_FILE, ONNX_FILE, EngineError, OnnxEmbedder
+from qa.models.onnx_export import export_onnx
 
 WORDS = ("rusia drone iran shahed membeli dari korea utara roket the quick brown fox jumps over "
          "lazy dog harga minyak naik turun pasar saham jakarta presiden menteri kata pejabat").split()
@@ -215,7 +216,7 @@ def test_int8_keeps_the_outlier_prone_matmuls_in_fp32(tiny):
     """The MLP down projections and the Dense layers stay fp32 in the int8 engine."""
     import onnx
 
-    from qa.models.onnx_engine import _sensitive_matmuls
+    from qa.models.onnx_export import _sensitive_matmuls
 
     _, fp32, int8, _ = tiny
     kept = _sensitive_matmuls(fp32 / ONNX_FILE)

