@@ -276,24 +276,6 @@ def machine() -> str:
     return f"nproc {os.cpu_count()} ({len(os.sched_getaffinity(0))} usable), CPU {model}{mem}, {platform.platform()}, Python {platform.python_version()}"
 
 
-def stop_services(runtime: Path) -> None:
-    """SIGTERM every warm service whose socket is in ``runtime``/qa (they would idle out)."""
-    import signal
-    import socket
-
-    from qa import embed_service
-
-    for path in (runtime / "qa").glob("embed-*.sock"):
-        try:
-            with socket.socket(socket.AF_UNIX) as conn:
-                conn.connect(str(path))
-                embed_service.send_message(conn, {"op": "hello"})
-                hello, _ = embed_service.receive_message(conn)
-            os.kill(int(hello["pid"]), signal.SIGTERM)
-        except (OSError, embed_service.ServiceError, KeyError, ValueError):
-            pass
-
-
 def wait_for_service(runtime: Path, timeout: float = 120.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -309,6 +291,8 @@ def throughput(run_: Run) -> tuple[int, float]:
 
 
 def main() -> None:
+    from qa.embed_service import stop_services
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="fresh processes per figure (default 5)")
     parser.add_argument("--corpus-passages", type=int, default=300,
@@ -356,7 +340,7 @@ def main() -> None:
             results["gemma"]["ask"].append(run([QA, "ask", QUESTION], served))
             results["gemma"]["ask_cold"].append(run([QA, "ask", QUESTION], envs["gemma"]))
             results["e5"]["ask"].append(run([QA, "ask", QUESTION], envs["e5"]))
-        stop_services(runtime)
+        stop_services(runtime / "qa")
 
         for name in models:
             say(f"{name}: qa chat under a pty ({n} sessions of {len(chat_questions)} questions)")
@@ -379,7 +363,7 @@ def main() -> None:
             results[name]["corpus"] = run([QA, "index", *flags, *map(str, corpus)],
                                           {**envs[name], "QA_INDEX_DIR": str(tmp / f"corpus-{name}")})
     finally:
-        stop_services(runtime)
+        stop_services(runtime / "qa")
         shutil.rmtree(tmp, ignore_errors=True)
 
     def col(rs: list[Run]) -> list[float]:
@@ -414,7 +398,7 @@ def main() -> None:
          mb([c.max_rss_kb for c in e["chat"]]), ""),
         ("`qa index` of the bundled article (1 run)", "report", f"{g['index'].seconds:.1f} s", "",
          f"{e['index'].seconds:.1f} s", ""),
-        (f"`qa index` throughput, synthetic corpus (passages and their sentences; 1 run each)", "≥ 0.5 × e5",
+        ("`qa index` throughput, synthetic corpus (passages and their sentences; 1 run each)", "≥ 0.5 × e5",
          f"{rate['gemma']:.1f} passages/s", verdict(-rate["gemma"], -0.5 * rate["e5"]) + f" (ratio {rate['gemma'] / rate['e5']:.2f})",
          f"{rate['e5']:.1f} passages/s", ""),
     ]

@@ -87,9 +87,14 @@ def socket_path(key: str) -> Path | None:
 # --------------------------------------------------------------------------- wire
 
 
+def _peer(conn: socket.socket) -> tuple[int, int]:
+    """The process id and user id of the other end of ``conn``, as the kernel knows them."""
+    pid, uid, _gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+    return pid, uid
+
+
 def _peer_uid(conn: socket.socket) -> int:
-    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    return struct.unpack("3i", creds)[1]
+    return _peer(conn)[1]
 
 
 def _receive_exactly(conn: socket.socket, size: int) -> bytes:
@@ -250,6 +255,31 @@ def start_in_background(key: str, engine_dir: Path, name: str) -> bool:
     return True
 
 
+def stop_services(folder: Path) -> int:
+    """Ask every service whose socket is in ``folder`` to leave now; return how many were.
+
+    For benchmarks and tests that start services, and for a user who wants the memory
+    back before the idle exit. Each is a service of this user (checked by
+    :func:`_connect`) that answers a hello; it gets SIGTERM at the process id the kernel
+    gives for its socket, not one it claims, and removes its socket as it leaves.
+    """
+    import signal
+
+    stopped = 0
+    for path in sorted(Path(folder).glob("embed-*.sock")):
+        try:
+            with _connect(path, REPLY_TIMEOUT_S) as conn:
+                send_message(conn, {"op": "hello"})
+                hello, _ = receive_message(conn)
+                pid = _peer(conn)[0]
+            if hello.get("protocol") == PROTOCOL and pid > 0:
+                os.kill(pid, signal.SIGTERM)
+                stopped += 1
+        except (OSError, ServiceError):
+            pass
+    return stopped
+
+
 # --------------------------------------------------------------------------- server
 
 
@@ -329,17 +359,21 @@ def _answer(conn: socket.socket, embedder, hello: dict) -> None:
         pass
 
 
-def main(argv: list[str]) -> None:
-    """``python -m qa.embed_service KEY ENGINE_DIR NAME``: serve that ONNX engine."""
+def run_service(key: str, embedder) -> None:
+    """:func:`serve` as the main thread of a process of its own: SIGTERM (see
+    :func:`stop_services`) leaves through serve()'s cleanup, so the socket is removed."""
     import signal
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    serve(key, embedder)
+
+
+def main(argv: list[str]) -> None:
+    """``python -m qa.embed_service KEY ENGINE_DIR NAME``: serve that ONNX engine."""
     key, engine_dir, name = argv
     from qa.models.onnx_engine import OnnxEmbedder
 
-    # SIGTERM leaves through serve()'s cleanup: the socket is removed, not left dangling.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-
-    serve(key, OnnxEmbedder(Path(engine_dir), name=name))
+    run_service(key, OnnxEmbedder(Path(engine_dir), name=name))
 
 
 if __name__ == "__main__":

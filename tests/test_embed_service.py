@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -151,3 +153,20 @@ def test_malformed_requests_get_an_error_and_the_service_goes_on(runtime):
         conn.sendall(b"\xff\xff\xff\xffjunk")
     assert embed_service.connect("k7", fallback_model([])).embed_queries(["still here"]).shape == (1, 64)
     thread.join(timeout=10)
+
+
+def test_stop_services_ends_a_service_process_and_its_socket(runtime):
+    serve = ("import sys; sys.path.insert(0, 'tests'); from conftest import FakeEmbedder; "
+             "from qa import embed_service; embed_service.run_service('k8', FakeEmbedder())")
+    process = subprocess.Popen([sys.executable, "-c", serve], env={**os.environ, "QA_SERVICE_IDLE": "60"})
+    try:
+        path = embed_service.socket_path("k8")
+        deadline = time.monotonic() + 60
+        while not path.is_socket():
+            assert time.monotonic() < deadline and process.poll() is None, "the service never listened"
+            time.sleep(0.05)
+        assert embed_service.stop_services(runtime) == 1
+        assert process.wait(timeout=30) == 0  # SIGTERM leaves through the cleanup
+        assert not path.exists() and embed_service.stop_services(runtime) == 0
+    finally:
+        process.kill()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from qa.cli import app
+from qa.embed_service import stop_services
 from qa.models.names import GEMMA_MODEL
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
@@ -97,20 +97,5 @@ def test_the_warm_service_answers_later_questions_without_loading_the_engine(gem
             monkeypatch.setenv(key, env[key])
         assert isinstance(load_query_embedder(GEMMA_MODEL), ServiceEmbedder)
     finally:
-        _stop_services(runtime / "qa")
+        stop_services(runtime / "qa")
 
-
-def _stop_services(folder: Path) -> None:
-    from qa import embed_service
-
-    for path in folder.glob("embed-*.sock"):
-        import socket
-
-        try:
-            with socket.socket(socket.AF_UNIX) as conn:
-                conn.connect(str(path))
-                embed_service.send_message(conn, {"op": "hello"})
-                hello, _ = embed_service.receive_message(conn)
-            os.kill(int(hello["pid"]), signal.SIGTERM)
-        except (OSError, embed_service.ServiceError, KeyError, ValueError):
-            pass
