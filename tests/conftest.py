@@ -59,6 +59,23 @@ class FakeEmbedder:
         return vectors
 
 
+class FileProxy:
+    """An open file that passes everything to ``handle``: tests subclass it to watch or
+    disturb one method (``write``, ``read``) of the files qa opens."""
+
+    def __init__(self, handle):
+        self.handle = handle
+
+    def __getattr__(self, name):
+        return getattr(self.handle, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.close()
+
+
 @pytest.fixture(autouse=True)
 def isolated_dirs(tmp_path, monkeypatch):
     """Give every test its own index dir; share one model cache across the run."""

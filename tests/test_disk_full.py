@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import FAKE_MODEL
+from conftest import FAKE_MODEL, FileProxy
 from qa import files, index_write
 from qa.cli import app
 from qa.store import read_index
@@ -59,19 +59,7 @@ class DiskFull:
         real_write_index, real_mkstemp = faiss.write_index, tempfile.mkstemp
         full = self
 
-        class Limited:
-            def __init__(self, handle):
-                self.handle = handle
-
-            def __getattr__(self, name):
-                return getattr(self.handle, name)
-
-            def __enter__(self):
-                return self
-
-            def __exit__(self, *exc):
-                self.handle.close()
-
+        class Limited(FileProxy):
             def write(self, data):
                 full.use(len(data) if isinstance(data, (bytes, str)) else memoryview(data).nbytes)
                 return self.handle.write(data)

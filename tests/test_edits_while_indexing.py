@@ -13,7 +13,7 @@ import os
 
 from typer.testing import CliRunner
 
-from conftest import FAKE_MODEL
+from conftest import FAKE_MODEL, FileProxy
 from qa import update_plan  # where qa index chunks each document it reads
 from qa.cli import app
 from qa.store import read_index
@@ -118,19 +118,7 @@ def test_a_file_written_while_it_is_read_is_read_again(tmp_path, monkeypatch):
     real_open = extract.open_regular
     reads = []
 
-    class EditedOnFirstRead:
-        def __init__(self, handle):
-            self.handle = handle
-
-        def __getattr__(self, name):
-            return getattr(self.handle, name)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.handle.close()
-
+    class EditedOnFirstRead(FileProxy):
         def read(self, *args):
             data = self.handle.read(*args)
             reads.append(data)
