@@ -148,20 +148,20 @@ def _gemma_for_questions(progress: Callable[[str], None] | None, one_shot: bool)
     question, a quick in-process session (starting the service for the next question);
     for many (chat, serve), the engine loaded in-process."""
     from qa import embed_service
-    from qa.models import gemma
+    from qa.models import gemma, onnx_engine
     from qa.paths import cache_dir
 
     key = gemma.engine_key(cache_dir())
     if key is not None:
-        served = embed_service.connect(key, fallback=lambda: _load_gemma(None))
+        engine = gemma.gemma_engine_dir(cache_dir())
+        # The very engine the service runs, should it go away: never another model's vectors.
+        served = embed_service.connect(key, fallback=lambda: onnx_engine.OnnxEmbedder(engine, name=GEMMA_MODEL))
         if served is not None:
-            from qa.models.onnx_engine import EngineTokenOffsets
-
             # Documents an ask or chat re-reads are cut by the engine's offsets (qa.token_packing).
-            served.token_offsets = EngineTokenOffsets(gemma.gemma_engine_dir(cache_dir()))
+            served.token_offsets = onnx_engine.EngineTokenOffsets(engine)
             return served
         if one_shot:
-            embed_service.start_in_background(key, gemma.gemma_engine_dir(cache_dir()), GEMMA_MODEL)
+            embed_service.start_in_background(key, engine, GEMMA_MODEL)
     return _load_gemma(progress, quick_start=one_shot)
 
 
