@@ -25,7 +25,6 @@ import os
 import random
 import shutil
 import signal
-import stat
 import sys
 from pathlib import Path
 

@@ -54,7 +54,6 @@ def test_a_forged_manifest_never_makes_ask_read_a_private_file(fake_model, tmp_p
         manifest["roots"] = [str(private)]
 
     forge(index_dir, point_at_the_key)
-    real_open, opened = os.open, []
 
     asked = runner.invoke(app, ["ask", "--index-dir", str(index_dir), "--json", "private key secret"])
     assert asked.exit_code == REFUSED_EXIT, asked.output

@@ -22,7 +22,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import FAKE_MODEL
-from qa import store, vectorstore
+from qa import vectorstore
 from qa.cli import app
 from qa.store import CURRENT, LOCK, MANIFEST, MANIFEST_SHA, MANIFEST_SIG, IndexBusy, StoreError, writer_lock
 

@@ -5,7 +5,6 @@ import json
 import re
 
 import pytest
-from rich.console import Console
 from rich.text import Text
 from typer.testing import CliRunner
 

@@ -104,7 +104,6 @@ def test_a_counter_the_offsets_disagree_with_is_used_the_old_way():
 
     text = prose("paragraphs", 5_000)
     tokens = WrongOffsets()
-    settings = ChunkSettings(max_tokens=40)
     groups = [(0, len(text))]
     assert token_packing.chunk_groups(text, groups, tokens.count_tokens, tokens.count_tokens, tokens.token_offsets,
                                       "", 40) is None
