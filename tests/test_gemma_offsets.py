@@ -21,10 +21,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qa.documents import ChunkSettings, Document, chunk_document, normalize_for_model
+from qa.documents import normalize_for_model
 from qa.paths import BUNDLED_ARTICLE
 from test_properties import ONE_MB, PROPERTY, any_text
-from test_token_packing import prose
+from test_token_packing import both_ways, prose
 
 
 def engine_dir() -> Path:
@@ -70,14 +70,6 @@ _bind()
 @pytest.fixture(scope="module")
 def gemma():
     return GemmaTokens(engine_dir(), "sentencepiece")
-
-
-def both_ways(text: str, tokens, max_tokens: int = 160, title_as_context: bool = False):
-    chunk_settings = ChunkSettings(max_tokens=max_tokens, title_as_context=title_as_context)
-    document = Document("doc.txt", text, "0")
-    old = chunk_document(document, tokens.count_tokens, chunk_settings)
-    new = chunk_document(document, tokens.count_tokens, chunk_settings, token_offsets=tokens.token_offsets)
-    return old, new
 
 
 def by_offsets(text: str, tokens, max_tokens: int):
