@@ -37,7 +37,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from retrieval import REPO, Vectors, background_for, load  # noqa: E402
-from tune_refusal import prepared, signals  # noqa: E402
+from tune_refusal import pool_rows, prepared, signals  # noqa: E402
 
 from qa.models.names import GEMMA_MODEL  # noqa: E402
 from qa.retriever import config_for_model  # noqa: E402
@@ -55,7 +55,7 @@ def pairs(name: str, split: str, limit: int | None, vectors: Vectors, background
     answerable_texts = [q for q, g in zip(ds.questions, ds.gold) if g >= 0]
     unanswerable_texts = [q for q, g in zip(ds.questions, ds.gold) if g < 0]
     rng = random.Random(seed)
-    everything = np.ones(len(pool.texts), dtype=bool)
+    everything = pool_rows(pool, -1, drop_gold=False)
     out = []
     for i in rng.sample(range(len(asked.gold)), min(limit or len(asked.gold), len(asked.gold))):
         question, terms, gold = asked.vectors[i], asked.terms[i], asked.gold[i]
@@ -63,8 +63,7 @@ def pairs(name: str, split: str, limit: int | None, vectors: Vectors, background
         out.append((answerable_texts[i], pool.texts[first], int(first == gold), "first", best))
         if first != gold:
             out.append((answerable_texts[i], pool.texts[gold], 1, "gold", float("nan")))
-        others = np.asarray([text != pool.texts[gold] for text in pool.texts])
-        best, _, _, near = signals(question, terms, pool, others, config, background)
+        best, _, _, near = signals(question, terms, pool, pool_rows(pool, gold, drop_gold=True), config, background)
         out.append((answerable_texts[i], pool.texts[near], 0, "near", best))
     for i in rng.sample(range(len(unanswerable.gold)), min(limit or len(unanswerable.gold), len(unanswerable.gold))):
         best, _, _, first = signals(unanswerable.vectors[i], unanswerable.terms[i], pool, everything, config, background)

@@ -35,7 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from retrieval import Vectors, background_for  # noqa: E402
-from tune_refusal import Asked, Pool, prepared, signals, source  # noqa: E402
+from tune_refusal import Asked, Pool, pool_rows, prepared, signals, source  # noqa: E402
 
 from qa.models.names import GEMMA_MODEL  # noqa: E402
 from qa.retriever import config_for_model  # noqa: E402
@@ -83,9 +83,7 @@ class Judged:
         sentences = sentence_rows(pool)
         rows, features, firsts = [], [], []
         for question, question_terms, gold in zip(asked.vectors, asked.terms, asked.gold):
-            keep = np.ones(len(pool.texts), dtype=bool)
-            if drop_gold and gold >= 0:
-                keep &= np.asarray([text != pool.texts[gold] for text in pool.texts])
+            keep = pool_rows(pool, gold, drop_gold)
             best, margin, _, first = signals(question, question_terms, pool, keep, config, background)
             level = best - margin
             rows.append((best, margin))

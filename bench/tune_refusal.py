@@ -102,6 +102,14 @@ def signals(question: np.ndarray, question_terms: list[str], pool: Pool, keep: n
     return best, best - background_level(question, background), best - second, first
 
 
+def pool_rows(pool: Pool, gold: int, drop_gold: bool) -> np.ndarray:
+    """The rows of ``pool`` a question with gold passage ``gold`` is asked of: every one,
+    or with ``drop_gold`` all but its gold passage and every passage of the same text."""
+    if drop_gold and gold >= 0:
+        return np.asarray([text != pool.texts[gold] for text in pool.texts])
+    return np.ones(len(pool.texts), dtype=bool)
+
+
 def table(asked: Asked, pool: Pool, config: RetrievalConfig, background: np.ndarray,
           drop_gold: bool) -> tuple[np.ndarray, np.ndarray]:
     """Return the (questions x 3) signals of ``asked`` against ``pool``, and which questions
@@ -112,10 +120,7 @@ def table(asked: Asked, pool: Pool, config: RetrievalConfig, background: np.ndar
     """
     rows, hits = [], []
     for question, question_terms, gold in zip(asked.vectors, asked.terms, asked.gold):
-        keep = np.ones(len(pool.texts), dtype=bool)
-        if drop_gold and gold >= 0:
-            keep &= np.asarray([text != pool.texts[gold] for text in pool.texts])
-        *values, first = signals(question, question_terms, pool, keep, config, background)
+        *values, first = signals(question, question_terms, pool, pool_rows(pool, gold, drop_gold), config, background)
         rows.append(values)
         hits.append(first == gold)
     return np.asarray(rows, dtype=np.float64), np.asarray(hits)
