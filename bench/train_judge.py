@@ -25,7 +25,6 @@ answerable set (margin, floor and the judge's threshold chosen together).
 from __future__ import annotations
 
 import argparse
-import itertools
 import sys
 import time
 from pathlib import Path
@@ -35,7 +34,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from retrieval import Vectors, background_for  # noqa: E402
-from tune_refusal import Asked, Pool, pool_rows, prepared, signals, source  # noqa: E402
+from tune_refusal import Asked, Pool, pool_rows, prepared, question_sets, signals  # noqa: E402
 
 from qa.models.names import GEMMA_MODEL  # noqa: E402
 from qa.retriever import config_for_model  # noqa: E402
@@ -122,20 +121,11 @@ def training_examples(data: dict, config, background: np.ndarray) -> tuple[np.nd
 
 
 def valid_sets(data: dict, config, background: np.ndarray) -> tuple[dict, dict, dict]:
-    """Return (answerable, unanswerable, hit@1): Judged sets by name, as tune_refusal's signal_tables."""
-    answerable, unanswerable, hit = {}, {}, {}
-    for name, (pool, asked, own) in data.items():
-        answerable[name] = Judged(asked, pool, config, background, drop_gold=False)
-        hit[name] = float((answerable[name].first == np.asarray(asked.gold)).mean())
-        unanswerable[f"{name} without gold (near)"] = Judged(asked, pool, config, background, drop_gold=True)
-        if own.gold:
-            unanswerable[f"{name} unanswerable (real)"] = Judged(own, pool, config, background, drop_gold=False)
-    asked_of = set()
-    for (name, (_, asked, _)), (other, (pool, _, _)) in itertools.permutations(data.items(), 2):
-        if source(name) == source(other) or (source(name), other) in asked_of:
-            continue
-        asked_of.add((source(name), other))
-        unanswerable[f"{name} on {other} (off)"] = Judged(asked, pool, config, background, drop_gold=False)
+    """Return (answerable, unanswerable, hit@1): Judged sets by name (tune_refusal's
+    question_sets), and each dataset's Hit@1."""
+    answerable, unanswerable = question_sets(
+        data, lambda asked, pool, drop_gold: Judged(asked, pool, config, background, drop_gold))
+    hit = {name: float((judged.first == np.asarray(data[name][1].gold)).mean()) for name, judged in answerable.items()}
     return answerable, unanswerable, hit
 
 
@@ -205,7 +195,7 @@ def main() -> None:
               + f" | {mean:.3f} |", flush=True)
         return mean
 
-    today = {n: float(((s.margin < config.answer_margin) | (s.best < config.answer_floor)).mean()) for n, s in sets.items()}
+    today = {n: float(s.rule_refuses(config).mean()) for n, s in sets.items()}
     row("rule today", config.answer_margin, config.answer_floor, 0.0, today)
     margin, floor, _, shares = best_rule(sets, None, set(answerable), args.max_refused)
     row("rule, best here", margin, floor, 0.0, shares)

@@ -187,24 +187,34 @@ def best_rule(signal_names: tuple[str, ...], answerable: dict[str, np.ndarray], 
     return best[1:] if best else (None, {}, {})
 
 
-def signal_tables(data: dict, config: RetrievalConfig, background: np.ndarray):
-    """Return (answerable, unanswerable, hit@1): signal tables by set name, and each
-    dataset's Hit@1 with ``config``. Off-topic sets pair datasets of different sources."""
-    answerable, unanswerable, hit = {}, {}, {}
+def question_sets(data: dict, measure) -> tuple[dict, dict]:
+    """Return (answerable, unanswerable): ``measure(asked, pool, drop_gold)`` of every set of
+    questions made from ``data`` ({name: prepared(...)}), by set name. Unanswerable sets:
+    each dataset's questions without their gold passage (near), its own unanswerable
+    questions (real), and its questions asked of a dataset of another source (off)."""
+    answerable, unanswerable = {}, {}
     for name, (pool, asked, own_unanswerable) in data.items():
-        answerable[name], hits = table(asked, pool, config, background, drop_gold=False)
-        hit[name] = float(hits.mean())
-        unanswerable[f"{name} without gold (near)"] = table(asked, pool, config, background, drop_gold=True)[0]
+        answerable[name] = measure(asked, pool, False)
+        unanswerable[f"{name} without gold (near)"] = measure(asked, pool, True)
         if own_unanswerable.gold:
-            unanswerable[f"{name} unanswerable (real)"] = table(own_unanswerable, pool, config, background, False)[0]
+            unanswerable[f"{name} unanswerable (real)"] = measure(own_unanswerable, pool, False)
     asked_of = set()
     for (name, (_, asked, _)), (other, (pool, _, _)) in itertools.permutations(data.items(), 2):
         # nusax5's passages hold nusax's answers, and asks nusax's questions again.
         if source(name) == source(other) or (source(name), other) in asked_of:
             continue
         asked_of.add((source(name), other))
-        unanswerable[f"{name} on {other} (off)"] = table(asked, pool, config, background, drop_gold=False)[0]
-    return answerable, unanswerable, hit
+        unanswerable[f"{name} on {other} (off)"] = measure(asked, pool, False)
+    return answerable, unanswerable
+
+
+def signal_tables(data: dict, config: RetrievalConfig, background: np.ndarray):
+    """Return (answerable, unanswerable, hit@1): signal tables by set name, and each
+    dataset's Hit@1 with ``config`` (:func:`question_sets`)."""
+    answerable, unanswerable = question_sets(
+        data, lambda asked, pool, drop_gold: table(asked, pool, config, background, drop_gold))
+    hit = {name: float(hits.mean()) for name, (_, hits) in answerable.items()}
+    return ({name: t for name, (t, _) in answerable.items()}, {name: t for name, (t, _) in unanswerable.items()}, hit)
 
 
 def print_signals(answerable: dict, unanswerable: dict) -> None:
